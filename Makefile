@@ -1,0 +1,36 @@
+# zeroclick: the two commands a fresh machine needs are `make demo` and `make test`.
+# Both create .venv on first use and reuse it afterwards (a stamp file tracks setup.cfg/pyproject.toml).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ZC     := $(VENV)/bin/zeroclick
+STAMP  := $(VENV)/.zeroclick-installed
+DEMO   ?= demo-out
+# CPU machines take the local CPU wheel of torch; a machine with an NVIDIA driver takes the CUDA build from PyPI.
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
+PYTEST_ARGS ?=
+
+.PHONY: demo test install lint clean-venv
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,pacs,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m pipelines.demo --out $(DEMO)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check imaging pipelines weights benchmarks tests
+	$(VENV)/bin/mypy
+
+clean-venv:
+	rm -rf $(VENV)

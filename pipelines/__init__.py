@@ -1,0 +1,5 @@
+"""zeroclick clinical pipelines (cardiac MRI, histology), PACS integration, cohorts and the CLI."""
+
+import logging
+
+logging.getLogger("pipelines").addHandler(logging.NullHandler())
