@@ -1,0 +1,418 @@
+"""``CardiacResult``: everything one cardiac MRI analysis produced, in one frozen, documented object.
+
+Stable contract for the report writers (DICOM SEG / SR / PDF, ``pipelines.cardiac.report``):
+
+* measurements live in named, unit-suffixed fields of nested frozen dataclasses
+  (:class:`FunctionResult`, :class:`LgeResult`, :class:`AhaResult`); a value that could not be measured
+  is ``None`` and a :class:`QcFlag` says why;
+* label masks are :class:`imaging.volume.Volume` objects on the grid of their source series (same affine,
+  same ``sop_instance_uids`` and ``series_instance_uid``), so a SEG can reference its source images:
+  ``masks.cine_ed`` / ``masks.cine_es`` (3-D, ACDC labels 0 bg, 1 RV, 2 myocardium, 3 LV cavity),
+  ``masks.cine_all`` (4-D, only with ``all_phases=True``), ``masks.lge`` (3-D, EMIDEC labels 0 bg,
+  1 cavity, 2 healthy myocardium, 3 infarct, 4 MVO);
+* the source images are kept in ``images`` (same Volumes the network saw, before preprocessing);
+* ``series`` lists the source series (:class:`SeriesReference`) with their UIDs;
+* ``provenance`` says which weights (id + SHA-256), versions, device, per-stage seconds, and how ED/ES were chosen.
+
+``to_dict()`` gives a JSON-ready dict without pixel arrays; ``measurements`` gives the flat dict of the key
+numbers written at the top of ``report.json`` (keys compatible with ``shared/data/cmr/reference.json``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from imaging.volume import Volume
+
+Severity = Literal["info", "warning", "error"]
+Status = Literal["ok", "partial", "failed"]
+
+#: AHA 16-segment names, index = segment number.
+AHA_SEGMENT_NAMES: dict[int, str] = {
+    1: "basal anterior",
+    2: "basal anteroseptal",
+    3: "basal inferoseptal",
+    4: "basal inferior",
+    5: "basal inferolateral",
+    6: "basal anterolateral",
+    7: "mid anterior",
+    8: "mid anteroseptal",
+    9: "mid inferoseptal",
+    10: "mid inferior",
+    11: "mid inferolateral",
+    12: "mid anterolateral",
+    13: "apical anterior",
+    14: "apical septal",
+    15: "apical inferior",
+    16: "apical lateral",
+}
+
+MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+
+
+@dataclass(frozen=True)
+class QcFlag:
+    """One quality-control finding. ``severity='error'`` means the named measurements are not valid.
+
+    ``code`` is a stable machine-readable key (e.g. ``ef_implausible``), ``message`` plain words for a reader,
+    ``affects`` the measurement field names that the finding invalidates or qualifies.
+    """
+
+    code: str
+    severity: Severity
+    message: str
+    stage: str = ""
+    affects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SeriesReference:
+    """A source series used by the analysis (``role``: ``cine_sax`` or ``lge``)."""
+
+    role: str
+    series_instance_uid: str
+    study_instance_uid: str = ""
+    frame_of_reference_uid: str = ""
+    description: str = ""
+    n_images: int = 0
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class PhaseChoice:
+    """How end-diastole and end-systole were chosen (0-based phase indices of the cine).
+
+    ``method`` is one of ``given`` (named by the input, e.g. ACDC Info.cfg), ``single_phase``,
+    ``all_phases`` (full stack segmented at every phase), ``few_slice_search`` (all phases of
+    ``search_slices`` only, then the full stack at ED and ES), ``few_slice_search+confirmed`` (a neighbouring
+    phase was within ``margin_fraction`` of the extreme on the few-slice curve, so the full stack was also
+    segmented at ``confirmed_phases`` and the larger/smaller whole-stack LV volume decided).
+    """
+
+    ed_phase: int
+    es_phase: int
+    method: str
+    n_phases: int
+    search_slices: tuple[int, ...] = ()
+    search_curve_ml: tuple[float, ...] = ()
+    confirmed_phases: tuple[int, ...] = ()
+    full_stack_lv_ml: dict[int, float] = field(default_factory=dict)
+    margin_fraction: float = 0.0
+    ed_trigger_time_ms: float | None = None
+    es_trigger_time_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class FunctionResult:
+    """Biventricular function from the cine short axis (ACDC convention: papillary muscles in the cavity).
+
+    Volumes are voxel count x voxel volume over the LV slices (see :mod:`pipelines.cardiac.function` for the
+    basal and apical slice rules). Indexed values use Mosteller BSA and are ``None`` without height and weight.
+    """
+
+    lv_edv_ml: float
+    lv_esv_ml: float
+    lv_sv_ml: float
+    lv_ef_percent: float | None
+    rv_edv_ml: float
+    rv_esv_ml: float
+    rv_sv_ml: float
+    rv_ef_percent: float | None
+    myo_volume_ed_ml: float
+    myo_mass_ed_g: float
+    myo_volume_es_ml: float
+    myo_mass_es_g: float
+    heart_rate_bpm: float | None = None
+    lv_co_l_per_min: float | None = None
+    rv_co_l_per_min: float | None = None
+    bsa_m2: float | None = None
+    lv_edv_index_ml_per_m2: float | None = None
+    lv_esv_index_ml_per_m2: float | None = None
+    lv_sv_index_ml_per_m2: float | None = None
+    rv_edv_index_ml_per_m2: float | None = None
+    rv_esv_index_ml_per_m2: float | None = None
+    myo_mass_index_g_per_m2: float | None = None
+    lv_ci_l_per_min_per_m2: float | None = None
+    lv_slices: tuple[int, ...] = ()
+    base_slice: int | None = None
+    apex_slice: int | None = None
+    lv_volume_curve_ml: tuple[float, ...] = ()
+    rv_volume_curve_ml: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class SegmentValues:
+    """Values of one AHA segment (1-16). ``None`` where the segment had no myocardium or no data."""
+
+    segment: int
+    name: str
+    ed_thickness_mm: float | None = None
+    es_thickness_mm: float | None = None
+    thickening_percent: float | None = None
+    thin_at_ed: bool | None = None
+    transmurality_percent: float | None = None
+    infarct_ml: float | None = None
+
+
+@dataclass(frozen=True)
+class AhaResult:
+    """AHA 16-segment model (convention in .devwork/CONTRACTS.md, documented in :mod:`pipelines.cardiac.aha`)."""
+
+    segments: tuple[SegmentValues, ...]
+    thin_wall_threshold_mm: float = 5.5
+    basal_slices: tuple[int, ...] = ()
+    mid_slices: tuple[int, ...] = ()
+    apical_slices: tuple[int, ...] = ()
+    insertion_source: str = ""
+
+    def bullseye(self, name: str) -> dict[int, float | None]:
+        """Segment number -> value of ``name`` (e.g. ``'ed_thickness_mm'``) for a bullseye plot."""
+        return {s.segment: getattr(s, name) for s in self.segments}
+
+    def segment(self, number: int) -> SegmentValues:
+        for s in self.segments:
+            if s.segment == number:
+                return s
+        raise KeyError(f"AHA segment {number} not in result (segments 1-16 are reported)")
+
+
+@dataclass(frozen=True)
+class ThresholdScar:
+    """Infarct by a classical signal-intensity rule inside the model's myocardium."""
+
+    method: str
+    threshold_signal: float | None
+    infarct_ml: float
+    infarct_g: float
+    infarct_percent_of_myocardium: float
+    definition: str
+
+
+@dataclass(frozen=True)
+class LgeResult:
+    """Late gadolinium enhancement: model labels (primary) and classical thresholds (``classical``).
+
+    Infarct includes MVO (EMIDEC convention): ``infarct_ml`` counts labels 3+4, ``mvo_ml`` label 4,
+    myocardium labels 2+3+4. Gray zone: see ``gray_zone_definition``.
+    """
+
+    myocardium_ml: float
+    myocardium_g: float
+    cavity_ml: float
+    infarct_ml: float
+    infarct_g: float
+    infarct_percent_of_myocardium: float | None
+    mvo_ml: float
+    mvo_g: float
+    mvo_percent_of_myocardium: float | None
+    remote_mean_signal: float | None = None
+    remote_sd_signal: float | None = None
+    remote_definition: str = ""
+    classical: tuple[ThresholdScar, ...] = ()
+    gray_zone_ml: float | None = None
+    gray_zone_g: float | None = None
+    gray_zone_percent_of_myocardium: float | None = None
+    gray_zone_definition: str = ""
+    segment_transmurality_percent: dict[int, float | None] = field(default_factory=dict)
+    lv_slices: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class RiskFeature:
+    """One post-infarction risk feature: its value, the published threshold or effect size, and the source.
+
+    ``above_threshold`` is ``True``/``False`` for thresholded features and ``None`` for continuous ones
+    (read ``effect_size``) or when the value is missing.
+    """
+
+    name: str
+    value: float | None
+    unit: str
+    above_threshold: bool | None
+    threshold: str
+    effect_size: str
+    citation: str
+    interpretation: str = ""
+
+
+@dataclass(frozen=True)
+class RiskFeatures:
+    """Risk features with their evidence. Deliberately no composite score."""
+
+    features: tuple[RiskFeature, ...] = ()
+
+    def get(self, name: str) -> RiskFeature | None:
+        for f in self.features:
+            if f.name == name:
+                return f
+        return None
+
+
+@dataclass(frozen=True)
+class WeightsRef:
+    """Which network produced a mask."""
+
+    task: str  # "cine" or "lge"
+    weights_id: str
+    sha256: str
+    runtime: str = ""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the numbers came from: versions, weights, device, timings, input kind."""
+
+    zeroclick_version: str
+    input_kind: str  # "dicom", "acdc", "nifti_lge", "volumes"
+    device: str
+    weights: tuple[WeightsRef, ...] = ()
+    versions: dict[str, str] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    slices_inferred: int = 0
+    started_utc: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class CardiacMasks:
+    """Label masks on the grids of their source series (``None`` when that part was not analysed)."""
+
+    cine_ed: Volume | None = None
+    cine_es: Volume | None = None
+    cine_all: Volume | None = None
+    lge: Volume | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class CardiacImages:
+    """The source images the masks belong to: ``cine`` (4-D, or 3-D ED only) and ``lge`` (3-D)."""
+
+    cine: Volume | None = None
+    cine_es: Volume | None = None
+    lge: Volume | None = None
+
+
+#: measurement key in report.json -> (attribute of CardiacResult, field name).
+MEASUREMENT_KEYS: dict[str, tuple[str, str]] = {
+    **{k: ("function", k) for k in (
+        "lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml",
+        "rv_ef_percent", "myo_volume_ed_ml", "myo_mass_ed_g", "myo_volume_es_ml", "myo_mass_es_g",
+        "heart_rate_bpm", "lv_co_l_per_min", "bsa_m2", "lv_edv_index_ml_per_m2", "lv_esv_index_ml_per_m2",
+        "lv_sv_index_ml_per_m2", "rv_edv_index_ml_per_m2", "rv_esv_index_ml_per_m2", "myo_mass_index_g_per_m2",
+        "lv_ci_l_per_min_per_m2")},
+    "myocardium_ml": ("lge", "myocardium_ml"),
+    "myocardium_mass_g": ("lge", "myocardium_g"),
+    "cavity_ml": ("lge", "cavity_ml"),
+    "infarct_ml": ("lge", "infarct_ml"),
+    "infarct_g": ("lge", "infarct_g"),
+    "mvo_ml": ("lge", "mvo_ml"),
+    "mvo_g": ("lge", "mvo_g"),
+    "infarct_percent_of_myocardium": ("lge", "infarct_percent_of_myocardium"),
+    "mvo_percent_of_myocardium": ("lge", "mvo_percent_of_myocardium"),
+    "gray_zone_g": ("lge", "gray_zone_g"),
+    "gray_zone_percent_of_myocardium": ("lge", "gray_zone_percent_of_myocardium"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class CardiacResult:
+    """The result of :func:`pipelines.cardiac.run`.
+
+    ``status`` is ``ok`` (every requested part measured, no error flag), ``partial`` (some part missing or
+    flagged with severity ``error``) or ``failed`` (nothing valid; ``failure_reason`` says why).
+    """
+
+    status: Status
+    source: str
+    function: FunctionResult | None = None
+    aha: AhaResult | None = None
+    lge: LgeResult | None = None
+    risk: RiskFeatures = field(default_factory=RiskFeatures)
+    phases: PhaseChoice | None = None
+    series: tuple[SeriesReference, ...] = ()
+    qc: tuple[QcFlag, ...] = ()
+    warnings: tuple[str, ...] = ()
+    provenance: Provenance | None = None
+    masks: CardiacMasks = field(default_factory=CardiacMasks)
+    images: CardiacImages = field(default_factory=CardiacImages)
+    failure_reason: str = ""
+
+    @property
+    def measurements(self) -> dict[str, float | None]:
+        """Flat dict of the key numbers (``report.json`` ``measurements``); absent parts are left out."""
+        out: dict[str, float | None] = {}
+        for key, (part, name) in MEASUREMENT_KEYS.items():
+            obj = getattr(self, part)
+            if obj is not None:
+                out[key] = getattr(obj, name)
+        return out
+
+    @property
+    def qc_errors(self) -> tuple[QcFlag, ...]:
+        return tuple(q for q in self.qc if q.severity == "error")
+
+    def series_for(self, role: str) -> SeriesReference | None:
+        for s in self.series:
+            if s.role == role:
+                return s
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: every field except pixel data (masks/images are summarised by grid and UIDs)."""
+        return {
+            "status": self.status,
+            "failure_reason": self.failure_reason,
+            "source": self.source,
+            "measurements": self.measurements,
+            "function": _plain(self.function),
+            "aha": _plain(self.aha),
+            "lge": _plain(self.lge),
+            "risk": _plain(self.risk),
+            "phases": _plain(self.phases),
+            "series": _plain(self.series),
+            "qc": _plain(self.qc),
+            "warnings": list(self.warnings),
+            "provenance": _plain(self.provenance),
+            "masks": {k: _volume_summary(getattr(self.masks, k)) for k in ("cine_ed", "cine_es", "cine_all", "lge")
+                      if getattr(self.masks, k) is not None},
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+def _volume_summary(v: Volume) -> dict[str, Any]:
+    return {
+        "shape": list(v.array.shape),
+        "spacing_mm": list(v.spacing_mm),
+        "series_instance_uid": v.series_instance_uid,
+        "labels": sorted(int(x) for x in np.unique(v.array)),
+    }
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses/tuples/dicts/numpy scalars -> JSON-safe Python (NaN/inf -> None, dict keys -> str)."""
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, Volume):
+        return _volume_summary(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_plain(v) for v in obj.tolist()]
+    return str(obj)
