@@ -1,0 +1,54 @@
+"""Shards are deterministic, disjoint, balanced, and together they are the whole input."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from imaging.errors import InvalidInputError
+from pipelines.cohort import Shard, parse_shard, select_shard
+
+ids_strategy = st.lists(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_-.", min_size=1, max_size=12),
+                        unique=True, max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=ids_strategy, count=st.integers(min_value=1, max_value=12), seed=st.integers(0, 2**32 - 1))
+def test_shards_are_disjoint_cover_the_input_and_ignore_input_order(ids, count, seed):
+    shards = [select_shard(ids, Shard(i, count)) for i in range(count)]
+    flat = [u for s in shards for u in s]
+    assert len(flat) == len(set(flat))  # disjoint
+    assert set(flat) == set(ids)  # union is the whole input
+    sizes = [len(s) for s in shards]
+    assert max(sizes) - min(sizes) <= 1  # balanced
+    shuffled = list(ids)
+    random.Random(seed).shuffle(shuffled)
+    assert [select_shard(shuffled, Shard(i, count)) for i in range(count)] == shards  # deterministic
+
+
+def test_known_assignment():
+    ids = ["e", "a", "d", "c", "b"]
+    assert select_shard(ids, parse_shard("0/2")) == ["a", "c", "e"]
+    assert select_shard(ids, parse_shard("1/2")) == ["b", "d"]
+    assert select_shard(ids, parse_shard(None)) == ["a", "b", "c", "d", "e"]
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/2", "1", "a/b", "0/0", "1/2/3"])
+def test_bad_shard_text_is_a_named_error(text):
+    with pytest.raises(InvalidInputError, match="shard"):
+        parse_shard(text)
+
+
+def test_duplicate_ids_cannot_be_sharded():
+    with pytest.raises(InvalidInputError, match="unique"):
+        select_shard(["a", "a"], Shard(0, 2))
+
+
+def test_manifest_names_sort_with_the_shard_index():
+    assert Shard(0, 1).manifest_name == "manifest.jsonl"
+    assert Shard(3, 12).manifest_name == "manifest.shard-03-of-12.jsonl"
+    names = [Shard(i, 12).manifest_name for i in range(12)]
+    assert names == sorted(names)
