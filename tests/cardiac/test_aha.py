@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from imaging.volume import Volume
+from pipelines.cardiac.aha import cine_slice_frame, compute_aha, levels, segment_of
+from tests.cardiac.phantom import polar, sax_slice, volume
+
+
+def test_insertion_frame_follows_the_rv_interface():
+    f = cine_slice_frame(sax_slice(20, 8), (1.0, 1.0), np.eye(4), 0)
+    assert f is not None
+    assert f.theta0_deg == pytest.approx(300, abs=3)  # anterior end (smaller row)
+    assert f.direction == -1  # 300 -> 240 (septum) -> 180
+    assert f.span_deg == pytest.approx(120, abs=5)
+
+
+def test_segment_order_basal_and_apical():
+    phi = np.array([30, 90, 150, 210, 270, 330])
+    assert segment_of(phi, "basal", 120).tolist() == [2, 3, 4, 5, 6, 1]
+    assert segment_of(phi, "mid", 120).tolist() == [8, 9, 10, 11, 12, 7]
+    # apical: septal sector centred on the insertion bisector (60 deg): [15, 105) is septal
+    assert segment_of(np.array([60, 150, 240, 330, 10]), "apical", 120).tolist() == [14, 15, 16, 13, 13]
+
+
+def test_levels_use_array_split():
+    assert levels((9, 8, 7, 6, 5, 4, 3)) == {9: "basal", 8: "basal", 7: "basal", 6: "mid", 5: "mid",
+                                             4: "apical", 3: "apical"}
+
+
+def _stack(wall_mm, n=6, thin_theta=None, thin_mm=None):
+    out = []
+    for s in range(n):
+        sl = sax_slice(24 - 2 * s, wall_mm)
+        if thin_theta is not None:
+            rad, theta = polar()
+            sector = (theta > thin_theta[0]) & (theta < thin_theta[1])
+            outer = 24 - 2 * s + thin_mm
+            sl[sector & (rad >= outer) & (sl == 2)] = 0
+        out.append(sl)
+    return np.stack(out)
+
+
+def test_thickness_thickening_and_thin_flag():
+    # inferolateral (segment 5/11: phi 180-240 -> theta 60-120) thinned to 4 mm at ED
+    ed = volume(_stack(8, thin_theta=(55, 125), thin_mm=4))
+    es = volume(_stack(12))
+    a = compute_aha(ed, es)
+    assert a.basal_slices == (0, 1) and a.apical_slices == (4, 5)
+    seg1, seg5 = a.segment(1), a.segment(5)
+    assert seg1.ed_thickness_mm == pytest.approx(8.0, abs=0.5)
+    assert seg1.thickening_percent == pytest.approx(50.0, abs=8)
+    assert seg5.ed_thickness_mm == pytest.approx(4.0, abs=0.5)
+    assert seg5.thin_at_ed and not seg1.thin_at_ed
+    assert a.segment(11).thin_at_ed
+
+
+def _lge_from(cine: np.ndarray, infarct_theta):
+    rad, theta = polar()
+    lge = np.zeros_like(cine)
+    lge[cine == 3] = 1
+    lge[cine == 2] = 2
+    sel = (theta > infarct_theta[0]) & (theta < infarct_theta[1])
+    lge[(lge == 2) & sel[None]] = 3
+    return lge
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_transmurality_lands_in_the_right_segment(flip):
+    cine = _stack(8)
+    ed = volume(cine)
+    lge = _lge_from(cine, (60, 120))  # phi 180-240: inferolateral
+    lge_vol = volume(lge)
+    if flip:  # LGE stored with columns reversed: the same anatomy, another image grid
+        aff = np.diag([8.0, 1.0, -1.0, 1.0])
+        aff[2, 3] = lge.shape[2] - 1
+        lge_vol = Volume(lge[:, :, ::-1].copy(), aff, (8.0, 1.0, 1.0))
+    a = compute_aha(ed, None, lge_vol)
+    assert a.segment(5).transmurality_percent == pytest.approx(100.0, abs=4)
+    assert a.segment(11).transmurality_percent == pytest.approx(100.0, abs=4)
+    assert a.segment(1).transmurality_percent == 0.0
+    assert a.segment(2).transmurality_percent == 0.0
+    # apical: lateral sector 16 spans phi 150-240 -> contains the infarct's 180-240 part
+    assert 40.0 < a.segment(16).transmurality_percent < 90.0

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from pipelines.cardiac.phases import choose_phases
+
+
+def _cine(radii):
+    """labels[phase, slice]: LV cavity discs of radius radii[phase][slice] (pixels)."""
+    radii = np.asarray(radii, dtype=float)
+    r, c = np.mgrid[:40, :40]
+    rad = np.hypot(r - 20, c - 20)
+    lab = np.zeros(radii.shape + (40, 40), np.uint8)
+    for p in range(radii.shape[0]):
+        for s in range(radii.shape[1]):
+            lab[p, s][rad < radii[p, s]] = 3
+    return lab
+
+
+def _segmenter(lab, log):
+    def seg(phase, slices):
+        log.append((phase, slices))
+        return lab[phase, list(slices)]
+    return seg
+
+
+def _smooth_radii(n_phases=25, n_slices=10, es=9):
+    t = np.arange(n_phases)
+    scale = 1 - 0.35 * np.sin(np.pi * np.clip(t / (2 * es), 0, 1)) ** 2
+    base = np.linspace(6, 14, n_slices)
+    return np.outer(scale, base)
+
+
+def test_search_matches_all_phase_run_with_fewer_slices():
+    lab = _cine(_smooth_radii())
+    log = []
+    fast = choose_phases(25, 10, _segmenter(lab, log), voxel_volume_ml=0.01)
+    full = choose_phases(25, 10, _segmenter(lab, []), voxel_volume_ml=0.01, all_phases=True)
+    assert full.choice.method == "all_phases" and full.slices_inferred == 250
+    assert (fast.choice.ed_phase, fast.choice.es_phase) == (full.choice.ed_phase, full.choice.es_phase)
+    truth = (lab == 3).sum(axis=(1, 2, 3))
+    assert fast.choice.es_phase == int(np.argmin(truth)) and fast.choice.ed_phase == int(np.argmax(truth))
+    assert fast.slices_inferred < 80
+    assert sum(len(s) for _, s in log) == fast.slices_inferred  # no slice segmented twice
+    np.testing.assert_array_equal(fast.full_stacks[fast.choice.es_phase], lab[fast.choice.es_phase])
+
+
+def test_uncertain_neighbour_is_confirmed_on_the_full_stack():
+    radii = _smooth_radii(20, 8, es=8)
+    # phases 8 and 9: mid slices (3, 4) say 8 is smallest by a hair, the whole stack says 9
+    radii[9] = radii[8]
+    radii[9, 0] -= 1.0
+    lab = _cine(radii)
+    truth = (lab == 3).sum(axis=(1, 2, 3))
+    assert int(np.argmin(truth)) == 9
+    res = choose_phases(20, 8, _segmenter(lab, []), voxel_volume_ml=0.01, margin_fraction=0.05)
+    assert res.choice.method == "few_slice_search+confirmed"
+    assert 9 in res.choice.confirmed_phases
+    assert res.choice.es_phase == 9
+
+
+def test_single_phase_input():
+    lab = _cine(np.full((1, 4), 8.0))
+    res = choose_phases(1, 4, _segmenter(lab, []), voxel_volume_ml=0.01)
+    assert res.choice.method == "single_phase" and res.slices_inferred == 4
+    assert res.choice.full_stack_lv_ml[0] == pytest.approx((lab == 3).sum() * 0.01)
