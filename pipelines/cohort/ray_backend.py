@@ -65,8 +65,8 @@ def run_units_ray(
     Parameters
     ----------
     workers
-        Number of actors; ``0`` or ``1`` with more CPUs available means one per CPU of the cluster
-        (one per GPU when the cluster has GPUs), never more than the number of units.
+        Number of actors; ``0`` means as many as the cluster fits: one per CPU, or one per
+        ``gpus_per_worker`` GPUs when it has GPUs. Never more than fit now, nor more than the units.
     address
         Cluster to join (``"auto"`` inside a cluster); ``None`` reuses an initialised Ray or starts a local one.
     gpus_per_worker
@@ -84,7 +84,9 @@ def run_units_ray(
         capacity = max(1, int(n_gpus / gpus_per_worker)) if gpus_per_worker > 0 else n_cpus
     else:
         capacity = n_cpus
-    n_actors = max(1, min(workers if workers > 0 else capacity, len(units)))
+    if workers > capacity:
+        logger.warning("asked for %d Ray workers but the cluster fits %d; using %d", workers, capacity, capacity)
+    n_actors = max(1, min(workers if workers > 0 else capacity, capacity, len(units)))
     logger.info("ray backend: %d actors (cluster: %d CPUs, %g GPUs)", n_actors, n_cpus, n_gpus)
     actor_class = ray.remote(UnitActor).options(**options)
 

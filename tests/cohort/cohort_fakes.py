@@ -40,7 +40,8 @@ def process(context: dict[str, Any], source: Path, out_dir: Path) -> dict[str, A
         raise RuntimeError("the pipeline stopped half-way")
     (out_dir / "masks").mkdir()
     (out_dir / "masks" / "labels.bin").write_bytes(bytes.fromhex(digest) * 8)
-    return {"n_chars": len(text), "load_token": context["token"], "pid": os.getpid()}
+    return {"n_chars": len(text), "load_token": context["token"], "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
 def weights_id() -> str:

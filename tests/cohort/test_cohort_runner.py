@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,10 @@ def test_cli_exit_codes_manifest_and_json(tmp_path, run_cli, fake_kind):
     make_cohort(tmp_path / "bad", 2, corrupt=(0, 1))
     code, _, _ = run_cli("-q", "cohort", "fake", str(tmp_path / "bad"), "--out", str(tmp_path / "o3"))
     assert code == 3
+
+
+def test_ray_is_never_imported_unless_asked():
+    code = ("import sys; from pipelines.cli import build_parser; import pipelines.cohort; build_parser(); "
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
