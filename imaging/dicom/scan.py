@@ -1,0 +1,579 @@
+"""Whole-exam DICOM scan: find, read (headers only), validate, group, classify and lay out every series.
+
+>>> exam = scan("exam_folder")                      # doctest: +SKIP
+>>> [(s.number, s.classification.label, s.n_images) for s in exam.series]   # doctest: +SKIP
+>>> cine = exam.find("cine_sax")[0].volume()        # pixels decoded only now   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pydicom.uid as uids
+from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
+
+from imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
+from imaging.dicom.decode import decode_images, known_transfer_syntax
+from imaging.dicom.geometry import Geometry, Image, build_geometry, survey
+from imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
+from imaging.dicom.sources import collect
+from imaging.errors import InvalidDicomError, InvalidSeriesError, Strictness, check_strictness, report_problem
+from imaging.volume import Volume
+
+logger = logging.getLogger(__name__)
+
+DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+# SOP classes that carry no image even though some of them have pixel-like payloads.
+_NON_IMAGE_PREFIXES = {
+    "1.2.840.10008.5.1.4.1.1.88.": "structured report",
+    "1.2.840.10008.5.1.4.1.1.11.": "presentation state",
+    "1.2.840.10008.5.1.4.1.1.104.": "encapsulated document (PDF/CDA)",
+    "1.2.840.10008.5.1.4.1.1.66": "raw data / registration / segmentation",
+    "1.2.840.10008.5.1.4.1.1.481.": "radiotherapy object",
+    "1.2.840.10008.5.1.4.1.1.9.": "waveform",
+}
+# Parallel header reading only pays off above this many files (process start-up ~30 ms).
+_MIN_FILES_PER_WORKER = 250
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A file that is not part of any series, with a short ``code`` and a reason that says what to do."""
+
+    path: str
+    reason: str
+    code: str
+
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    """One series of one study: identity, class, geometry, problems; pixels only through :meth:`volume`."""
+
+    uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str
+    number: int | None
+    description: str
+    modality: str
+    vendor: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    n_images: int
+    orientation: tuple[float, ...] | None
+    classification: Classification
+    geometry: Geometry
+    problems: tuple[str, ...]
+    images: tuple[Image, ...] = field(repr=False)
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def series_instance_uid(self) -> str:
+        return self.uid
+
+    @property
+    def label(self) -> str:
+        return self.classification.label
+
+    @property
+    def ordered_images(self) -> list[Image]:
+        """Images in volume order (phase-major), or in scan order when the series is not a regular grid."""
+        layout = self.geometry.layout
+        if layout is None or not self.geometry.regular:
+            return list(self.images)
+        return [self.images[i] for i in layout.reshape(-1) if i >= 0]
+
+    @property
+    def paths(self) -> list[str]:
+        """File paths in volume order (same order as ``volume().sop_instance_uids`` flattened)."""
+        return [im.path for im in self.ordered_images]
+
+    def volume(self, *, dtype: Any = np.float32) -> Volume:
+        """Decode the pixels now and return them with their geometry.
+
+        Raises
+        ------
+        InvalidSeriesError
+            When the images do not form one regular grid (mixed planes, sizes, unequal phase counts).
+        MissingCodecError
+            When the transfer syntax needs a decoder that is not installed.
+        """
+        g = self.geometry
+        if not g.regular or g.layout is None or g.affine is None or (g.layout < 0).any():
+            raise InvalidSeriesError(
+                f"series {self.number} ({self.label}) cannot be stacked into a volume: "
+                + "; ".join(g.problems or ("irregular geometry",))
+                + ". Re-export the series or pick another one."
+            )
+        images = self.ordered_images
+        pixels = decode_images(
+            images,
+            transfer_syntax=self.transfer_syntax_uid,
+            bits_allocated=int(self.meta.get("bits_allocated", 16)),
+            signed=bool(self.meta.get("pixel_representation", 0)),
+            samples_per_pixel=int(self.meta.get("samples_per_pixel", 1)),
+            dtype=dtype,
+        )
+        n_phases, n_slices = g.layout.shape
+        uids_arr = np.array([im.sop_instance_uid for im in images], dtype=object)
+        cine = g.time_axis is not None and n_phases > 1
+        if cine:
+            array = pixels.reshape(n_phases, n_slices, g.rows, g.cols)
+            uids_arr = uids_arr.reshape(n_phases, n_slices)
+        else:
+            array = pixels.reshape(n_slices, g.rows, g.cols)
+        spacing = (g.slice_spacing_mm or g.slice_thickness_mm or 1.0,
+                   *(g.pixel_spacing_mm or (1.0, 1.0)))
+        meta = dict(self.meta)
+        meta.update(series_number=self.number, series_description=self.description, label=self.label,
+                    time_axis=g.time_axis, problems=list(self.problems))
+        if g.inversion_times_ms is not None:
+            meta["inversion_times_ms"] = list(g.inversion_times_ms)
+        if any(im.frame >= 0 for im in images):
+            meta["frame_numbers"] = [im.frame + 1 for im in images]
+        return Volume(
+            array=array,
+            affine=g.affine,
+            spacing_mm=spacing,  # type: ignore[arg-type]
+            trigger_times_ms=g.trigger_times_ms if cine else None,
+            sop_instance_uids=uids_arr,
+            series_instance_uid=self.uid,
+            study_instance_uid=self.study_instance_uid,
+            frame_of_reference_uid=self.frame_of_reference_uid,
+            source=os.path.dirname(images[0].path),
+            meta=meta,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "series_instance_uid": self.uid,
+            "number": self.number,
+            "description": self.description,
+            "modality": self.modality,
+            "vendor": self.vendor,
+            "sop_class_uid": self.sop_class_uid,
+            "transfer_syntax_uid": self.transfer_syntax_uid,
+            "n_images": self.n_images,
+            "label": self.label,
+            "reasons": list(self.classification.reasons),
+            "geometry": self.geometry.to_dict(),
+            "problems": list(self.problems),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Study:
+    """The series of one StudyInstanceUID, in SeriesNumber order."""
+
+    study_instance_uid: str
+    series: tuple[Series, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Exam:
+    """Everything found in a scan source: studies, their series, rejected files and exam-level problems."""
+
+    studies: tuple[Study, ...]
+    rejected: tuple[Rejected, ...]
+    problems: tuple[str, ...]
+    n_files: int
+    _keep_alive: tuple[Any, ...] = field(default=(), repr=False)
+
+    @property
+    def series(self) -> list[Series]:
+        return [s for st in self.studies for s in st.series]
+
+    def find(self, label: str) -> list[Series]:
+        """Series with classification ``label`` (see :data:`imaging.dicom.classify.LABELS`)."""
+        return [s for s in self.series if s.label == label]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_files": self.n_files,
+            "studies": [{"study_instance_uid": st.study_instance_uid,
+                         "series": [s.to_dict() for s in st.series]} for st in self.studies],
+            "rejected": [{"path": r.path, "code": r.code, "reason": r.reason} for r in self.rejected],
+            "problems": list(self.problems),
+        }
+
+
+# ---------------------------------------------------------------------------------------------- reading
+
+
+def _read_one(path: str) -> tuple[str, Header | None, str, str]:
+    """(path, header, code, reason); never raises."""
+    try:
+        if os.path.getsize(path) == 0:
+            return path, None, "empty_file", "zero-byte file: nothing to read; re-export or remove it"
+        return path, read_header(path), "", ""
+    except PydicomInvalidDicomError:
+        return path, None, "not_dicom", "not a DICOM file (no DICM preamble, no readable dataset)"
+    except OSError as exc:
+        return path, None, "unreadable", f"cannot read the file ({exc.strerror or exc}); check permissions"
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a rejection, never a crash of the batch
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            is_part10 = fh.read(4) == b"DICM"
+        if is_part10:
+            return path, None, "truncated_header", f"DICOM header cannot be parsed ({type(exc).__name__}: {exc}); " \
+                "the file is probably truncated: re-send it"
+        return path, None, "not_dicom", f"not a DICOM file ({type(exc).__name__})"
+
+
+def _read_chunk(paths: list[str]) -> list[tuple[str, Header | None, str, str]]:
+    return [_read_one(p) for p in paths]
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return os.cpu_count() or 1
+
+
+def read_headers(paths: list[str], *, workers: int | None = None) -> list[tuple[str, Header | None, str, str]]:
+    """Read the headers of ``paths`` with up to ``workers`` processes (all cores by default)."""
+    n_workers = workers if workers is not None else _default_workers()
+    n_workers = max(1, min(n_workers, len(paths) // _MIN_FILES_PER_WORKER))
+    if n_workers == 1:
+        return _read_chunk(paths)
+    n_chunks = n_workers * 4
+    chunks = [paths[i::n_chunks] for i in range(n_chunks)]
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context(method)) as pool:
+        results = list(pool.map(_read_chunk, chunks))
+    out: list[tuple[str, Header | None, str, str]] = [None] * len(paths)  # type: ignore[list-item]
+    for c, res in enumerate(results):
+        out[c::n_chunks] = res
+    return out
+
+
+# ------------------------------------------------------------------------------------------- validation
+
+
+def _tm_seconds(value: Any) -> float | None:
+    if not value:
+        return None
+    text = str(value).replace(":", "")
+    try:
+        hh, mm = int(text[0:2]), int(text[2:4] or 0)
+        ss = float(text[4:] or 0)
+    except ValueError:
+        return None
+    return hh * 3600 + mm * 60 + ss
+
+
+def _non_image_kind(sop_class: str) -> str | None:
+    for prefix, kind in _NON_IMAGE_PREFIXES.items():
+        if sop_class.startswith(prefix):
+            return kind
+    return None
+
+
+def _expected_pixel_bytes(h: Header) -> int:
+    frames = int(h.get("NumberOfFrames") or 1)
+    return int(h["Rows"]) * int(h["Columns"]) * frames * int(h.get("SamplesPerPixel") or 1) * \
+        int(h.get("BitsAllocated") or 16) // 8
+
+
+def validate(path: str, h: Header) -> Rejected | None:
+    """Why a readable file cannot be part of an image series, or ``None`` when it can."""
+    sop_class = str(h.get("SOPClassUID") or h.get("_media_sop_class") or "")
+    if sop_class == DICOMDIR_SOP_CLASS or h.get("_media_sop_class") == DICOMDIR_SOP_CLASS:
+        return Rejected(path, "DICOMDIR (media directory, no image); the files it lists are scanned directly",
+                        "dicomdir")
+    syntax = h.get("_transfer_syntax", "")
+    if syntax and not known_transfer_syntax(syntax):
+        return Rejected(path, f"unknown transfer syntax {syntax}; convert the file to a standard syntax "
+                              "(e.g. dcmconv +te) before analysis", "unknown_transfer_syntax")
+    kind = _non_image_kind(sop_class)
+    if kind is not None:
+        return Rejected(path, f"non-image object ({kind}, SOP class {sop_class}); not analysed", "non_image")
+    if not h.get("SOPInstanceUID"):
+        return Rejected(path, "missing SOPInstanceUID; the image cannot be referenced", "missing_sop_instance_uid")
+    if h["_pixel_offset"] < 0:
+        if h.get("_truncated_header") or ("Rows" in h and sop_class.startswith("1.2.840.10008.5.1.4.1.1.4")):
+            return Rejected(path, "file ends before its pixel data; it is truncated: re-send it",
+                            "truncated_pixel_data")
+        return Rejected(path, f"no pixel data (SOP class {sop_class or 'unknown'}); not an image", "non_image")
+    if not h.get("StudyInstanceUID"):
+        return Rejected(path, "missing StudyInstanceUID; cannot tell which study the image belongs to",
+                        "missing_study_instance_uid")
+    if not h.get("SeriesInstanceUID"):
+        return Rejected(path, "missing SeriesInstanceUID; cannot tell which series the image belongs to",
+                        "missing_series_instance_uid")
+    if not h.get("Rows") or not h.get("Columns"):
+        return Rejected(path, "missing Rows/Columns; the pixel data cannot be shaped", "missing_image_size")
+    if h["_pixel_length"] >= 0:
+        expected = _expected_pixel_bytes(h)
+        available = h["_file_size"] - h["_pixel_offset"]
+        if available < min(h["_pixel_length"], expected):
+            return Rejected(path, f"pixel data truncated: {available} of {expected} bytes present; re-send the file",
+                            "truncated_pixel_data")
+        if syntax in (uids.ExplicitVRLittleEndian, uids.ImplicitVRLittleEndian) and \
+                h["_pixel_length"] not in (expected, expected + 1):
+            return Rejected(path, f"pixel data length {h['_pixel_length']} != Rows x Columns x frames x bytes = "
+                                  f"{expected}; the file is inconsistent", "pixel_length_mismatch")
+    elif h.get("_encapsulated_complete") is False:
+        return Rejected(path, "compressed pixel data truncated (no sequence delimiter at the end); re-send the file",
+                        "truncated_pixel_data")
+    frames = h.get("_frames") or [h]
+    for key, code, what in (("ImageOrientationPatient", "missing_image_orientation_patient", "ImageOrientationPatient"),
+                            ("ImagePositionPatient", "missing_image_position_patient", "ImagePositionPatient"),
+                            ("PixelSpacing", "missing_pixel_spacing", "PixelSpacing")):
+        if any(not (f.get(key) or h.get(key)) for f in frames):
+            return Rejected(path, f"missing {what}; the image cannot be placed in patient space", code)
+    return None
+
+
+def _images_of(path: str, h: Header) -> list[Image]:
+    def make(f: dict, frame: int) -> Image:
+        g = lambda k, d=None: f.get(k, h.get(k, d))  # noqa: E731
+        it = g("ImageType", ())
+        ti = g("InversionTime")
+        ps = g("PixelSpacing")
+        return Image(
+            path=path,
+            frame=frame,
+            sop_instance_uid=h["SOPInstanceUID"],
+            instance_number=h.get("InstanceNumber"),
+            position=tuple(g("ImagePositionPatient")),
+            orientation=tuple(g("ImageOrientationPatient")),
+            pixel_spacing_mm=(float(ps[0]), float(ps[1])) if isinstance(ps, tuple) else (float(ps), float(ps)),
+            rows=int(h["Rows"]),
+            cols=int(h["Columns"]),
+            trigger_time_ms=g("TriggerTime"),
+            inversion_time_ms=ti if ti else None,
+            echo_time_ms=g("EchoTime"),
+            acquisition_time_s=_tm_seconds(g("AcquisitionTime") or h.get("ContentTime")),
+            temporal_position=g("TemporalPositionIdentifier"),
+            image_type=(it,) if isinstance(it, str) else tuple(it),
+            rescale_slope=float(g("RescaleSlope", 1.0) or 1.0),
+            rescale_intercept=float(g("RescaleIntercept", 0.0) or 0.0),
+            slice_thickness_mm=g("SliceThickness"),
+            pixel_offset=int(h["_pixel_offset"]),
+        )
+
+    frames = h.get("_frames")
+    if frames:
+        return [make(f, i) for i, f in enumerate(frames)]
+    return [make({}, -1)]
+
+
+def _same_content(a: tuple[str, Header], b: tuple[str, Header]) -> bool:
+    ha = {k: v for k, v in a[1].items() if not k.startswith("_")}
+    hb = {k: v for k, v in b[1].items() if not k.startswith("_")}
+    if ha != hb or a[1]["_file_size"] != b[1]["_file_size"]:
+        return False
+
+    def digest(path: str, offset: int) -> str:
+        with open(path, "rb") as fh:
+            fh.seek(max(offset, 0))
+            return hashlib.sha256(fh.read()).hexdigest()
+
+    return digest(a[0], a[1]["_pixel_offset"]) == digest(b[0], b[1]["_pixel_offset"])
+
+
+# ------------------------------------------------------------------------------------------- grouping
+
+_TIME_AXIS = {**{lab: "trigger" for lab in CINE_LABELS}, "cine": "trigger", "flow": "trigger",
+              "t1_molli_source": "inversion", "perfusion": "dynamic"}
+
+
+def _as_tuple(v: Any) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    return (v,) if isinstance(v, str) else tuple(str(x) for x in v)
+
+
+def _features(uid: str, h: Header, images: list[Image]) -> SeriesFeatures:
+    seen: dict[str, None] = {}
+    for im in images:
+        for t in im.image_type:
+            seen.setdefault(t, None)
+    return SeriesFeatures(
+        series_instance_uid=uid,
+        modality=str(h.get("Modality") or ""),
+        image_type=_as_tuple(h.get("ImageType")) or images[0].image_type,
+        sequence_name=str(h.get("SequenceName") or h.get("PulseSequenceName") or ""),
+        scanning_sequence=_as_tuple(h.get("ScanningSequence")),
+        sequence_variant=_as_tuple(h.get("SequenceVariant")),
+        description=str(h.get("SeriesDescription") or ""),
+        protocol_name=str(h.get("ProtocolName") or ""),
+        phase_contrast=str(h.get("PhaseContrast") or "").upper() == "YES",
+        echo_train_length=h.get("EchoTrainLength"),
+        echo_time_ms=images[0].echo_time_ms,
+        signed_pixels=bool(h.get("PixelRepresentation")) or any(im.rescale_intercept < 0 for im in images),
+        survey=survey(images),
+        frame_types=tuple(seen),
+    )
+
+
+def _series_meta(h: Header, images: list[Image]) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "manufacturer": h.get("Manufacturer"),
+        "modality": h.get("Modality"),
+        "bits_allocated": h.get("BitsAllocated", 16),
+        "pixel_representation": h.get("PixelRepresentation", 0),
+        "samples_per_pixel": h.get("SamplesPerPixel", 1),
+        "sequence_name": h.get("SequenceName") or h.get("PulseSequenceName"),
+        "image_type": list(_as_tuple(h.get("ImageType"))),
+    }
+    hr = h.get("HeartRate")
+    if not hr and h.get("NominalInterval"):
+        hr = 60000.0 / float(h["NominalInterval"])
+    for key, value in (("heart_rate_bpm", hr), ("patient_height_m", h.get("PatientSize")),
+                       ("patient_weight_kg", h.get("PatientWeight")), ("echo_time_ms", images[0].echo_time_ms),
+                       ("repetition_time_ms", h.get("RepetitionTime")), ("flip_angle_deg", h.get("FlipAngle")),
+                       ("nominal_interval_ms", h.get("NominalInterval")),
+                       ("slice_thickness_mm", images[0].slice_thickness_mm)):
+        if value:
+            meta[key] = float(value)
+    tis = sorted({im.inversion_time_ms for im in images if im.inversion_time_ms})
+    if tis:
+        meta["inversion_times_ms"] = tis
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def scan(
+    source: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    strictness: Strictness = "warn",
+    workers: int | None = None,
+) -> Exam:
+    """Scan a folder (recursively), a list of files, a .zip or a .tar(.gz) of DICOM files.
+
+    Reads headers only (fast reader, all cores), rejects what cannot be analysed with a named reason,
+    groups images by StudyInstanceUID/SeriesInstanceUID, classifies every series and works out its
+    geometry. Pixels are decoded later by :meth:`Series.volume`.
+
+    Parameters
+    ----------
+    source
+        Folder, file, list of files, or archive.
+    strictness
+        ``"warn"`` (default) records problems, logs and warns; ``"raise"`` raises at the first problem
+        (:class:`~imaging.errors.InvalidDicomError` for files, :class:`~imaging.errors.InvalidSeriesError`
+        for series); ``"ignore"`` only records them.
+    workers
+        Processes for header reading (default: all available cores).
+    """
+    strictness = check_strictness(strictness)
+    paths, temps = collect(source)
+    rejected: list[Rejected] = []
+    accepted: list[tuple[str, Header]] = []
+    for path, head, code, reason in read_headers(paths, workers=workers):
+        if head is None:
+            rejected.append(Rejected(path, reason, code))
+            continue
+        rej = validate(path, head)
+        if rej is None:
+            accepted.append((path, head))
+        else:
+            rejected.append(rej)
+
+    # Duplicate SOP Instance UIDs: identical copies are dropped quietly, conflicting ones rejected.
+    by_sop: dict[str, tuple[str, Header]] = {}
+    unique: list[tuple[str, Header]] = []
+    series_notes: dict[str, list[str]] = {}
+    for item in sorted(accepted, key=lambda a: a[0]):
+        sop = item[1]["SOPInstanceUID"]
+        if sop in by_sop:
+            first = by_sop[sop]
+            if _same_content(first, item):
+                rejected.append(Rejected(item[0], f"identical copy of {os.path.basename(first[0])}; ignored",
+                                         "duplicate_identical"))
+            else:
+                rejected.append(Rejected(item[0], f"same SOP Instance UID as {os.path.basename(first[0])} but "
+                                         "different content; kept the first, check the export", "duplicate_sop_instance_uid"))
+                series_notes.setdefault(first[1]["SeriesInstanceUID"], []).append(
+                    "two files share one SOP Instance UID with different content; kept the first")
+            continue
+        by_sop[sop] = item
+        unique.append(item)
+
+    # Group into studies and series.
+    groups: dict[str, dict[str, list[tuple[str, Header]]]] = {}
+    for path, h in unique:
+        groups.setdefault(h["StudyInstanceUID"], {}).setdefault(h["SeriesInstanceUID"], []).append((path, h))
+
+    exam_problems: list[str] = []
+    if len(groups) > 1:
+        exam_problems.append(f"{len(groups)} studies in one source; each is listed separately")
+    studies = []
+    for study_uid, series_groups in groups.items():
+        prepared = []
+        for uid, members in series_groups.items():
+            sizes = Counter((int(h["Rows"]), int(h["Columns"])) for _, h in members)
+            main_size = sizes.most_common(1)[0][0]
+            problems = list(series_notes.get(uid, []))
+            kept = []
+            for path, h in members:
+                if (int(h["Rows"]), int(h["Columns"])) != main_size:
+                    rejected.append(Rejected(path, f"image size {h['Rows']}x{h['Columns']} differs from the rest of "
+                                                   f"its series ({main_size[0]}x{main_size[1]}); left out",
+                                             "inconsistent_image_size"))
+                else:
+                    kept.append((path, h))
+            if len(sizes) > 1:
+                problems.append(f"{len(members) - len(kept)} image(s) of a different size left out")
+            kept.sort(key=lambda m: (m[1].get("InstanceNumber") or 0, m[0]))
+            images = [im for path, h in kept for im in _images_of(path, h)]
+            prepared.append((uid, kept[0][1], images, problems, len(kept)))
+        classes = classify_exam([_features(uid, h, images) for uid, h, images, _, _ in prepared])
+        series = []
+        for uid, h, images, problems, n_files in prepared:
+            cls = classes[uid]
+            geo = build_geometry(images, time_axis=_TIME_AXIS.get(cls.label))
+            all_problems = tuple(problems) + tuple(p for p in geo.problems
+                                                   if not (cls.label == "localizer" and p.startswith("mixed orient")))
+            syntax = h.get("_transfer_syntax", uids.ImplicitVRLittleEndian)
+            series.append(Series(
+                uid=uid,
+                study_instance_uid=study_uid,
+                frame_of_reference_uid=str(h.get("FrameOfReferenceUID") or ""),
+                number=h.get("SeriesNumber"),
+                description=str(h.get("SeriesDescription") or ""),
+                modality=str(h.get("Modality") or ""),
+                vendor=str(h.get("Manufacturer") or ""),
+                sop_class_uid=str(h.get("SOPClassUID") or ""),
+                transfer_syntax_uid=syntax,
+                n_images=len(images),
+                orientation=geo.orientation or images[0].orientation,
+                classification=cls,
+                geometry=geo,
+                problems=all_problems,
+                images=tuple(images),
+                meta={**_series_meta(h, images), "enhanced": h.get("SOPClassUID") in ENHANCED_MR_SOP_CLASSES,
+                      "n_files": n_files},
+            ))
+        series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
+        studies.append(Study(study_instance_uid=study_uid, series=tuple(series)))
+    studies.sort(key=lambda st: st.study_instance_uid)
+    exam = Exam(studies=tuple(studies), rejected=tuple(sorted(rejected, key=lambda r: r.path)),
+                problems=tuple(exam_problems), n_files=len(paths), _keep_alive=tuple(temps))
+    _report(exam, strictness)
+    return exam
+
+
+def _report(exam: Exam, strictness: Strictness) -> None:
+    for msg in exam.problems:
+        report_problem(msg, strictness, error=InvalidDicomError, logger=logger)
+    for r in exam.rejected:
+        if r.code in ("non_image", "dicomdir", "duplicate_identical"):
+            logger.debug("skipped %s: %s", os.path.basename(r.path), r.reason)
+            continue
+        report_problem(f"{os.path.basename(r.path)} rejected ({r.code}): {r.reason}", strictness,
+                       error=InvalidDicomError, logger=logger)
+    for s in exam.series:
+        for p in s.problems:
+            report_problem(f"series {s.number} ({s.label}): {p}", strictness, error=InvalidSeriesError, logger=logger)
