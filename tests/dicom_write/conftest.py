@@ -140,3 +140,75 @@ def dciodvfy_errors():
         return [line for line in lines if line.startswith("Error")]
 
     return run
+
+
+def _volume(series: MiniSeries, n_phases: int, array: np.ndarray, *, uids: bool = True):
+    from imaging.volume import Volume
+
+    ds0 = series.datasets[0]
+    affine = np.array([[0, 0, 1.5, -48.0], [0, 1.5, 0, -48.0], [10.0, 0, 0, 0.0], [0, 0, 0, 1]])
+    sop = np.array([ds.SOPInstanceUID for ds in series.datasets]).reshape((n_phases, N_SLICES) if n_phases > 1
+                                                                            else (N_SLICES,))
+    return Volume(array, affine=affine, spacing_mm=(10.0, 1.5, 1.5),
+                  trigger_times_ms=tuple(40.0 * p for p in range(n_phases)) if n_phases > 1 else None,
+                  sop_instance_uids=sop if uids else None, series_instance_uid=ds0.SeriesInstanceUID,
+                  study_instance_uid=ds0.StudyInstanceUID, frame_of_reference_uid=ds0.FrameOfReferenceUID)
+
+
+def build_result(exam: MiniExam):
+    """A CardiacResult as the pipeline would return it for the mini exam (numbers chosen by hand)."""
+    from pipelines.cardiac.result import (
+        AHA_SEGMENT_NAMES,
+        AhaResult,
+        CardiacImages,
+        CardiacMasks,
+        CardiacResult,
+        FunctionResult,
+        LgeResult,
+        PhaseChoice,
+        QcFlag,
+        RiskFeature,
+        RiskFeatures,
+        SegmentValues,
+        SeriesReference,
+    )
+
+    cine_px = np.stack([np.frombuffer(ds.PixelData, np.uint16).reshape(ROWS, COLS) for ds in exam.cine.datasets])
+    cine_img = _volume(exam.cine, 2, cine_px.reshape(2, N_SLICES, ROWS, COLS).astype(np.float32))
+    cine_lab = _volume(exam.cine, 2, exam.cine.labels)
+    lge_px = np.stack([np.frombuffer(ds.PixelData, np.uint16).reshape(ROWS, COLS) for ds in exam.lge.datasets])
+    lge_img = _volume(exam.lge, 1, lge_px.astype(np.float32))
+    lge_lab = _volume(exam.lge, 1, exam.lge.labels)
+    function = FunctionResult(
+        lv_edv_ml=160.0, lv_esv_ml=96.0, lv_sv_ml=64.0, lv_ef_percent=40.0, rv_edv_ml=150.0, rv_esv_ml=70.0,
+        rv_sv_ml=80.0, rv_ef_percent=53.3, myo_volume_ed_ml=120.0, myo_mass_ed_g=126.0, myo_volume_es_ml=121.0,
+        myo_mass_es_g=127.0, heart_rate_bpm=70.0, lv_co_l_per_min=4.5, bsa_m2=1.9, lv_edv_index_ml_per_m2=84.2,
+        lv_esv_index_ml_per_m2=50.5, lv_sv_index_ml_per_m2=33.7, rv_edv_index_ml_per_m2=78.9,
+        rv_esv_index_ml_per_m2=36.8, myo_mass_index_g_per_m2=66.3, lv_ci_l_per_min_per_m2=2.4,
+        lv_volume_curve_ml=(160.0, 96.0),
+    )
+    lge = LgeResult(myocardium_ml=110.0, myocardium_g=115.5, cavity_ml=60.0, infarct_ml=20.0, infarct_g=21.0,
+                    infarct_percent_of_myocardium=18.2, mvo_ml=2.0, mvo_g=2.1, mvo_percent_of_myocardium=1.8,
+                    segment_transmurality_percent={i: (60.0 if i in (1, 7, 13) else 0.0) for i in range(1, 17)})
+    aha = AhaResult(segments=tuple(SegmentValues(i, AHA_SEGMENT_NAMES[i], ed_thickness_mm=4.9 if i == 7 else 8.0,
+                                                 thin_at_ed=i == 7) for i in range(1, 17)))
+    risk = RiskFeatures((RiskFeature("LVEF", 40.0, "%", False, "<= 35 %: consider ICD (class I/IIa)", "",
+                                     "Zeppenfeld K et al. 2022 ESC Guidelines. Eur Heart J 2022;43:3997-4126"),
+                         RiskFeature("Infarct size", 18.2, "% LV", None, "", "HR 1.19 death per +5 % LV",
+                                     "Stone GW et al. Infarct size. J Am Coll Cardiol 2016;67:1674-1683")))
+    return CardiacResult(
+        status="partial", source=str(exam.root), function=function, aha=aha, lge=lge, risk=risk,
+        phases=PhaseChoice(ed_phase=0, es_phase=1, method="all_phases", n_phases=2),
+        series=(SeriesReference("cine_sax", cine_img.series_instance_uid, description="cine SAX", n_images=12),
+                SeriesReference("lge", lge_img.series_instance_uid, description="LGE PSIR SAX", n_images=6)),
+        qc=(QcFlag("apex_missing", "warning", "The apex may not be covered: the last slice still shows LV cavity."),
+            QcFlag("rv_ef_bad", "error", "RV contour missing on the basal slice: RVEF not reported.",
+                   affects=("rv_ef_percent",))),
+        masks=CardiacMasks(cine_ed=cine_lab.phase(0), cine_es=cine_lab.phase(1), lge=lge_lab),
+        images=CardiacImages(cine=cine_img, lge=lge_img),
+    )
+
+
+@pytest.fixture(scope="session")
+def mini_result(mini_exam):
+    return build_result(mini_exam)

@@ -1,0 +1,693 @@
+"""The cardiologist's one-page report (PDF + PNG) and the DICOM objects that carry the results to a PACS.
+
+``render_report(result)`` draws one A4 page meant to be understood in ten seconds: the key numbers
+first, then the images that prove them (ED/ES contours, LGE overlay), the volume-time curve, AHA
+bullseyes, the measurement table with typical adult ranges, the risk features with their citations and
+the quality-control findings in plain words. It carries no patient identifier.
+
+``write_dicom_outputs(result, out_dir)`` writes, in the source study: a SEG at ED and one at ES (LV
+cavity, LV myocardium, RV cavity), a SEG for LGE (LV myocardium, infarct incl. MVO, MVO), a TID 1500
+SR whose measurements point at those segments, and the report as encapsulated PDF. UIDs are derived
+from the source UIDs and the zeroclick version (:mod:`imaging.dicom.write.uids`), so a re-run replaces
+rather than duplicates.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from imaging._version import __version__
+from imaging.dicom.write import (
+    MeasurementItem,
+    SegmentMeasurements,
+    SegmentSpec,
+    derived_uid,
+    encapsulated_pdf,
+    measurement_report,
+    save_atomically,
+    segmentation_from_labels,
+)
+from imaging.dicom.write import codes as K
+from imaging.errors import InvalidInputError
+from imaging.volume import Volume
+from pipelines.cardiac.result import CardiacResult, FunctionResult, LgeResult
+
+__all__ = [
+    "CINE_SEGMENTS",
+    "LGE_SEGMENTS",
+    "NORMAL_RANGES",
+    "SERIES_NUMBERS",
+    "render_report",
+    "write_dicom_outputs",
+    "write_report_files",
+]
+
+logger = logging.getLogger(__name__)
+
+ALGORITHM_NAME = "zeroclick cardiac"
+
+#: Segments of the cine SEGs (ACDC labels: 1 RV cavity, 2 LV myocardium, 3 LV cavity).
+CINE_SEGMENTS: tuple[SegmentSpec, ...] = (
+    SegmentSpec("LV cavity", K.ANATOMICAL_STRUCTURE, K.LV, (3,), rgb=(230, 60, 60)),
+    SegmentSpec("LV myocardium", K.ANATOMICAL_STRUCTURE, K.LV_MYOCARDIUM, (2,), rgb=(60, 200, 90)),
+    SegmentSpec("RV cavity", K.ANATOMICAL_STRUCTURE, K.RV, (1,), rgb=(70, 130, 240)),
+)
+#: Segments of the LGE SEG (EMIDEC labels: 2 healthy myocardium, 3 infarct, 4 MVO; infarct includes MVO).
+LGE_SEGMENTS: tuple[SegmentSpec, ...] = (
+    SegmentSpec("LV myocardium", K.ANATOMICAL_STRUCTURE, K.LV_MYOCARDIUM, (2, 3, 4), rgb=(60, 200, 90)),
+    SegmentSpec("Infarct (incl. MVO)", K.MORPHOLOGICALLY_ABNORMAL, K.INFARCT, (3, 4), rgb=(250, 200, 0),
+                anatomic_regions=(K.LV_MYOCARDIUM,)),
+    SegmentSpec("MVO", K.MORPHOLOGICALLY_ABNORMAL, K.MVO, (4,), rgb=(150, 0, 200),
+                anatomic_regions=(K.LV_MYOCARDIUM,)),
+)
+
+#: Series numbers of the objects written into the study (high, to sort after the acquisitions).
+SERIES_NUMBERS = {"seg_ed": 9901, "seg_es": 9902, "seg_lge": 9903, "sr": 9904, "pdf": 9905}
+SERIES_DESCRIPTIONS = {
+    "seg_ed": "zeroclick LV/RV ED",
+    "seg_es": "zeroclick LV/RV ES",
+    "seg_lge": "zeroclick LGE scar",
+    "sr": "zeroclick measurements",
+    "pdf": "zeroclick report",
+}
+
+#: Typical adult ranges (SSFP cine), lower-upper, both sexes pooled and rounded from the mean +/- 2 SD
+#: tables of Kawel-Boehm N et al., J Cardiovasc Magn Reson 2020;22:87. Approximate: check local
+#: sex- and age-specific references before acting on a borderline value.
+NORMAL_RANGES: dict[str, tuple[float, float]] = {
+    "lv_ef_percent": (57.0, 77.0),
+    "lv_edv_index_ml_per_m2": (56.0, 105.0),
+    "lv_esv_index_ml_per_m2": (13.0, 38.0),
+    "myo_mass_index_g_per_m2": (37.0, 81.0),
+    "rv_ef_percent": (47.0, 73.0),
+    "rv_edv_index_ml_per_m2": (48.0, 121.0),
+    "rv_esv_index_ml_per_m2": (12.0, 54.0),
+}
+NORMAL_RANGES_SOURCE = "Typical ranges: Kawel-Boehm et al., JCMR 2020 (adults, SSFP, pooled, approximate)"
+
+
+# --------------------------------------------------------------------------------------------- rendering
+
+
+@dataclass(frozen=True)
+class _Row:
+    label: str
+    key: str  # measurement name (QC flags name it in ``affects``)
+    value: float | None
+    unit: str
+    indexed: float | None = None
+    range_key: str | None = None
+
+
+def _fmt(v: float | None, digits: int = 0) -> str:
+    return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _flag(value: float | None, key: str | None) -> str:
+    if value is None or key is None or key not in NORMAL_RANGES:
+        return ""
+    lo, hi = NORMAL_RANGES[key]
+    return "low" if value < lo else "high" if value > hi else ""
+
+
+def _short_citation(citation: str) -> str:
+    """'Stone GW et al. ... J Am Coll Cardiol 2016;67:...' -> 'Stone et al., J Am Coll Cardiol 2016'."""
+    author = citation.split(" et al")[0].rsplit(" ", 1)[0] if " et al" in citation else citation[:30]
+    m = re.search(r"\.\s([^.;]+?)\s(\d{4});", citation)
+    return f"{author} et al., {m.group(1)} {m.group(2)}" if m else author
+
+
+def _table_rows(f: FunctionResult | None, lge: LgeResult | None) -> list[_Row]:
+    rows: list[_Row] = []
+    if f is not None:
+        rows += [
+            _Row("LV ejection fraction", "lv_ef_percent", f.lv_ef_percent, "%", None, "lv_ef_percent"),
+            _Row("LV end-diastolic volume", "lv_edv_ml", f.lv_edv_ml, "mL", f.lv_edv_index_ml_per_m2,
+                 "lv_edv_index_ml_per_m2"),
+            _Row("LV end-systolic volume", "lv_esv_ml", f.lv_esv_ml, "mL", f.lv_esv_index_ml_per_m2,
+                 "lv_esv_index_ml_per_m2"),
+            _Row("LV stroke volume", "lv_sv_ml", f.lv_sv_ml, "mL", f.lv_sv_index_ml_per_m2),
+            _Row("LV mass (ED)", "myo_mass_ed_g", f.myo_mass_ed_g, "g", f.myo_mass_index_g_per_m2,
+                 "myo_mass_index_g_per_m2"),
+            _Row("RV ejection fraction", "rv_ef_percent", f.rv_ef_percent, "%", None, "rv_ef_percent"),
+            _Row("RV end-diastolic volume", "rv_edv_ml", f.rv_edv_ml, "mL", f.rv_edv_index_ml_per_m2,
+                 "rv_edv_index_ml_per_m2"),
+            _Row("RV end-systolic volume", "rv_esv_ml", f.rv_esv_ml, "mL", f.rv_esv_index_ml_per_m2,
+                 "rv_esv_index_ml_per_m2"),
+        ]
+        if f.lv_co_l_per_min is not None:
+            rows.append(_Row("Cardiac output", "lv_co_l_per_min", f.lv_co_l_per_min, "L/min",
+                             f.lv_ci_l_per_min_per_m2))
+    if lge is not None:
+        rows += [
+            _Row("Infarct size (incl. MVO)", "infarct_percent_of_myocardium", lge.infarct_percent_of_myocardium,
+                 "% LV"),
+            _Row("Infarct mass", "infarct_g", lge.infarct_g, "g"),
+            _Row("Microvascular obstruction", "mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium, "% LV"),
+        ]
+        if lge.gray_zone_percent_of_myocardium is not None:
+            rows.append(_Row("Gray zone (peri-infarct)", "gray_zone_percent_of_myocardium",
+                             lge.gray_zone_percent_of_myocardium, "% LV"))
+    return rows
+
+
+def _range_text(key: str | None) -> str:
+    if key is None or key not in NORMAL_RANGES:
+        return ""
+    lo, hi = NORMAL_RANGES[key]
+    return f"{lo:.0f}-{hi:.0f}" + ("" if key.endswith("percent") else " /m²")
+
+
+def _mid_slice(mask: Volume, value: int) -> int:
+    areas = (mask.array == value).reshape(mask.array.shape[0], -1).sum(axis=1)
+    present = np.flatnonzero(areas)
+    return int(present[len(present) // 2]) if present.size else mask.array.shape[0] // 2
+
+
+def _crop_box(mask2d: np.ndarray, margin: int = 18) -> tuple[slice, slice]:
+    ys, xs = np.nonzero(mask2d)
+    if ys.size == 0:
+        return slice(None), slice(None)
+    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+    half = max(ys.max() - ys.min(), xs.max() - xs.min()) / 2 + margin
+    y0, x0 = max(int(cy - half), 0), max(int(cx - half), 0)
+    return slice(y0, int(cy + half) + 1), slice(x0, int(cx + half) + 1)
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    lo, hi = np.percentile(image, (1, 99.5)) if image.size else (0, 1)
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _contours(ax, labels: np.ndarray, specs: Sequence[tuple[tuple[int, ...], str]]) -> None:
+    for values, color in specs:
+        m = np.isin(labels, values)
+        if m.any():
+            ax.contour(m.astype(float), levels=[0.5], colors=[color], linewidths=1.4)
+
+
+def _panel_image(ax, image: Volume | None, mask: Volume | None, title: str, s: int,
+                 box: tuple[slice, slice] | None, *, lge: bool = False) -> None:
+    ax.set_title(title, fontsize=9, loc="left", fontweight="bold")
+    if image is None or mask is None or not 0 <= s < mask.array.shape[0]:
+        ax.text(0.5, 0.5, "no LGE series" if lge else "not available", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    lab = mask.array[s]
+    box = box or _crop_box(lab > 0)
+    _show_image(ax, image.array[s][box])
+    if lge:
+        overlay = np.zeros((*lab[box].shape, 4))
+        overlay[lab[box] == 3] = (1.0, 0.8, 0.0, 0.55)
+        overlay[lab[box] == 4] = (0.6, 0.0, 0.8, 0.75)
+        ax.imshow(overlay, interpolation="nearest")
+        _contours(ax, lab[box], [((2, 3, 4), "#40e070")])
+    else:
+        _contours(ax, lab[box], [((3,), "#ff4040"), ((2,), "#40e070"), ((1,), "#4a90ff")])
+
+
+def _panel_curve(ax, result: CardiacResult) -> None:
+    f, ph = result.function, result.phases
+    ax.set_title("Volume over the cardiac cycle", fontsize=9, loc="left")
+    lv = list(f.lv_volume_curve_ml) if f is not None else []
+    if len(lv) < 3:
+        ax.text(0.5, 0.5, "only ED and ES were segmented\n(curve needs all phases)", ha="center",
+                va="center", fontsize=8, transform=ax.transAxes, color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    img = result.images.cine
+    tt = img.trigger_times_ms if img is not None and img.trigger_times_ms else None
+    x = np.asarray(tt[: len(lv)] if tt and len(tt) >= len(lv) else range(len(lv)), float)
+    ax.plot(x, lv, "-o", color="#d03030", ms=2.5, lw=1.5, label="LV")
+    if f is not None and len(f.rv_volume_curve_ml) == len(lv):
+        ax.plot(x, f.rv_volume_curve_ml, "-o", color="#3070d0", ms=2.5, lw=1.5, label="RV")
+    if ph is not None:
+        for idx, name in ((ph.ed_phase, "ED"), (ph.es_phase, "ES")):
+            if 0 <= idx < len(lv):
+                ax.axvline(x[idx], color="0.5", lw=0.8, ls="--")
+                ax.text(x[idx], ax.get_ylim()[1], name, fontsize=7, ha="center", va="bottom")
+    ax.set_xlabel("trigger time (ms)" if tt else "phase", fontsize=7)
+    ax.set_ylabel("mL", fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+
+
+def _bullseye(ax, values: Mapping[int, float | None], *, title: str, vmin: float, vmax: float, cmap: str,
+              fmt: str, mark: Mapping[int, bool] | None = None) -> None:
+    """AHA 16-segment bullseye: basal outer ring, anterior (segments 1, 7, 13) at the top, septum left."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Wedge
+
+    colormap = plt.get_cmap(cmap)
+    rings = [(range(1, 7), 1.0, 60.0, 90.0), (range(7, 13), 0.72, 60.0, 90.0), (range(13, 17), 0.44, 90.0, 90.0)]
+    for segs, r_out, step, start in rings:
+        for k, seg in enumerate(segs):
+            centre = start + k * step
+            v = values.get(seg)
+            color = "0.85" if v is None else colormap((np.clip(v, vmin, vmax) - vmin) / (vmax - vmin))
+            edge = "black"
+            ax.add_patch(Wedge((0, 0), r_out, centre - step / 2, centre + step / 2, width=0.28,
+                               facecolor=color, edgecolor=edge, lw=0.8))
+            a = np.deg2rad(centre)
+            r_txt = r_out - 0.14
+            text = "–" if v is None else format(v, fmt)
+            bold = bool(mark and mark.get(seg))
+            ax.text(r_txt * np.cos(a), r_txt * np.sin(a), text, ha="center", va="center", fontsize=6.5,
+                    fontweight="bold" if bold else "normal", color="white" if bold else "black")
+    ax.add_patch(Wedge((0, 0), 0.16, 0, 360, facecolor="0.95", edgecolor="black", lw=0.8))
+    ax.text(-1.08, 0, "septum", rotation=90, ha="center", va="center", fontsize=6, color="0.35")
+    ax.text(0, 1.06, "anterior", ha="center", va="bottom", fontsize=6, color="0.35")
+    ax.set_xlim(-1.15, 1.15)
+    ax.set_ylim(-1.1, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9, loc="left")
+
+
+def _key(value: float | None, unit: str, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{_fmt(value, digits)} {unit}"
+
+
+def _key_numbers(result: CardiacResult) -> list[tuple[str, str, str]]:
+    """(label, value text, colour) of the headline numbers; a value invalidated by QC shows as n/a."""
+    f, lge = result.function, result.lge
+    out = []
+    if f is not None:
+        ef = _valid(result, "lv_ef_percent", f.lv_ef_percent)
+        color = "#b00000" if ef is not None and ef <= 35 else "#c07000" if ef is not None and ef < 50 else "#006000"
+        out.append(("LV ejection fraction", _key(ef, "%"), color))
+        out.append(("LV end-diastolic vol.", _key(_valid(result, "lv_edv_ml", f.lv_edv_ml), "mL"), "black"))
+        out.append(("RV ejection fraction", _key(_valid(result, "rv_ef_percent", f.rv_ef_percent), "%"), "black"))
+    if lge is not None:
+        inf = _valid(result, "infarct_percent_of_myocardium", lge.infarct_percent_of_myocardium)
+        out.append(("Infarct size", _key(inf, "% LV", 1), "#b00000" if inf is not None and inf >= 10 else "black"))
+        mvo = _valid(result, "mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium)
+        out.append(("Microvascular obstr.", _key(mvo, "% LV", 1), "#b00000" if mvo is not None and mvo > 0
+                    else "black"))
+    return out
+
+
+def _study_header(result: CardiacResult, study_date: str | None) -> str:
+    parts = []
+    if study_date:
+        d = study_date
+        parts.append(f"Study date {d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else f"Study date {d}")
+    used = [f"{s.role.replace('_', ' ')}: {s.description or 'unnamed'} ({s.n_images} images)" for s in result.series]
+    if used:
+        parts.append("Series used: " + "; ".join(used))
+    if result.phases is not None:
+        ph = result.phases
+        parts.append(f"ED phase {ph.ed_phase + 1}, ES phase {ph.es_phase + 1} of {ph.n_phases} ({ph.method})")
+    return "   ·   ".join(parts)
+
+
+def render_report(result: CardiacResult, *, study_date: str | None = None):
+    """Draw the one-page report as a matplotlib Figure (A4 portrait, no patient identifier).
+
+    Parameters
+    ----------
+    result
+        The analysis result.
+    study_date
+        ``YYYYMMDD`` of the study, shown in the header (the only study attribute shown).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Save it with :func:`write_report_files` (PDF + PNG) or ``savefig``.
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.27, 11.69), dpi=100)
+    fig.patch.set_facecolor("white")
+    # header
+    fig.text(0.04, 0.975, "Cardiac MRI — automatic post-infarction analysis", fontsize=14, fontweight="bold",
+             va="top")
+    status_text = {"ok": "analysis complete", "partial": "PARTIAL: see quality control",
+                   "failed": "analysis FAILED"}[result.status]
+    fig.text(0.96, 0.972, status_text, fontsize=9, ha="right", va="top",
+             color="#006000" if result.status == "ok" else "#b00000", fontweight="bold")
+    fig.text(0.04, 0.950, _wrap(_study_header(result, study_date), 150), fontsize=7, va="top", color="0.25")
+    # key numbers strip
+    keys = _key_numbers(result)
+    for i, (label, value, color) in enumerate(keys):
+        x = 0.04 + i * (0.92 / max(len(keys), 1))
+        fig.text(x, 0.918, label, fontsize=9, color="0.35", va="top")
+        fig.text(x, 0.900, value, fontsize=17, color=color, fontweight="bold", va="top")
+
+    # images: ED and ES on the same mid-ventricular slice and crop, LGE on its own mid slice
+    cine, masks = result.images, result.masks
+    s_ed = _mid_slice(masks.cine_ed, 3) if masks.cine_ed is not None else -1
+    box = _crop_box(masks.cine_ed.array[s_ed] > 0) if masks.cine_ed is not None else None
+    ed_img = es_img = None
+    if cine.cine is not None and result.phases is not None:
+        ed_img = cine.cine.phase(result.phases.ed_phase) if cine.cine.is_cine else cine.cine
+        es_img = cine.cine_es or (cine.cine.phase(result.phases.es_phase) if cine.cine.is_cine else None)
+    s_lge = -1
+    if masks.lge is not None:
+        s_lge = _mid_slice(masks.lge, 3) if (masks.lge.array == 3).any() else _mid_slice(masks.lge, 2)
+    axes = [fig.add_axes((0.04 + i * 0.32, 0.615, 0.28, 0.235)) for i in range(3)]
+    _panel_image(axes[0], ed_img, masks.cine_ed, "End-diastole", s_ed, box)
+    _panel_image(axes[1], es_img, masks.cine_es, "End-systole (same slice)", s_ed, box)
+    _panel_image(axes[2], result.images.lge, masks.lge, "Late enhancement (LGE)", s_lge, None, lge=True)
+    x = 0.04
+    for text, color in (("LV cavity", "#e03030"), ("LV myocardium", "#20a050"), ("RV cavity", "#3070e0"),
+                        ("scar (LGE)", "#d0a000"), ("MVO (LGE)", "#9000c0")):
+        fig.text(x, 0.60, "■ " + text, fontsize=8, color=color, va="top")
+        x += 0.045 + 0.0085 * len(text)
+
+    # curve + bullseyes
+    _panel_curve(fig.add_axes((0.09, 0.405, 0.34, 0.15)), result)
+    aha = result.aha
+    thick = aha.bullseye("ed_thickness_mm") if aha is not None else {}
+    thin = {k: bool(v) for k, v in aha.bullseye("thin_at_ed").items()} if aha is not None else {}
+    _bullseye(fig.add_axes((0.50, 0.385, 0.22, 0.19)), thick, title="ED wall thickness (mm)\nbold: < 5.5 mm",
+              vmin=0, vmax=14, cmap="viridis", fmt=".1f", mark=thin)
+    trans: Mapping[int, float | None] = {}
+    if result.lge is not None and result.lge.segment_transmurality_percent:
+        trans = {int(k): v for k, v in result.lge.segment_transmurality_percent.items()}
+    elif aha is not None:
+        trans = aha.bullseye("transmurality_percent")
+    _bullseye(fig.add_axes((0.75, 0.385, 0.22, 0.19)), trans, title="Scar transmurality (%)\nbold: > 50 %",
+              vmin=0, vmax=100, cmap="YlOrRd", fmt=".0f",
+              mark={k: bool(v is not None and v > 50) for k, v in trans.items()})
+
+    _draw_table(fig, result)
+    _draw_risk_and_qc(fig, result)
+    weights = ", ".join(f"{w.task}: {w.weights_id}" for w in result.provenance.weights) if result.provenance else ""
+    fig.text(0.5, 0.012, f"Automatic analysis by zeroclick {__version__} (research software{'; ' + weights if weights else ''})."
+             " Contours and numbers must be reviewed by a physician before clinical use.",
+             ha="center", fontsize=6.5, color="0.4")
+    return fig
+
+
+def _draw_table(fig, result: CardiacResult) -> None:
+    rows = _table_rows(result.function, result.lge)
+    fig.text(0.04, 0.365, "Measurements", fontsize=9, fontweight="bold", va="top")
+    height = 0.0145 * (len(rows) + 1)
+    ax = fig.add_axes((0.04, 0.345 - height, 0.47, height))
+    ax.axis("off")
+    cells, colors = [], []
+    for r in rows:
+        digits = 1 if r.unit in ("% LV", "L/min") else 0
+        value = _valid(result, r.key, r.value)
+        indexed = _valid(result, r.key, r.indexed)
+        flag = _flag(indexed if r.indexed is not None else value, r.range_key)
+        idx_unit = r.unit + "/m²"
+        shown = f"{_fmt(value, digits)} {r.unit}" if value is not None or r.value is None else "n/a (QC)"
+        cells.append((r.label, shown, f"{_fmt(indexed, digits)} {idx_unit}" if indexed is not None else "",
+                      _range_text(r.range_key), flag))
+        colors.append("#ffd8d8" if flag else "white")
+    table = ax.table(cellText=cells or [("no measurement", "", "", "", "")],
+                     colLabels=("Measurement", "Value", "Indexed (BSA)", "Typical", ""),
+                     colWidths=(0.37, 0.17, 0.2, 0.17, 0.09), cellLoc="left", bbox=(0, 0, 1, 1))
+    table.auto_set_font_size(False)
+    table.set_fontsize(7)
+    for (r, _c), cell in table.get_celld().items():
+        cell.set_linewidth(0.3)
+        cell.PAD = 0.03
+        if r == 0:
+            cell.set_facecolor("#e8e8e8")
+            cell.set_text_props(fontweight="bold")
+        elif r - 1 < len(colors):
+            cell.set_facecolor(colors[r - 1])
+    fig.text(0.04, 0.34 - height, NORMAL_RANGES_SOURCE, fontsize=5.5, color="0.45", va="top")
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def _draw_risk_and_qc(fig, result: CardiacResult) -> None:
+    x0, y = 0.55, 0.365
+    fig.text(x0, y, "Risk features (published evidence; no score)", fontsize=9, fontweight="bold", va="top")
+    y -= 0.022
+    shown = [f for f in result.risk.features if f.value is not None]
+    if not shown:
+        fig.text(x0, y, "No risk feature could be measured.", fontsize=7.5, va="top", color="0.4")
+    for feat in shown:
+        if feat.above_threshold:
+            mark, color = "▲", "#b00000"
+        else:
+            mark, color = ("●", "0.55") if feat.above_threshold is False else ("◆", "0.2")
+        fig.text(x0, y, mark, fontsize=8, color=color, va="top")
+        fig.text(x0 + 0.02, y, f"{feat.name}: {_fmt(feat.value, 1)} {feat.unit}", fontsize=7.5, va="top",
+                 fontweight="bold", color=color if feat.above_threshold else "black")
+        y -= 0.0125
+        detail = "; ".join(t for t in (feat.threshold, feat.effect_size) if t)
+        block = _wrap(f"{detail} ({_short_citation(feat.citation)})", 62)
+        fig.text(x0 + 0.02, y, block, fontsize=6.3, va="top", color="0.3")
+        y -= 0.0098 * (block.count("\n") + 1) + 0.005
+        if y < 0.14:
+            break
+    fig.text(x0, 0.135, "▲ threshold reached   ● below threshold   ◆ continuous risk", fontsize=6, color="0.4",
+             va="top")
+    # QC in plain words
+    y_qc = 0.115
+    fig.text(0.04, y_qc, "Quality control", fontsize=9, fontweight="bold", va="top")
+    issues = [q for q in result.qc if q.severity in ("warning", "error")]
+    lines = [(("✖ " if q.severity == "error" else "! ") + q.message,
+              "#b00000" if q.severity == "error" else "#a06000") for q in issues]
+    lines += [("! " + w, "#a06000") for w in result.warnings if w not in {q.message for q in issues}]
+    if not lines:
+        lines = [("✔ No quality problem found: every slice segmented, every value plausible.", "#006000")]
+    y_qc -= 0.02
+    for text, color in lines[:6]:
+        block = _wrap(text, 160)
+        fig.text(0.04, y_qc, block, fontsize=7, color=color, va="top")
+        y_qc -= 0.012 * (block.count("\n") + 1)
+    if len(lines) > 6:
+        fig.text(0.04, y_qc, f"... and {len(lines) - 6} more in report.json", fontsize=7, color="0.4", va="top")
+
+
+def write_report_files(result: CardiacResult, out_dir: str | Path, *, study_date: str | None = None,
+                       stem: str = "report") -> tuple[Path, Path]:
+    """Render the report and write ``<stem>.pdf`` and ``<stem>.png`` (atomically) into ``out_dir``.
+
+    Returns
+    -------
+    tuple of pathlib.Path
+        ``(pdf_path, png_path)``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pdf_bytes, png_bytes = _render_bytes(result, study_date=study_date)
+    paths = []
+    for suffix, data in ((".pdf", pdf_bytes), (".png", png_bytes)):
+        final = out / f"{stem}{suffix}"
+        tmp = final.with_name(f".{final.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(final)
+        paths.append(final)
+    return paths[0], paths[1]
+
+
+def _render_bytes(result: CardiacResult, *, study_date: str | None, png: bool = True) -> tuple[bytes, bytes]:
+    fig = render_report(result, study_date=study_date)
+    pdf_buf, png_buf = io.BytesIO(), io.BytesIO()
+    # Fixed metadata so the same result gives the same PDF bytes.
+    fig.savefig(pdf_buf, format="pdf", metadata={"CreationDate": None, "Creator": f"zeroclick {__version__}",
+                                                 "Producer": None})
+    if png:
+        fig.savefig(png_buf, format="png", dpi=150, metadata={"Software": f"zeroclick {__version__}"})
+    return pdf_buf.getvalue(), png_buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ DICOM outputs
+
+
+def _index_source_headers(uids: set[str], search: Sequence[Path]) -> dict[str, Dataset]:
+    """Read the headers of the source instances named by ``uids`` from the files under ``search``."""
+    found: dict[str, Dataset] = {}
+    for root in search:
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # noqa: BLE001 - non-DICOM files in the folder are expected
+                continue
+            uid = str(ds.get("SOPInstanceUID", ""))
+            if uid in uids and uid not in found:
+                found[uid] = ds
+                if len(found) == len(uids):
+                    return found
+    return found
+
+
+def _frames(mask: Volume, headers: Mapping[str, Dataset]) -> tuple[list[Dataset], np.ndarray]:
+    uids = mask.sop_instance_uids
+    if uids is None:
+        raise InvalidInputError("the mask has no source SOP Instance UIDs: DICOM outputs need DICOM input")
+    flat = [str(u) for u in np.asarray(uids).reshape(-1)]
+    if len(set(u for u in flat if u)) < len([u for u in flat if u]):
+        raise InvalidInputError(
+            "several slices of the mask come from one multi-frame image: SEG for enhanced multi-frame "
+            "sources is not supported yet; convert the series to single-frame images"
+        )
+    keep = [i for i, u in enumerate(flat) if u and u in headers]
+    if not keep:
+        raise InvalidInputError("none of the mask's source images were found: pass source= the DICOM folder")
+    return [headers[flat[i]] for i in keep], np.asarray(mask.array)[keep].astype(np.int32)
+
+
+def write_dicom_outputs(
+    result: CardiacResult,
+    out_dir: str | Path,
+    *,
+    source: str | Path | Sequence[str | Path] | None = None,
+) -> list[Path]:
+    """Write SEG ED, SEG ES, SEG LGE, the TID 1500 SR and the encapsulated PDF report into ``out_dir``.
+
+    Parameters
+    ----------
+    result
+        A result whose masks came from DICOM series (``sop_instance_uids`` filled).
+    out_dir
+        Folder for the ``.dcm`` files (created). Files: ``seg_ed.dcm``, ``seg_es.dcm``, ``seg_lge.dcm``,
+        ``sr.dcm``, ``report_pdf.dcm`` (those whose inputs exist).
+    source
+        Where the source DICOM files are (folder, file or list); default ``result.source``. Only their
+        headers are read.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in the order above.
+
+    Raises
+    ------
+    InvalidInputError
+        When the result has no DICOM-derived mask, or its source images cannot be found.
+    """
+    masks = {"seg_ed": result.masks.cine_ed, "seg_es": result.masks.cine_es, "seg_lge": result.masks.lge}
+    masks = {k: v for k, v in masks.items() if v is not None and v.sop_instance_uids is not None}
+    if not masks:
+        raise InvalidInputError(
+            "no mask with DICOM source images: DICOM outputs (SEG/SR/PDF) need a DICOM input, not NIfTI"
+        )
+    wanted = {str(u) for m in masks.values() for u in np.asarray(m.sop_instance_uids).reshape(-1) if u}
+    roots = source if isinstance(source, (list, tuple)) else [source or result.source]
+    search = [Path(r) for r in roots if r]
+    headers = _index_source_headers(wanted, search)
+    missing = len(wanted) - len(headers)
+    if missing:
+        logger.warning("%d of %d source images were not found; their frames are left out of the SEGs",
+                       missing, len(wanted))
+    out = Path(out_dir)
+    written: list[Path] = []
+    segs: dict[str, Dataset] = {}
+    sources_used: list[Dataset] = []
+    for role, mask in masks.items():
+        srcs, labels = _frames(mask, headers)
+        specs = LGE_SEGMENTS if role == "seg_lge" else CINE_SEGMENTS
+        series_uid = mask.series_instance_uid or str(srcs[0].SeriesInstanceUID)
+        phase = "" if role == "seg_lge" else "|".join(str(ds.SOPInstanceUID) for ds in srcs[:1])
+        seg = segmentation_from_labels(
+            srcs, labels, specs,
+            series_instance_uid=derived_uid(series_uid, role, "series"),
+            sop_instance_uid=derived_uid(series_uid, role, phase, "instance"),
+            series_number=SERIES_NUMBERS[role],
+            series_description=SERIES_DESCRIPTIONS[role],
+            algorithm_name=ALGORITHM_NAME,
+            algorithm_version=__version__,
+            content_description=SERIES_DESCRIPTIONS[role],
+        )
+        segs[role] = seg
+        sources_used += srcs
+        written.append(save_atomically(seg, out / f"{role}.dcm"))
+
+    study_key = "|".join(sorted(str(s.SeriesInstanceUID) for s in segs.values()))
+    groups = _measurement_groups(result, segs)
+    if groups:
+        try:
+            sr = measurement_report(
+                groups, source_images=sources_used, procedure_reported=K.CARDIAC_MRI,
+                series_instance_uid=derived_uid(study_key, "sr", "series"),
+                sop_instance_uid=derived_uid(study_key, "sr", "instance"),
+                series_number=SERIES_NUMBERS["sr"], series_description=SERIES_DESCRIPTIONS["sr"],
+                algorithm_name=ALGORITHM_NAME, algorithm_version=__version__,
+            )
+            written.append(save_atomically(sr, out / "sr.dcm"))
+        except InvalidInputError as exc:
+            logger.warning("no SR written: %s", exc)
+
+    first = sources_used[0]
+    pdf_bytes, _ = _render_bytes(result, study_date=str(first.get("StudyDate", "")) or None, png=False)
+    pdf = encapsulated_pdf(
+        pdf_bytes, first,
+        series_instance_uid=derived_uid(study_key, "pdf", "series"),
+        sop_instance_uid=derived_uid(study_key, "pdf", "instance"),
+        series_number=SERIES_NUMBERS["pdf"], series_description=SERIES_DESCRIPTIONS["pdf"],
+        document_title="zeroclick cardiac MRI report",
+    )
+    written.append(save_atomically(pdf, out / "report_pdf.dcm"))
+    return written
+
+
+def _valid(result: CardiacResult, name: str, value: float | None) -> float | None:
+    """``value`` unless a QC error invalidates the measurement ``name`` (then it is not reported)."""
+    if value is None:
+        return None
+    if any(name in q.affects for q in result.qc_errors):
+        return None
+    return float(value)
+
+
+def _measurement_groups(result: CardiacResult, segs: Mapping[str, Dataset]) -> list[SegmentMeasurements]:
+    f, lge = result.function, result.lge
+    groups: list[SegmentMeasurements] = []
+
+    def item(code, name, value, unit):
+        return MeasurementItem(code, _valid(result, name, value), unit)  # type: ignore[arg-type]
+
+    if f is not None and "seg_ed" in segs:
+        ed = segs["seg_ed"]
+        groups += [
+            SegmentMeasurements(ed, 1, "LV cavity at ED", K.LV, (
+                item(K.LV_EDV, "lv_edv_ml", f.lv_edv_ml, K.UNIT_ML),
+                item(K.LV_SV, "lv_sv_ml", f.lv_sv_ml, K.UNIT_ML),
+                item(K.LV_EF, "lv_ef_percent", f.lv_ef_percent, K.UNIT_PERCENT))),
+            SegmentMeasurements(ed, 2, "LV myocardium at ED", K.LV_MYOCARDIUM, (
+                item(K.MASS, "myo_mass_ed_g", f.myo_mass_ed_g, K.UNIT_G),)),
+            SegmentMeasurements(ed, 3, "RV cavity at ED", K.RV, (
+                item(K.RV_EDV, "rv_edv_ml", f.rv_edv_ml, K.UNIT_ML),
+                item(K.RV_EF, "rv_ef_percent", f.rv_ef_percent, K.UNIT_PERCENT))),
+        ]
+    if f is not None and "seg_es" in segs:
+        es = segs["seg_es"]
+        groups += [
+            SegmentMeasurements(es, 1, "LV cavity at ES", K.LV, (item(K.LV_ESV, "lv_esv_ml", f.lv_esv_ml, K.UNIT_ML),)),
+            SegmentMeasurements(es, 3, "RV cavity at ES", K.RV, (item(K.RV_ESV, "rv_esv_ml", f.rv_esv_ml, K.UNIT_ML),)),
+        ]
+    if lge is not None and "seg_lge" in segs:
+        sl = segs["seg_lge"]
+        groups += [
+            SegmentMeasurements(sl, 1, "LV myocardium on LGE", K.LV_MYOCARDIUM, (
+                item(K.MASS, "myocardium_mass_g", lge.myocardium_g, K.UNIT_G),)),
+            SegmentMeasurements(sl, 2, "Infarct incl. MVO", K.INFARCT, (
+                item(K.MASS, "infarct_g", lge.infarct_g, K.UNIT_G),
+                item(K.VOLUME, "infarct_ml", lge.infarct_ml, K.UNIT_ML),
+                item(K.INFARCT_PERCENT_OF_LV, "infarct_percent_of_myocardium", lge.infarct_percent_of_myocardium,
+                     K.UNIT_PERCENT))),
+            SegmentMeasurements(sl, 3, "MVO", K.MVO, (
+                item(K.VOLUME, "mvo_ml", lge.mvo_ml, K.UNIT_ML),
+                item(K.MVO_PERCENT_OF_LV, "mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium,
+                     K.UNIT_PERCENT))),
+        ]
+    return groups
