@@ -1,0 +1,255 @@
+"""CI regression check: small runs of the other benchmarks, as machine-independent ratios, against baselines.
+
+Absolute seconds depend on the machine, so nothing absolute is asserted. Each checked number is a ratio
+measured in the same run:
+
+* ``ratio``: a ratio the benchmark already reports (``speedup_vs_pydicom``, ``speedup_fast_vs_openslide``);
+* ``seconds``: a time divided by the reference workload's time (lower is better);
+* ``rate``: a throughput multiplied by the reference workload's time (higher is better).
+
+The reference workload is fixed: the geometric mean of a float32 256x256 matrix-multiply loop (BLAS) and a
+pure-Python loop, each the fastest of 5 repeats, measured before and after the benchmarks (the lower of the
+two wins, so a noisy neighbour during one measurement does not move every ratio). ``benchmarks/baselines.json``
+names the benchmarks, their small configurations and the checked numbers with their committed values. A number
+more than ``tolerance`` (30%) worse than its baseline fails the check: ``zeroclick bench regression`` then
+exits with a non-zero code after printing the table. ``--update`` writes this run's values as the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaging.errors import ZeroClickError
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = "CI regression check: ratios of small benchmark runs vs committed baselines (fails on >30% worse)"
+BASELINES = Path(__file__).with_name("baselines.json")
+KINDS = ("ratio", "seconds", "rate")
+
+
+class BenchmarkRegressionError(ZeroClickError, AssertionError):
+    """At least one benchmark ratio is worse than its baseline by more than the tolerance."""
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One checked number: its raw value, its ratio, the baseline and the verdict."""
+
+    benchmark: str
+    metric: str
+    kind: str
+    raw: float | None
+    ratio: float | None
+    baseline: float | None
+    change_percent: float | None
+    status: str  # ok, REGRESSED, new (no baseline), unavailable (benchmark not installed), error
+    note: str = ""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baselines", default=str(BASELINES), help="baselines JSON (default benchmarks/baselines.json)")
+    parser.add_argument("--tolerance", type=float, help="allowed worsening as a fraction (default from the file: 0.30)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="check only these benchmarks")
+    parser.add_argument("--update", action="store_true", help="write this run's ratios as the new baselines")
+    parser.add_argument("--no-fail", action="store_true", help="print the table but exit 0 even on a regression")
+
+
+def reference_seconds(repeats: int = 5) -> dict[str, float]:
+    """Seconds of the fixed reference workload on this machine (BLAS part, Python part, geometric mean)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 256), dtype=np.float32)
+    b = rng.standard_normal((256, 256), dtype=np.float32)
+
+    def blas() -> None:
+        c = a
+        for _ in range(50):
+            c = (c @ b) * np.float32(0.01)
+
+    def python() -> None:
+        d: dict[int, int] = {}
+        for i in range(300_000):
+            d[i % 1024] = d.get(i % 1024, 0) + i
+
+    times = {}
+    for name, fn in (("blas_s", blas), ("python_s", python)):
+        best = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        times[name] = best
+    times["reference_s"] = math.sqrt(times["blas_s"] * times["python_s"])
+    return times
+
+
+def _find(record: Any, key: str) -> Any:
+    """Value at a dotted path, else the first value of that key anywhere in nested dicts."""
+    node = record
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            break
+    else:
+        return node
+    if isinstance(record, dict):
+        if key in record:
+            return record[key]
+        for value in record.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None
+
+
+def _run_benchmark(name: str, argv: list[str]) -> dict[str, Any] | None:
+    from benchmarks import REGISTRY
+
+    module_name = REGISTRY.get(name)
+    if module_name is None:
+        raise KeyError(f"{name!r} is not in benchmarks.REGISTRY")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    parser = argparse.ArgumentParser(prog=f"zeroclick bench {name}", add_help=False, exit_on_error=False)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--out")
+    module.add_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise ValueError(f"the small configuration {argv} is no longer accepted: {exc}") from exc
+    args.bench_name = name
+    return module.run(args)
+
+
+def _judge(value: float, baseline: float | None, higher_is_better: bool, tolerance: float) -> tuple[float | None, str]:
+    if baseline is None or baseline <= 0:
+        return None, "new"
+    change = (value / baseline - 1.0) * 100.0
+    worse = value < baseline * (1.0 - tolerance) if higher_is_better else value > baseline * (1.0 + tolerance)
+    return change, "REGRESSED" if worse else "ok"
+
+
+def check(config: dict[str, Any], *, tolerance: float, only: list[str] | None = None) -> dict[str, Any]:
+    """Run the configured benchmarks and compare their ratios with the baselines; returns the record."""
+    before = reference_seconds()
+    measured: list[tuple[str, str, dict[str, Any], Any, str]] = []  # benchmark, metric, spec, raw, note
+    timings = {}
+    for name, bench in config["benchmarks"].items():
+        if only and name not in only:
+            continue
+        t0 = time.perf_counter()
+        try:
+            record = _run_benchmark(name, list(bench.get("argv", [])))
+            note = "" if record is not None else "unavailable"
+        except Exception as exc:  # a broken benchmark fails the check, it does not crash it
+            logger.exception("benchmark %s failed", name)
+            record, note = None, f"error: {type(exc).__name__}: {exc}"
+        timings[name] = round(time.perf_counter() - t0, 2)
+        for metric, spec in bench["metrics"].items():
+            measured.append((name, metric, spec, _find(record, metric) if record else None, note))
+    after = reference_seconds()
+    reference = min(before["reference_s"], after["reference_s"])
+
+    rows = []
+    for name, metric, spec, raw, note in measured:
+        kind = spec.get("kind", "ratio")
+        higher = spec.get("higher_is_better", kind != "seconds")
+        baseline = spec.get("baseline")
+        if note == "unavailable":
+            rows.append(CheckRow(name, metric, kind, None, None, baseline, None, "unavailable"))
+            continue
+        if not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+            why = note or f"the benchmark did not report a positive number for {metric!r}"
+            rows.append(CheckRow(name, metric, kind, None, None, baseline, None, "error", why))
+            continue
+        ratio = {"ratio": raw, "seconds": raw / reference, "rate": raw * reference}[kind]
+        change, status = _judge(ratio, baseline, higher, tolerance)
+        rows.append(CheckRow(name, metric, kind, float(raw), round(ratio, 6), baseline,
+                             None if change is None else round(change, 1), status))
+    return {
+        "tolerance": tolerance,
+        "reference": {"before": before, "after": after, "reference_s": reference},
+        "benchmark_seconds": timings,
+        "checks": [asdict(r) for r in rows],
+        "regressed": [f"{r.benchmark}.{r.metric}" for r in rows if r.status in ("REGRESSED", "error")],
+    }
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """The check table as aligned text (absolute values shown for information only)."""
+    head = ("benchmark", "metric", "kind", "raw value", "ratio", "baseline", "change %", "status")
+    lines = [head]
+    for c in record["checks"]:
+        lines.append((c["benchmark"], c["metric"], c["kind"], _fmt(c["raw"]), _fmt(c["ratio"]), _fmt(c["baseline"]),
+                      "" if c["change_percent"] is None else f"{c['change_percent']:+.1f}", c["status"] + (
+                          f" ({c['note']})" if c["note"] else "")))
+    widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
+    text = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in lines]
+    ref = record["reference"]
+    text.append(f"reference workload: {ref['reference_s']:.4f} s (BLAS {ref['before']['blas_s']:.4f} s, "
+                f"Python {ref['before']['python_s']:.4f} s); tolerance {record['tolerance'] * 100:.0f}%; "
+                f"benchmark seconds {record['benchmark_seconds']} (not asserted)")
+    return "\n".join(text)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4g}"
+
+
+def update_baselines(config: dict[str, Any], record: dict[str, Any], path: Path) -> None:
+    """Write this run's ratios into the baselines file (only numbers that were measured)."""
+    from benchmarks.common import machine_info
+
+    for c in record["checks"]:
+        if c["ratio"] is not None:
+            config["benchmarks"][c["benchmark"]]["metrics"][c["metric"]]["baseline"] = round(c["ratio"], 4)
+    info = machine_info()
+    config["measured_on"] = {"cpu": info["cpu"], "cpu_count": info["cpu_count"],
+                             "date_utc": time.strftime("%Y-%m-%d", time.gmtime())}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """``zeroclick bench regression``: print the table on stderr; raise when a ratio regressed."""
+    path = Path(args.baselines)
+    config = json.loads(path.read_text())
+    tolerance = args.tolerance if args.tolerance is not None else float(config.get("tolerance", 0.30))
+    record = check(config, tolerance=tolerance, only=args.only)
+    sys.stderr.write(format_table(record) + "\n")
+    if args.update:
+        update_baselines(config, record, path)
+        record["updated"] = str(path)
+    elif record["regressed"] and not args.no_fail:
+        from benchmarks.common import machine_info
+
+        full = {"benchmark": "regression", "machine": machine_info(), **record}
+        sys.stdout.write(json.dumps(full, default=str) + "\n")
+        if getattr(args, "out", None):
+            Path(args.out).write_text(json.dumps(full, default=str) + "\n")
+        raise BenchmarkRegressionError(
+            f"{len(record['regressed'])} benchmark number(s) regressed by more than {tolerance * 100:.0f}% or "
+            f"failed: {', '.join(record['regressed'])}; see the table above. If the change is intended, "
+            "refresh the baselines with `zeroclick bench regression --update` on the CI machine and commit them."
+        )
+    return record

@@ -1,0 +1,87 @@
+"""The CI regression check: ratios vs baselines, >30% worse fails with a table, absolute numbers never judged."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import benchmarks
+from benchmarks import regression
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    monkeypatch.setitem(benchmarks.REGISTRY, "fake", "fake_bench")
+    monkeypatch.setitem(benchmarks.REGISTRY, "absent", "no_such_benchmark_module")
+    monkeypatch.setattr(regression, "reference_seconds",
+                        lambda repeats=5: {"blas_s": 0.5, "python_s": 0.5, "reference_s": 0.5})
+
+
+def _config(argv, speedup=4.0, total=4.0, rate=2.5):
+    return {"tolerance": 0.3, "benchmarks": {
+        "fake": {"argv": argv, "metrics": {
+            "speedup_vs_slow": {"kind": "ratio", "baseline": speedup},
+            "stages.total_s": {"kind": "seconds", "baseline": total},
+            "tiles_per_s": {"kind": "rate", "baseline": rate}}},
+        "absent": {"argv": [], "metrics": {"x_per_s": {"kind": "rate", "baseline": 1.0}}}}}
+
+
+def _statuses(record):
+    return {(c["benchmark"], c["metric"]): c["status"] for c in record["checks"]}
+
+
+def test_same_performance_passes_and_absent_benchmarks_are_reported(fake_registry):
+    record = regression.check(_config(["--speedup", "4", "--seconds", "2"]), tolerance=0.3)
+    assert _statuses(record) == {("fake", "speedup_vs_slow"): "ok", ("fake", "stages.total_s"): "ok",
+                                 ("fake", "tiles_per_s"): "ok", ("absent", "x_per_s"): "unavailable"}
+    seconds = next(c for c in record["checks"] if c["metric"] == "stages.total_s")
+    assert seconds["raw"] == 2.0 and seconds["ratio"] == 4.0  # 2 s over a 0.5 s reference
+    assert record["regressed"] == []
+
+
+@pytest.mark.parametrize(("argv", "regressed"), [
+    (["--speedup", "2.9"], []),  # 2.9 / 4.0: 27.5% lower, inside 30%
+    (["--speedup", "2.7"], ["fake.speedup_vs_slow"]),  # 32.5% lower
+    (["--seconds", "2.7"], ["fake.stages.total_s"]),  # time 35% higher; its rate only 26% lower
+    (["--seconds", "3.0"], ["fake.stages.total_s", "fake.tiles_per_s"]),  # 50% slower, rate 33% lower
+    (["--seconds", "2.5"], []),  # 25% slower: within tolerance
+    (["--speedup", "40", "--seconds", "0.2"], []),  # faster is never a regression
+])
+def test_more_than_30_percent_worse_regresses(fake_registry, argv, regressed):
+    record = regression.check(_config(argv), tolerance=0.3)
+    assert record["regressed"] == regressed
+
+
+def test_cli_exit_code_table_and_update(fake_registry, tmp_path, run_cli):
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps(_config(["--speedup", "2"])))
+    code, out, err = run_cli("bench", "regression", "--baselines", str(path))
+    assert code != 0
+    assert "REGRESSED" in err and "speedup_vs_slow" in err and "regressed by more than 30%" in err
+    assert json.loads(out)["regressed"] == ["fake.speedup_vs_slow"]
+    code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update")
+    assert code == 0
+    assert json.loads(path.read_text())["benchmarks"]["fake"]["metrics"]["speedup_vs_slow"]["baseline"] == 2.0
+    code, _, err = run_cli("bench", "regression", "--baselines", str(path))
+    assert code == 0 and "REGRESSED" not in err
+
+
+def test_a_configuration_the_benchmark_no_longer_accepts_fails(fake_registry):
+    record = regression.check(_config(["--no-such-option"]), tolerance=0.3)
+    assert record["regressed"] == ["fake.speedup_vs_slow", "fake.stages.total_s", "fake.tiles_per_s"]
+    assert "no longer accepted" in record["checks"][0]["note"]
+
+
+def test_reference_workload_is_positive_and_combines_both_parts():
+    ref = regression.reference_seconds(repeats=1)
+    assert ref["blas_s"] > 0 and ref["python_s"] > 0
+    assert ref["reference_s"] == pytest.approx((ref["blas_s"] * ref["python_s"]) ** 0.5)
+
+
+def test_committed_baselines_name_registered_benchmarks_and_known_kinds():
+    config = json.loads(regression.BASELINES.read_text())
+    assert 0 < config["tolerance"] <= 0.3
+    for name, bench in config["benchmarks"].items():
+        assert name in benchmarks.REGISTRY
+        assert all(m["kind"] in regression.KINDS for m in bench["metrics"].values())
