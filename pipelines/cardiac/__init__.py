@@ -1,9 +1,38 @@
 """Zero-click cardiac MRI: one call turns an exam into the numbers reported after a myocardial infarction.
 
-``run(source)`` reads top to bottom like the protocol: inputs -> segmentation (ED/ES search) -> function ->
-AHA segments -> LGE -> risk features -> QC. Each stage lives in its own module of this package.
+:func:`run` reads top to bottom like the protocol: inputs -> segmentation with the ED/ES search -> function ->
+AHA segments -> LGE -> risk features -> QC. Each stage lives in its own module of this package:
+``inputs``, ``segmentation``, ``phases``, ``function``, ``aha``, ``lge``, ``risk``, ``qc``, ``outputs``.
+
+Examples
+--------
+>>> from pipelines.cardiac import run            # doctest: +SKIP
+>>> result = run("exam/dicom")                    # doctest: +SKIP
+>>> result.function.lv_ef_percent, result.lge.infarct_percent_of_myocardium   # doctest: +SKIP
 """
 
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaging import __version__
+from imaging.errors import AnalysisError, InvalidInputError
+from imaging.volume import Volume
+from pipelines.cardiac.aha import compute_aha
+from pipelines.cardiac.function import compute_function
+from pipelines.cardiac.inputs import CaseInputs, load_case
+from pipelines.cardiac.lge import compute_lge
+from pipelines.cardiac.phases import PhaseSearchResult, choose_phases
+from pipelines.cardiac.qc import check_function, check_geometry, check_lge, check_masks
 from pipelines.cardiac.result import (
     AHA_SEGMENT_NAMES,
     AhaResult,
@@ -22,6 +51,9 @@ from pipelines.cardiac.result import (
     ThresholdScar,
     WeightsRef,
 )
+from pipelines.cardiac.risk import compute_risk
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "AHA_SEGMENT_NAMES",
@@ -29,6 +61,7 @@ __all__ = [
     "CardiacImages",
     "CardiacMasks",
     "CardiacResult",
+    "CaseInputs",
     "FunctionResult",
     "LgeResult",
     "PhaseChoice",
@@ -40,4 +73,261 @@ __all__ = [
     "SeriesReference",
     "ThresholdScar",
     "WeightsRef",
+    "load_case",
+    "run",
 ]
+
+
+def run(
+    source: str | Path | CaseInputs,
+    *,
+    device: str = "auto",
+    all_phases: bool = False,
+    prior: str | Path | dict[str, Any] | None = None,
+    cine_segmenter: Any | None = None,
+    lge_segmenter: Any | None = None,
+    n_search_slices: int = 2,
+    phase_step: int = 2,
+    margin_fraction: float = 0.03,
+) -> CardiacResult:
+    """Analyse one cardiac MRI case end to end.
+
+    Parameters
+    ----------
+    source
+        A DICOM folder/zip/tar, an ACDC patient folder (``Info.cfg`` + frame NIfTI files), an EMIDEC-style LGE
+        NIfTI file, or :class:`~pipelines.cardiac.inputs.CaseInputs` already loaded.
+    device
+        ``auto`` (cuda > mps > cpu), ``cuda``, ``mps`` or ``cpu``.
+    all_phases
+        Segment the whole stack at every phase (volume-time curve; slower). Default: ED/ES search
+        (:mod:`pipelines.cardiac.phases`).
+    prior
+        An earlier ``report.json`` (path or dict) of the same patient: adds LV remodeling features.
+    cine_segmenter, lge_segmenter
+        Objects with ``segment(volume3d, slices=None) -> labels`` (and optionally ``segment_many``,
+        ``provenance``); default: :class:`~pipelines.cardiac.segmentation.CineSegmenter` /
+        ``LgeSegmenter`` with verified weights on ``device``. Tests inject ground truth here.
+    n_search_slices, phase_step, margin_fraction
+        ED/ES search settings (see :func:`pipelines.cardiac.phases.choose_phases`).
+
+    Raises
+    ------
+    InvalidInputError
+        The input is not a case this pipeline reads (message says what is expected).
+    WeightsError
+        Weights are missing or unverified (run ``zeroclick weights fetch``).
+    AnalysisError
+        Nothing valid could be measured (reason in the message).
+    """
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    case = source if isinstance(source, CaseInputs) else load_case(source)
+    seconds.update(case.stage_seconds or {"load": time.perf_counter() - t0})
+    if case.cine is None and case.lge is None:
+        raise AnalysisError(f"{case.source}: neither a cine short axis nor an LGE stack to analyse")
+    qc: list[QcFlag] = []
+    warnings: list[str] = list(case.warnings)
+    engine = None
+    if (case.cine is not None and cine_segmenter is None) or (case.lge is not None and lge_segmenter is None):
+        from imaging.engine import Engine
+
+        engine = Engine(device=device)
+    if case.cine is not None and cine_segmenter is None:
+        from pipelines.cardiac.segmentation import CineSegmenter
+
+        cine_segmenter = CineSegmenter(engine=engine)
+    if case.lge is not None and lge_segmenter is None:
+        from pipelines.cardiac.segmentation import LgeSegmenter
+
+        lge_segmenter = LgeSegmenter(engine=engine)
+
+    # --- cine: ED/ES search, then function -------------------------------------------------------
+    slices_inferred = 0
+    masks: dict[str, Volume | None] = {"cine_ed": None, "cine_es": None, "cine_all": None, "lge": None}
+    function: FunctionResult | None = None
+    phases: PhaseChoice | None = None
+    t_inf = 0.0
+    if case.cine is not None:
+        t0 = time.perf_counter()
+        search = _cine_phases(case, cine_segmenter, all_phases=all_phases, n_search=n_search_slices,
+                              phase_step=phase_step, margin_fraction=margin_fraction)
+        t_inf += time.perf_counter() - t0
+        slices_inferred += search.slices_inferred
+        phases = search.choice
+        ed_i, es_i = _array_phase(case, phases.ed_phase), _array_phase(case, phases.es_phase)
+        masks["cine_ed"] = case.cine.phase(ed_i).with_array(search.full_stacks[ed_i].astype(np.uint8))
+        masks["cine_es"] = case.cine.phase(es_i).with_array(search.full_stacks[es_i].astype(np.uint8))
+        if all_phases and len(search.full_stacks) == case.cine.n_phases:
+            stack = np.stack([search.full_stacks[p] for p in range(case.cine.n_phases)]).astype(np.uint8)
+            masks["cine_all"] = case.cine.with_array(stack)
+        qc += check_masks(masks["cine_ed"], phase="ED") + check_masks(masks["cine_es"], phase="ES")
+        if not any(q.code == "cine_ED_no_lv" for q in qc):
+            curve = [search.choice.full_stack_lv_ml[p] for p in range(case.cine.n_phases)] \
+                if all_phases and len(search.choice.full_stack_lv_ml) == case.cine.n_phases else []
+            rv_curve = [float(np.count_nonzero(search.full_stacks[p] == 1)) * case.cine.voxel_volume_ml
+                        for p in range(case.cine.n_phases)] if curve else []
+            function = compute_function(masks["cine_ed"], masks["cine_es"], heart_rate_bpm=case.heart_rate_bpm,
+                                        height_m=case.height_m, weight_kg=case.weight_kg,
+                                        lv_curve_ml=curve, rv_curve_ml=rv_curve)
+            qc += check_function(function)
+        if case.height_m is None or case.weight_kg is None:
+            qc.append(QcFlag("no_bsa", "info", "height or weight unknown: values are not indexed to BSA", "function"))
+        if case.heart_rate_bpm is None:
+            qc.append(QcFlag("no_heart_rate", "info", "heart rate unknown: cardiac output not computed", "function"))
+
+    # --- LGE -----------------------------------------------------------------------------------
+    lge: LgeResult | None = None
+    if case.lge is not None:
+        t0 = time.perf_counter()
+        labels = np.asarray(_labels_of(lge_segmenter.segment(case.lge)), dtype=np.uint8)
+        t_inf += time.perf_counter() - t0
+        slices_inferred += case.lge.spatial_shape[0]
+        masks["lge"] = case.lge.with_array(labels)
+        lge = compute_lge(masks["lge"], case.lge)
+        qc += check_masks(masks["lge"], phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
+    seconds["inference"] = t_inf
+
+    # --- AHA segments, geometry QC, risk ---------------------------------------------------------
+    t0 = time.perf_counter()
+    aha: AhaResult | None = None
+    if function is not None and masks["cine_ed"] is not None:
+        aha = compute_aha(masks["cine_ed"], masks["cine_es"], masks["lge"])
+        if lge is not None:
+            lge = dataclasses.replace(lge, segment_transmurality_percent={
+                s.segment: s.transmurality_percent for s in aha.segments})
+    elif lge is not None:
+        qc.append(QcFlag("lge_no_segments", "info", "no cine short axis: LGE has no RV insertion points, so "
+                         "per-segment transmurality is not reported", "aha"))
+    if case.cine is not None and case.lge is not None:
+        qc += check_geometry(case.cine, case.lge)
+    risk = compute_risk(function, lge, prior_measurements=_prior_measurements(prior, warnings))
+    seconds["quantification"] = time.perf_counter() - t0 + seconds.get("quantification", 0.0)
+
+    status = "ok"
+    if (case.cine is not None and function is None) or (case.lge is not None and lge is None) or \
+            any(q.severity == "error" for q in qc):
+        status = "partial"
+    if function is None and (lge is None or lge.myocardium_ml <= 0):
+        reasons = "; ".join(q.message for q in qc if q.severity == "error") or "no valid segmentation"
+        raise AnalysisError(f"{case.source}: nothing valid could be measured: {reasons}")
+
+    provenance = Provenance(
+        zeroclick_version=__version__,
+        input_kind=case.kind,
+        device=_device_of(engine, cine_segmenter, lge_segmenter),
+        weights=tuple(w for w in (_weights_ref("cine", cine_segmenter if case.cine is not None else None),
+                                  _weights_ref("lge", lge_segmenter if case.lge is not None else None)) if w),
+        versions=_versions(),
+        stage_seconds={k: round(v, 4) for k, v in seconds.items()},
+        slices_inferred=slices_inferred,
+        started_utc=started,
+        options={"all_phases": all_phases, "n_search_slices": n_search_slices, "phase_step": phase_step,
+                 "margin_fraction": margin_fraction, "prior": prior is not None},
+    )
+    cine_es_image = None
+    if case.cine is not None and phases is not None:
+        cine_es_image = case.cine.phase(_array_phase(case, phases.es_phase))
+    return CardiacResult(
+        status=status, source=case.source, function=function, aha=aha, lge=lge, risk=risk, phases=phases,
+        series=case.series, qc=tuple(qc), warnings=tuple(warnings), provenance=provenance,
+        masks=CardiacMasks(**masks),
+        images=CardiacImages(cine=case.cine, cine_es=cine_es_image, lge=case.lge),
+    )
+
+
+def _labels_of(out: Any) -> np.ndarray:
+    return out.array if isinstance(out, Volume) else np.asarray(out)
+
+
+def _slice_segmenter(cine: Volume, segmenter: Any):
+    """Adapter from a ``CineSegmenter``-like object to :data:`pipelines.cardiac.phases.SliceSegmenter`."""
+
+    def segment(requests: Sequence[tuple[int, tuple[int, ...]]]) -> list[np.ndarray]:
+        items = [(cine.phase(p), list(sl)) for p, sl in requests]
+        if hasattr(segmenter, "segment_many"):
+            outs = segmenter.segment_many(items)
+        else:
+            outs = [segmenter.segment(v, slices=sl) for v, sl in items]
+        result = []
+        for (_, sl), out in zip(requests, outs):
+            arr = _labels_of(out)
+            result.append(arr[list(sl)] if arr.shape[0] == cine.spatial_shape[0] else arr)
+        return result
+
+    return segment
+
+
+def _array_phase(case: CaseInputs, phase_number: int) -> int:
+    """Index into the cine's phase axis of an original phase number."""
+    if case.phase_numbers is None:
+        return int(phase_number)
+    return case.phase_numbers.index(int(phase_number))
+
+
+def _cine_phases(case: CaseInputs, segmenter: Any, *, all_phases: bool, n_search: int, phase_step: int,
+                 margin_fraction: float) -> PhaseSearchResult:
+    cine = case.cine
+    assert cine is not None
+    seg = _slice_segmenter(cine, segmenter)
+    tt = cine.trigger_times_ms
+    if case.given_phases is not None and not all_phases:
+        ed_i, es_i = case.given_phases
+        n = cine.spatial_shape[0]
+        stacks = dict(zip((ed_i, es_i), seg([(ed_i, tuple(range(n))), (es_i, tuple(range(n)))])))
+        numbers = case.phase_numbers or tuple(range(cine.n_phases))
+        vols = {numbers[p]: float(np.count_nonzero(s == 3)) * cine.voxel_volume_ml for p, s in stacks.items()}
+        choice = PhaseChoice(numbers[ed_i], numbers[es_i], "given", n_phases=cine.n_phases,
+                             full_stack_lv_ml=vols)
+        return PhaseSearchResult(choice, stacks, n * len(stacks))
+    return choose_phases(cine.n_phases, cine.spatial_shape[0], seg, voxel_volume_ml=cine.voxel_volume_ml,
+                         all_phases=all_phases, n_search=n_search, phase_step=phase_step,
+                         margin_fraction=margin_fraction, trigger_times_ms=tt)
+
+
+def _prior_measurements(prior: str | Path | dict[str, Any] | None, warnings: list[str]) -> dict[str, Any] | None:
+    if prior is None:
+        return None
+    if isinstance(prior, dict):
+        data = prior
+    else:
+        try:
+            data = json.loads(Path(prior).read_text())
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"--prior {prior}: not a readable report.json ({exc})") from exc
+    measurements = data.get("measurements", data)
+    if not isinstance(measurements, dict) or "lv_edv_ml" not in measurements:
+        warnings.append("prior report has no lv_edv_ml: remodeling features not computed")
+        return None
+    return measurements
+
+
+def _weights_ref(task: str, segmenter: Any) -> WeightsRef | None:
+    if segmenter is None:
+        return None
+    prov = getattr(segmenter, "provenance", None) or {}
+    return WeightsRef(task=task, weights_id=str(prov.get("weights_id", type(segmenter).__name__)),
+                      sha256=str(prov.get("weights_sha256", "")), runtime=str(prov.get("precision", "")))
+
+
+def _device_of(engine: Any, *segmenters: Any) -> str:
+    if engine is not None:
+        return str(engine.device)
+    for s in segmenters:
+        prov = getattr(s, "provenance", None) or {}
+        if "device" in prov:
+            return str(prov["device"])
+    return "none"
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("zeroclick", "torch", "numpy", "scipy", "scikit-image", "pydicom", "nibabel"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

@@ -23,8 +23,9 @@ import numpy as np
 
 from pipelines.cardiac.result import PhaseChoice
 
-#: (phase, slice indices) -> labels of those slices, shape [len(slices), rows, cols] (ACDC labels).
-SliceSegmenter = Callable[[int, tuple[int, ...]], np.ndarray]
+#: A batch of requests ``[(phase, slice indices), ...]`` -> one label array per request, shaped
+#: ``[len(slices), rows, cols]`` (ACDC labels). One call lets the engine batch slices across phases.
+SliceSegmenter = Callable[[Sequence[tuple[int, tuple[int, ...]]]], Sequence[np.ndarray]]
 
 LV = 3
 
@@ -38,20 +39,26 @@ class _Cache:
     labels: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
     slices_inferred: int = 0
 
-    def get(self, phase: int, slices: Sequence[int]) -> np.ndarray:
-        have = self.labels.setdefault(phase, {})
-        todo = tuple(int(s) for s in slices if int(s) not in have)
+    def get_many(self, requests: Sequence[tuple[int, Sequence[int]]]) -> list[np.ndarray]:
+        todo = []
+        for phase, slices in requests:
+            have = self.labels.setdefault(int(phase), {})
+            missing = tuple(int(s) for s in slices if int(s) not in have)
+            if missing:
+                todo.append((int(phase), missing))
         if todo:
-            out = np.asarray(self.segment(phase, todo))
-            if out.shape[0] != len(todo):
-                raise ValueError(f"segmenter returned {out.shape[0]} slices for {len(todo)} requested")
-            for s, lab in zip(todo, out):
-                have[s] = lab
-            self.slices_inferred += len(todo)
-        return np.stack([have[int(s)] for s in slices])
+            outs = self.segment(todo)
+            for (phase, missing), out in zip(todo, outs):
+                out = np.asarray(out)
+                if out.shape[0] != len(missing):
+                    raise ValueError(f"segmenter returned {out.shape[0]} slices for {len(missing)} requested")
+                self.labels[phase].update(zip(missing, out))
+                self.slices_inferred += len(missing)
+        return [np.stack([self.labels[int(p)][int(s)] for s in slices]) for p, slices in requests]
 
-    def full(self, phase: int) -> np.ndarray:
-        return self.get(phase, range(self.n_slices))
+    def full_many(self, phases: Sequence[int]) -> dict[int, np.ndarray]:
+        phases = list(dict.fromkeys(int(p) for p in phases))
+        return dict(zip(phases, self.get_many([(p, range(self.n_slices)) for p in phases])))
 
 
 def search_slices(n_slices: int, n_search: int) -> tuple[int, ...]:
@@ -98,12 +105,12 @@ def choose_phases(
         return None if not trigger_times_ms or p >= len(trigger_times_ms) else float(trigger_times_ms[p])
 
     if n_phases <= 1:
-        full = cache.full(0)
+        full = cache.full_many([0])[0]
         choice = PhaseChoice(0, 0, "single_phase", n_phases=1, full_stack_lv_ml={0: lv_ml(full)})
         return PhaseSearchResult(choice, {0: full}, cache.slices_inferred)
 
     if all_phases:
-        stacks = {p: cache.full(p) for p in range(n_phases)}
+        stacks = cache.full_many(range(n_phases))
         vols = {p: lv_ml(s) for p, s in stacks.items()}
         ed, es = max(vols, key=vols.__getitem__), min(vols, key=vols.__getitem__)
         choice = PhaseChoice(ed, es, "all_phases", n_phases=n_phases, full_stack_lv_ml=vols,
@@ -114,10 +121,9 @@ def choose_phases(
     curve: dict[int, float] = {}
 
     def evaluate(phases: Sequence[int]) -> None:
-        for p in phases:
-            p = int(p) % n_phases
-            if p not in curve:
-                curve[p] = lv_ml(cache.get(p, sl))
+        new = list(dict.fromkeys(int(p) % n_phases for p in phases if int(p) % n_phases not in curve))
+        for p, labels in zip(new, cache.get_many([(p, sl) for p in new])):
+            curve[p] = lv_ml(labels)
 
     step = max(1, int(phase_step))
     evaluate(range(0, n_phases, step))
@@ -133,21 +139,14 @@ def choose_phases(
         best = max(nbs, key=lambda q: sign * curve[q])
         return best if abs(curve[best] - curve[p]) <= margin and best != p else None
 
-    confirmed: list[int] = []
-    stacks = {ed0: cache.full(ed0), es0: cache.full(es0)}
+    stacks = cache.full_many([ed0, es0])
+    neighbours = {nb: sign for p0, sign in ((ed0, 1), (es0, -1))
+                  if (nb := close_neighbour(p0, sign)) is not None and nb not in stacks}
+    stacks.update(cache.full_many(list(neighbours)))
     vols = {p: lv_ml(s) for p, s in stacks.items()}
-    ed, es = ed0, es0
-    for p0, sign in ((ed0, 1), (es0, -1)):
-        nb = close_neighbour(p0, sign)
-        if nb is None or nb in stacks:
-            continue
-        stacks[nb] = cache.full(nb)
-        vols[nb] = lv_ml(stacks[nb])
-        confirmed.append(nb)
-        if sign > 0 and vols[nb] > vols[ed]:
-            ed = nb
-        if sign < 0 and vols[nb] < vols[es]:
-            es = nb
+    ed = max([ed0] + [p for p, sign in neighbours.items() if sign > 0], key=vols.__getitem__)
+    es = min([es0] + [p for p, sign in neighbours.items() if sign < 0], key=vols.__getitem__)
+    confirmed = list(neighbours)
     choice = PhaseChoice(
         ed_phase=ed, es_phase=es, method="few_slice_search+confirmed" if confirmed else "few_slice_search",
         n_phases=n_phases, search_slices=sl,

@@ -38,3 +38,52 @@ def sax_slice(cavity_mm: float, wall_mm: float, *, rv: bool = True, n: int = N) 
 def volume(labels: np.ndarray, slice_mm: float = 8.0, affine: np.ndarray | None = None) -> Volume:
     aff = np.diag([slice_mm, 1.0, 1.0, 1.0]) if affine is None else affine
     return Volume(labels, aff, (slice_mm, 1.0, 1.0), series_instance_uid="1.2.3")
+
+
+class TruthSegmenter:
+    """Stands in for the network: returns the known labels of the image it is given (ground-truth injection).
+
+    ``images`` and ``labels`` are both 4-D (cine) or both 3-D (LGE); a 3-D query is matched to its phase by
+    pixel equality, so each phase image must differ.
+    """
+
+    def __init__(self, images: Volume, labels: np.ndarray) -> None:
+        self.images = images
+        self.labels = np.asarray(labels)
+        self.calls = 0
+        self.provenance = {"weights_id": "ground-truth", "weights_sha256": "0" * 64, "device": "cpu"}
+
+    def segment(self, volume, slices=None):
+        arr = volume.array if isinstance(volume, Volume) else np.asarray(volume)
+        if self.labels.ndim == 3:
+            out = self.labels.copy()
+        else:
+            matches = [p for p in range(self.images.array.shape[0]) if np.array_equal(self.images.array[p], arr)]
+            assert len(matches) == 1, "each phase image must be unique"
+            out = self.labels[matches[0]].copy()
+        if slices is not None:
+            keep = np.zeros(out.shape[0], bool)
+            keep[list(slices)] = True
+            out[~keep] = 0
+        self.calls += out.shape[0] if slices is None else len(slices)
+        return out
+
+
+def image_from_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A plausible MR-like intensity image for labels (bright blood, grey muscle), with a little noise."""
+    rng = np.random.default_rng(seed)
+    lut = np.array([20.0, 300.0, 120.0, 320.0, 60.0])
+    return (lut[labels] + rng.normal(0, 2.0, labels.shape)).astype(np.float32)
+
+
+def cine_phantom(n_phases: int = 16, n_slices: int = 8, es: int = 6):
+    """4-D ACDC labels: a cone-shaped LV (base = slice 0) whose cavity shrinks towards phase ``es``."""
+    t = np.arange(n_phases)
+    squeeze = np.sin(np.pi * np.clip(t / (2 * es), 0, 1)) ** 2  # 0 at ED (phase 0), 1 at ES
+    labels = np.zeros((n_phases, n_slices, N, N), np.uint8)
+    for p in range(n_phases):
+        for s in range(n_slices):
+            cav = (24 - 2.2 * s) * (1 - 0.3 * squeeze[p])
+            wall = 8 + 3 * squeeze[p]
+            labels[p, s] = sax_slice(cav, wall, rv=s < n_slices - 2)
+    return labels

@@ -17,9 +17,9 @@ def _cine(radii):
 
 
 def _segmenter(lab, log):
-    def seg(phase, slices):
-        log.append((phase, slices))
-        return lab[phase, list(slices)]
+    def seg(requests):
+        log.extend(requests)
+        return [lab[phase, list(slices)] for phase, slices in requests]
     return seg
 
 

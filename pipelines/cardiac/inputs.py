@@ -1,0 +1,249 @@
+"""Turn what the user gives (a DICOM exam, an ACDC patient folder, an EMIDEC LGE NIfTI) into :class:`CaseInputs`.
+
+* DICOM folder / zip / tar: :func:`imaging.dicom.scan` classifies the exam; the cine short axis (``cine_sax``)
+  and the LGE stack (``lge_mag``, else ``lge_psir``) are decoded, nothing else. Height, weight and heart rate
+  come from the headers when present.
+* ACDC patient folder: ``Info.cfg`` (or ``patientNNN_Info.cfg``) names ED and ES (1-based frames) and gives
+  height (cm) and weight (kg); the images are ``patientNNN_frameXX.nii.gz`` (``*_gt`` label files are ignored)
+  and, when present, ``patientNNN_4d.nii.gz``.
+* EMIDEC-style LGE NIfTI file (``.nii`` / ``.nii.gz``): LGE only.
+
+NIfTI files become Volumes with the orientation of .devwork/CONTRACTS.md (``imaging.nifti.load`` when that
+module exists, the same conversion here otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaging.errors import InvalidInputError
+from imaging.volume import Volume
+from pipelines.cardiac.result import SeriesReference
+
+logger = logging.getLogger(__name__)
+
+LGE_CLASSES = ("lge_mag", "lge_psir")
+_FRAME_RE = re.compile(r"_frame(\d+)\.nii(\.gz)?$")
+
+
+@dataclass(frozen=True, eq=False)
+class CaseInputs:
+    """The images of one case, ready for segmentation.
+
+    ``cine`` is 4-D ``[phase, slice, row, col]`` (or ``None``); ``phase_numbers`` gives the original 0-based
+    phase number of each entry of its phase axis (ACDC frames); ``given_phases`` = (ED, ES) indices into that
+    axis when the input names them.
+    """
+
+    kind: str
+    source: str
+    cine: Volume | None = None
+    lge: Volume | None = None
+    given_phases: tuple[int, int] | None = None
+    phase_numbers: tuple[int, ...] | None = None
+    height_m: float | None = None
+    weight_kg: float | None = None
+    heart_rate_bpm: float | None = None
+    series: tuple[SeriesReference, ...] = ()
+    warnings: tuple[str, ...] = ()
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def nifti_to_volume(path: str | Path) -> Volume:
+    """Load a NIfTI file into a Volume (CONTRACTS.md orientation: ``array[z, y, x] = data[x, y, z]``)."""
+    try:
+        from imaging.nifti import load  # type: ignore[import-not-found]
+    except ImportError:
+        load = None
+    if load is not None:
+        return load(path)
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises several types for broken files
+        raise InvalidInputError(f"{Path(path).name}: not a readable NIfTI file ({exc}); check the file") from exc
+    if data.ndim not in (3, 4):
+        raise InvalidInputError(f"{Path(path).name}: NIfTI with {data.ndim} dimensions; expected 3-D or 4-D")
+    array = data.transpose(2, 1, 0) if data.ndim == 3 else data.transpose(3, 2, 1, 0)
+    perm = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine @ perm
+    zooms = img.header.get_zooms()
+    return Volume(np.ascontiguousarray(array, dtype=np.float32), affine,
+                  (float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path))
+
+
+def _parse_info_cfg(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if ":" in line:
+            key, value = line.split(":", 1)
+            out[key.strip().lower()] = value.strip()
+    return out
+
+
+def _float(value: Any) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
+
+
+def _find_info(folder: Path) -> Path | None:
+    for name in ("Info.cfg", "info.cfg"):
+        if (folder / name).is_file():
+            return folder / name
+    found = sorted(folder.glob("*Info.cfg"))
+    return found[0] if found else None
+
+
+def load_acdc(folder: Path) -> CaseInputs:
+    """An ACDC-style patient folder (Info.cfg + frame NIfTI files)."""
+    info_path = _find_info(folder)
+    if info_path is None:
+        raise InvalidInputError(f"{folder}: no Info.cfg; an ACDC patient folder needs Info.cfg naming ED and ES")
+    info = _parse_info_cfg(info_path)
+    try:
+        ed_frame, es_frame = int(info["ed"]), int(info["es"])
+    except (KeyError, ValueError) as exc:
+        raise InvalidInputError(f"{info_path.name}: needs integer 'ED:' and 'ES:' lines (1-based frames)") from exc
+    frames = {int(m.group(1)): p for p in folder.iterdir() if (m := _FRAME_RE.search(p.name)) and "_gt" not in p.name}
+    missing = [f for f in (ed_frame, es_frame) if f not in frames]
+    if missing:
+        four_d = sorted(folder.glob("*_4d.nii*"))
+        if not four_d:
+            raise InvalidInputError(f"{folder}: frame file(s) {missing} named in {info_path.name} are missing "
+                                    "(expected patientNNN_frameXX.nii.gz or patientNNN_4d.nii.gz)")
+        cine = nifti_to_volume(four_d[0])
+        given = (ed_frame - 1, es_frame - 1)
+        numbers = tuple(range(cine.n_phases))
+    else:
+        ed, es = nifti_to_volume(frames[ed_frame]), nifti_to_volume(frames[es_frame])
+        if ed.array.shape != es.array.shape:
+            raise InvalidInputError(f"{folder}: ED and ES frames have different shapes {ed.array.shape} vs "
+                                    f"{es.array.shape}")
+        cine = ed.with_array(np.stack([ed.array, es.array]), source=str(folder))
+        given = (0, 1)
+        numbers = (ed_frame - 1, es_frame - 1)
+    height_cm = _float(info.get("patient's height") or info.get("height"))
+    weight = _float(info.get("patient's weight") or info.get("weight"))
+    return CaseInputs(
+        kind="acdc", source=str(folder), cine=cine, given_phases=given, phase_numbers=numbers,
+        height_m=None if height_cm is None else height_cm / 100.0, weight_kg=weight,
+        series=(SeriesReference("cine_sax", "", description="ACDC cine short axis (NIfTI)",
+                                n_images=int(np.prod(cine.array.shape[:2])), source=str(folder)),),
+    )
+
+
+def load_lge_nifti(path: Path) -> CaseInputs:
+    """An EMIDEC-style LGE NIfTI file."""
+    lge = nifti_to_volume(path)
+    if lge.is_cine:
+        raise InvalidInputError(f"{path.name}: 4-D NIfTI given as LGE; an LGE stack is 3-D")
+    return CaseInputs(kind="nifti_lge", source=str(path), lge=lge,
+                      series=(SeriesReference("lge", "", description="LGE short axis (NIfTI)",
+                                              n_images=lge.spatial_shape[0], source=str(path)),))
+
+
+def _meta(obj: Any, *names: str) -> float | None:
+    for name in names:
+        for holder in (getattr(obj, "meta", None) or {}, obj):
+            value = holder.get(name) if isinstance(holder, dict) else getattr(holder, name, None)
+            if _float(value) is not None:
+                return _float(value)
+    return None
+
+
+def _pick_series(exam: Any, classes: tuple[str, ...]) -> Any | None:
+    for label in classes:
+        found = exam.find(label)
+        if found is None:
+            continue
+        if isinstance(found, (list, tuple)):
+            if not found:
+                continue
+            return max(found, key=lambda s: getattr(s, "n_images", 0))
+        return found
+    return None
+
+
+def _reference(role: str, series: Any, vol: Volume) -> SeriesReference:
+    return SeriesReference(
+        role=role,
+        series_instance_uid=vol.series_instance_uid or str(getattr(series, "series_instance_uid", "") or ""),
+        study_instance_uid=vol.study_instance_uid,
+        frame_of_reference_uid=vol.frame_of_reference_uid,
+        description=str(getattr(series, "description", "") or ""),
+        n_images=int(getattr(series, "n_images", 0) or 0),
+        source=vol.source,
+    )
+
+
+def load_dicom(source: Path) -> CaseInputs:
+    """A DICOM exam (folder, zip or tar) through :func:`imaging.dicom.scan`."""
+    try:
+        from imaging.dicom import scan
+    except ImportError as exc:
+        raise InvalidInputError("DICOM input needs imaging.dicom.scan, which this installation lacks") from exc
+    t0 = time.perf_counter()
+    exam = scan(source)
+    t_scan = time.perf_counter() - t0
+    cine_s = _pick_series(exam, ("cine_sax",))
+    lge_s = _pick_series(exam, LGE_CLASSES)
+    if cine_s is None and lge_s is None:
+        raise InvalidInputError(f"{source}: no cine short-axis and no LGE series found in the exam; "
+                                "run `zeroclick scan` to see how its series were classified")
+    warnings: list[str] = []
+    t0 = time.perf_counter()
+    cine = cine_s.volume() if cine_s is not None else None
+    lge = lge_s.volume() if lge_s is not None else None
+    t_decode = time.perf_counter() - t0
+    if cine is None:
+        warnings.append("no cine short-axis series: function and AHA thickness are not measured")
+    if lge is None:
+        warnings.append("no LGE series: infarct and MVO are not measured")
+    if cine is not None and not cine.is_cine:
+        cine = cine.with_array(cine.array[None])
+    if lge is not None and lge.is_cine:
+        warnings.append("LGE series has several images per position: the first of each is used")
+        lge = lge.phase(0)
+    series = tuple(_reference(role, s, v) for role, s, v in (("cine_sax", cine_s, cine), ("lge", lge_s, lge))
+                   if v is not None)
+    ref = cine_s if cine_s is not None else lge_s
+    ref_vol = cine if cine is not None else lge
+    height = _meta(ref_vol, "patient_size_m", "PatientSize") or _meta(ref, "patient_size_m", "PatientSize")
+    weight = _meta(ref_vol, "patient_weight_kg", "PatientWeight") or _meta(ref, "patient_weight_kg", "PatientWeight")
+    hr = _meta(cine, "heart_rate_bpm", "HeartRate") if cine is not None else None
+    if hr is None and cine is not None:
+        rr = _meta(cine, "nominal_interval_ms", "NominalInterval")
+        hr = None if rr is None else 60000.0 / rr
+    return CaseInputs(
+        kind="dicom", source=str(source), cine=cine, lge=lge, height_m=height, weight_kg=weight,
+        heart_rate_bpm=hr, series=series, warnings=tuple(warnings),
+        stage_seconds={"scan": t_scan, "decode": t_decode},
+    )
+
+
+def load_case(source: str | Path) -> CaseInputs:
+    """Dispatch on what ``source`` is; raises :class:`InvalidInputError` with what to do when it is none."""
+    path = Path(source)
+    if not path.exists():
+        raise InvalidInputError(f"{source}: no such file or folder")
+    name = path.name.lower()
+    if path.is_file() and (name.endswith(".nii") or name.endswith(".nii.gz")):
+        return load_lge_nifti(path)
+    if path.is_dir() and _find_info(path) is not None:
+        return load_acdc(path)
+    if path.is_dir() or name.endswith((".zip", ".tar", ".tar.gz", ".tgz")):
+        return load_dicom(path)
+    raise InvalidInputError(f"{source}: not a DICOM folder/zip/tar, an ACDC patient folder (Info.cfg) or an "
+                            "LGE NIfTI file")
