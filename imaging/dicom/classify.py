@@ -22,10 +22,15 @@ LABELS: tuple[str, ...] = (
 )
 CINE_LABELS = frozenset({"cine_sax", "cine_lax_2ch", "cine_lax_3ch", "cine_lax_4ch"})
 
-# Canonical rotation of the long-axis planes about the LV long axis (degrees, modulo 180), measured from
-# the patient left-right direction projected on the short-axis plane (see lax_angle_deg). Anatomy: the
-# 2-, 3- and 4-chamber planes lie about 60 degrees apart around the long axis.
-LAX_CANONICAL_DEG: dict[str, float] = {"cine_lax_2ch": 0.0, "cine_lax_3ch": 120.0, "cine_lax_4ch": 60.0}
+# Long-axis views: the direction that a view contains inside the short-axis plane, in degrees (modulo 180)
+# from the LV->RV (septal) direction, turning towards (long axis x septal direction); see lax_angle_deg.
+# The 4-chamber view runs through both ventricles, the 2-chamber view is perpendicular to it and the
+# 3-chamber (LV outflow) view lies a further ~35 degrees round, through the aortic valve.
+LAX_CANONICAL_DEG: dict[str, float] = {"cine_lax_4ch": 0.0, "cine_lax_2ch": 90.0, "cine_lax_3ch": 125.0}
+# Patient directions (LPS) used to fix the signs: the LV apex points left-anterior-inferior and the RV lies
+# to the right and in front of the LV.
+APEX_DIRECTION_LPS = np.array([1.0, -1.0, -1.0]) / np.sqrt(3.0)
+RV_DIRECTION_LPS = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
 
 _LOCALIZER_TOKENS = {"LOCALIZER", "SCOUT", "SURVEY"}
 _T1MAP_TOKENS = {"T1MAP", "T1 MAP", "T1_MAP", "T1"}
@@ -182,17 +187,19 @@ def _by_description(f: SeriesFeatures) -> Classification:
 def lax_angle_deg(normal: np.ndarray, long_axis: np.ndarray) -> float:
     """Rotation (0-180 degrees) of a long-axis plane about the LV long axis.
 
-    Measured from the patient left-right axis (LPS x) projected on the short-axis plane, towards
-    ``long_axis x reference``; the angle of the plane's normal, modulo 180.
+    The line where the plane cuts the short-axis plane is compared with the patient's LV->RV direction
+    (right-anterior, :data:`RV_DIRECTION_LPS`) projected on the short-axis plane; the angle turns towards
+    ``long_axis x reference`` with the long axis oriented base -> apex (towards :data:`APEX_DIRECTION_LPS`).
     """
-    la = long_axis / np.linalg.norm(long_axis)
-    ref = np.array([1.0, 0.0, 0.0]) - la[0] * la
-    if np.linalg.norm(ref) < 1e-6:
-        ref = np.array([0.0, 1.0, 0.0]) - la[1] * la
+    la = np.asarray(long_axis, dtype=np.float64)
+    la = la / np.linalg.norm(la)
+    if np.dot(la, APEX_DIRECTION_LPS) < 0:
+        la = -la
+    ref = RV_DIRECTION_LPS - np.dot(RV_DIRECTION_LPS, la) * la
     e1 = ref / np.linalg.norm(ref)
     e2 = np.cross(la, e1)
-    n = normal - np.dot(normal, la) * la
-    return float(np.degrees(np.arctan2(np.dot(n, e2), np.dot(n, e1))) % 180.0)
+    line = np.cross(np.asarray(normal, dtype=np.float64), la)
+    return float(np.degrees(np.arctan2(np.dot(line, e2), np.dot(line, e1))) % 180.0)
 
 
 def _angle_diff(a: float, b: float) -> float:

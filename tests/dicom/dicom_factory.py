@@ -20,8 +20,9 @@ def uid(*parts: object) -> str:
 
 
 def _basis(long_axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """e1 = patient x projected on the short-axis plane, e2 = long_axis x e1 (as classify.lax_angle_deg)."""
-    ref = np.array([1.0, 0.0, 0.0]) - long_axis[0] * long_axis
+    """e1 = patient right-anterior projected on the short-axis plane, e2 = long_axis x e1."""
+    rv = np.array([-1.0, -1.0, 0.0]) / np.sqrt(2.0)
+    ref = rv - np.dot(rv, long_axis) * long_axis
     e1 = ref / np.linalg.norm(ref)
     return e1, np.cross(long_axis, e1)
 
@@ -33,10 +34,10 @@ def sax_orientation() -> tuple[float, ...]:
 
 
 def lax_orientation(angle_deg: float) -> tuple[float, ...]:
+    """A long-axis view containing the direction at ``angle_deg`` from e1 (towards e2) in the SAX plane."""
     e1, e2 = _basis(LONG_AXIS)
     a = np.radians(angle_deg)
-    n = np.cos(a) * e1 + np.sin(a) * e2
-    row = np.cross(n, LONG_AXIS)  # in-plane, perpendicular to the long axis
+    row = np.cos(a) * e1 + np.sin(a) * e2
     col = -LONG_AXIS
     return (*row, *col)
 
@@ -188,7 +189,7 @@ def make_exam(out: Path, *, study_number: int = 1, descriptions: bool = True, **
                  sequence_name="*fl2d1", **common)
     _write_series(out, study, 2, d("cine_sax"), _sax_positions(SAX_SLICES), sax, n_phases=CINE_PHASES,
                   trigger_times=tt, **common)
-    for number, angle, name in ((3, 0.0, "cine_2ch"), (4, 120.0, "cine_3ch"), (5, 60.0, "cine_4ch")):
+    for number, angle, name in ((3, 90.0, "cine_2ch"), (4, 125.0, "cine_3ch"), (5, 0.0, "cine_4ch")):
         o = lax_orientation(angle)
         _write_series(out, study, number, d(name), _lax_position(o), o, n_phases=CINE_PHASES, trigger_times=tt,
                       **common)
@@ -213,7 +214,7 @@ def make_exam(out: Path, *, study_number: int = 1, descriptions: bool = True, **
                   trigger_times=lambda s, p: 100.0 + 150 * s,
                   acquisition_time=lambda s, p: f"1010{10 + p:02d}.{s:06d}", sequence_name="*tfl2d1",
                   sequence_variant=["SK", "SP", "MP"], **common)
-    o = lax_orientation(90.0)
+    o = lax_orientation(40.0)
     _write_series(out, study, 13, d("flow_ao"), _lax_position(o), o, n_phases=CINE_PHASES, trigger_times=tt,
                   image_type=("ORIGINAL", "PRIMARY", "P", "ND"), sequence_name="*fl2d1_v150in", **common)
     return dict(EXPECTED)
