@@ -1,0 +1,86 @@
+"""The analysis a received study goes through, as a function and as ``python -m pipelines.pacs.analysis``.
+
+Default: the zero-click cardiac pipeline (:func:`pipelines.cardiac.run`) followed by
+:func:`pipelines.cardiac.report.write_dicom_outputs` (SEG ED/ES/LGE, SR, PDF). Another analysis can be
+named as ``module:function`` (argument ``--analysis`` or environment variable ``ZEROCLICK_PACS_ANALYSIS``);
+it is called as ``function(in_dir, out_dir)`` and returns the DICOM files it wrote.
+
+The command prints one JSON object ``{"outputs": [...], "seconds": s}`` and exits 0, or 3 with
+``{"error": reason}`` when the analysis failed. It runs in its own process, so a crash or a memory leak
+in the analysis never takes the PACS or the listener down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from imaging.errors import AnalysisError, InvalidInputError, ZeroClickError
+
+__all__ = ["ANALYSIS_ENV", "cardiac_analysis", "resolve_analysis", "run_analysis"]
+
+logger = logging.getLogger(__name__)
+
+ANALYSIS_ENV = "ZEROCLICK_PACS_ANALYSIS"
+AnalysisFn = Callable[[Path, Path], Sequence[Path]]
+
+
+def cardiac_analysis(in_dir: Path, out_dir: Path) -> list[Path]:
+    """Run the cardiac pipeline on a study folder and write its DICOM outputs into ``out_dir``."""
+    from pipelines.cardiac import run  # type: ignore[attr-defined]
+    from pipelines.cardiac.report import write_dicom_outputs
+
+    result = run(str(in_dir))
+    if result.status == "failed":
+        raise AnalysisError(f"cardiac analysis failed: {result.failure_reason}")
+    return write_dicom_outputs(result, out_dir, source=in_dir)
+
+
+def resolve_analysis(spec: str | None = None) -> AnalysisFn:
+    """``module:function`` (or ``$ZEROCLICK_PACS_ANALYSIS``) -> the function; default :func:`cardiac_analysis`."""
+    spec = spec or os.environ.get(ANALYSIS_ENV) or ""
+    if not spec:
+        return cardiac_analysis
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InvalidInputError(f"analysis {spec!r} must be written module:function")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"analysis {spec!r} cannot be imported: {exc}") from exc
+
+
+def run_analysis(in_dir: str | Path, out_dir: str | Path, *, analysis: str | None = None) -> list[Path]:
+    """Resolve and run the analysis; returns the output files (all inside ``out_dir``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fn = resolve_analysis(analysis)
+    return [Path(p) for p in fn(Path(in_dir), out)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.pacs.analysis", description=__doc__.splitlines()[0])
+    parser.add_argument("in_dir")
+    parser.add_argument("out_dir")
+    parser.add_argument("--analysis", default=None, help="module:function (default: the cardiac pipeline)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    t0 = time.perf_counter()
+    try:
+        outputs = run_analysis(args.in_dir, args.out_dir, analysis=args.analysis)
+    except (ZeroClickError, ImportError, ValueError, RuntimeError, OSError) as exc:
+        sys.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
+        return 3
+    sys.stdout.write(json.dumps({"outputs": [str(p) for p in outputs], "seconds": time.perf_counter() - t0}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
