@@ -237,6 +237,8 @@ def _parse(buf: bytes, complete: bool, file_size: int) -> Header:
     while True:
         if pos + 8 > n:
             if complete:
+                if pos != n:
+                    out["_truncated_header"] = True
                 break
             raise _NeedMore
         group, elem = struct.unpack_from("<HH", buf, pos)

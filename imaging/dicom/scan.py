@@ -295,13 +295,20 @@ def validate(path: str, h: Header) -> Rejected | None:
     if syntax and not known_transfer_syntax(syntax):
         return Rejected(path, f"unknown transfer syntax {syntax}; convert the file to a standard syntax "
                               "(e.g. dcmconv +te) before analysis", "unknown_transfer_syntax")
+    if h.get("_truncated_header"):
+        return Rejected(path, "file ends in the middle of its header; it is truncated: re-send it", "truncated_file")
+    if not (h.get("SOPClassUID") or h.get("SOPInstanceUID") or h.get("StudyInstanceUID")):
+        if h.get("_no_preamble"):
+            return Rejected(path, "not a DICOM file (no DICM preamble, no DICOM identifiers)", "not_dicom")
+        return Rejected(path, "DICM preamble but no readable DICOM dataset; the file is corrupt: re-send it",
+                        "corrupt_header")
     kind = _non_image_kind(sop_class)
     if kind is not None:
         return Rejected(path, f"non-image object ({kind}, SOP class {sop_class}); not analysed", "non_image")
     if not h.get("SOPInstanceUID"):
         return Rejected(path, "missing SOPInstanceUID; the image cannot be referenced", "missing_sop_instance_uid")
     if h["_pixel_offset"] < 0:
-        if h.get("_truncated_header") or ("Rows" in h and sop_class.startswith("1.2.840.10008.5.1.4.1.1.4")):
+        if ("Rows" in h and sop_class.startswith("1.2.840.10008.5.1.4.1.1.4")):
             return Rejected(path, "file ends before its pixel data; it is truncated: re-send it",
                             "truncated_pixel_data")
         return Rejected(path, f"no pixel data (SOP class {sop_class or 'unknown'}); not an image", "non_image")
