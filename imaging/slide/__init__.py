@@ -1,0 +1,30 @@
+"""Whole-slide images: open (OpenSlide + direct-tile fast path), tissue, tile grids and prefetching readers."""
+
+from imaging.slide.fastread import CorruptTileError, TiffTileReader, gpu_jpeg_available
+from imaging.slide.open import MissingMppError, Slide, SlideMeta, UnsupportedSlideError, open_slide
+from imaging.slide.reader import TileRead, TileReader, default_workers, read_tile
+from imaging.slide.tiles import Tile, TileGrid, in_core, tile_grid
+from imaging.slide.tissue import TissueMask, TissueParams, detect_tissue, detect_tissue_rgb
+
+__all__ = [
+    "CorruptTileError",
+    "MissingMppError",
+    "Slide",
+    "SlideMeta",
+    "TiffTileReader",
+    "Tile",
+    "TileGrid",
+    "TileRead",
+    "TileReader",
+    "TissueMask",
+    "TissueParams",
+    "UnsupportedSlideError",
+    "default_workers",
+    "detect_tissue",
+    "detect_tissue_rgb",
+    "gpu_jpeg_available",
+    "in_core",
+    "open_slide",
+    "read_tile",
+    "tile_grid",
+]
