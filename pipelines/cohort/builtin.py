@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from imaging import __version__
-from pipelines.cohort.kinds import UnitKind
+from pipelines.cohort.kinds import PipelineUnavailableError, UnitKind
 
-CMR_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz")
+CMR_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".nii", ".nii.gz")
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".vmu", ".dcm")
 
 
@@ -37,7 +37,7 @@ def _load_pipeline(module_name: str, label: str, command: str, device: str) -> P
         module = importlib.import_module(module_name)
         run = module.run
     except (ImportError, AttributeError) as exc:
-        raise ImportError(
+        raise PipelineUnavailableError(
             f"the {label} pipeline ({module_name}.run) is not available in this installation; "
             f"install the full zeroclick package, or check that `zeroclick {command} --help` works"
         ) from exc
@@ -80,26 +80,69 @@ def version() -> str:
 
 # --- cmr -------------------------------------------------------------------------------------------------
 
+CMR_SUMMARY_KEYS = ("lv_edv_ml", "lv_esv_ml", "lv_ef_percent", "rv_edv_ml", "rv_esv_ml", "rv_ef_percent",
+                    "myo_mass_ed_g", "infarct_percent_of_myocardium", "mvo_ml")
+
+
+@dataclass(frozen=True)
+class CardiacContext:
+    """The cardiac models of one worker: loaded once, reused for every exam."""
+
+    device: str
+    cine_segmenter: Any
+    lge_segmenter: Any
+
 
 def cmr_is_unit(path: Path) -> bool:
-    """An exam: a folder (DICOM files or a research case) or a .zip/.tar(.gz) archive."""
+    """An exam: a folder (DICOM files or an ACDC case), a .zip/.tar(.gz) archive, or an LGE NIfTI file."""
     return path.is_dir() or path.name.lower().endswith(CMR_ARCHIVES)
 
 
-def cmr_load(device: str) -> PipelineContext:
-    """Import the cardiac pipeline and load its models once."""
-    return _load_pipeline("pipelines.cardiac", "cardiac", "cmr", device)
+def cmr_load(device: str) -> CardiacContext:
+    """Import the cardiac pipeline and load the cine and LGE weights once (verified SHA-256)."""
+    try:
+        from imaging.engine import Engine
+        from pipelines.cardiac import run  # noqa: F401  (the pipeline must be importable)
+        from pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter
+    except ImportError as exc:
+        raise PipelineUnavailableError(
+            f"the cardiac pipeline is not available in this installation ({exc}); "
+            "install the full zeroclick package and check that `zeroclick cmr --help` works"
+        ) from exc
+    engine = Engine(device=device)
+    return CardiacContext(device, CineSegmenter(engine=engine), LgeSegmenter(engine=engine))
 
 
-def cmr_process(context: PipelineContext, source: Path, out_dir: Path) -> dict[str, Any]:
-    """Analyse one exam into ``out_dir``; the manifest summary keeps the headline numbers."""
-    return _process(context, source, out_dir, ("lv_edv_ml", "lv_esv_ml", "lv_ef_percent", "rv_ef_percent",
-                                               "myo_mass_ed_g", "infarct_percent_of_myocardium", "mvo_ml"))
+def cmr_process(context: CardiacContext, source: Path, out_dir: Path) -> dict[str, Any]:
+    """Analyse one exam into ``out_dir`` exactly as ``zeroclick cmr SOURCE --out OUT_DIR`` does.
+
+    The manifest summary keeps the status and the headline numbers.
+    """
+    from pipelines.cardiac import run
+    from pipelines.cardiac.outputs import write_outputs
+
+    result = run(str(source), device=context.device, cine_segmenter=context.cine_segmenter,
+                 lge_segmenter=context.lge_segmenter)
+    write_outputs(result, out_dir)
+    measurements = result.measurements
+    summary: dict[str, Any] = {"status": result.status}
+    summary.update({k: measurements[k] for k in CMR_SUMMARY_KEYS if measurements.get(k) is not None})
+    summary["qc_errors"] = sum(q.severity == "error" for q in result.qc)
+    return summary
 
 
 def cmr_weights_id() -> str:
-    """Id and SHA-256 of the cardiac weights."""
-    return _weights_id("pipelines.cardiac")
+    """Ids, versions and SHA-256 prefixes of the cine and LGE weights the cardiac pipeline uses."""
+    try:
+        from pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter
+        from weights.store import resolve
+    except ImportError:
+        return "unavailable"
+    parts = []
+    for name in (CineSegmenter.default_weights, LgeSegmenter.default_weights):
+        entry = resolve(name)
+        parts.append(f"{entry.id}@{entry.version}:sha256:{entry.sha256[:16]}")
+    return "+".join(parts)
 
 
 # --- slide -----------------------------------------------------------------------------------------------

@@ -22,10 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imaging.errors import InvalidInputError
+from imaging.errors import InvalidInputError, ZeroClickError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _GLOB_CHARS = set("*?[")
+
+
+class PipelineUnavailableError(ZeroClickError, ImportError):
+    """The pipeline a cohort kind needs cannot be imported or loaded here; the message says what to install."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,9 @@ def _run(args: argparse.Namespace) -> int:
             gpus_per_worker=args.gpus_per_worker,
             on_row=progress.advance if progress else None, on_start=progress.start if progress else None,
         )
+    except ImportError as exc:  # the pipeline or an optional extra (ray) is not installed
+        print(f"zeroclick: {exc}", file=sys.stderr)
+        return 5
     finally:
         if progress:
             progress.stop()
