@@ -1,0 +1,192 @@
+"""Ground truth of a synthetic exam: exact analytic figures, label volumes (NIfTI) and their reader.
+
+Analytic figures integrate the phantom's cross-sections (closed forms for the LV circles, 1-D quadrature
+with 7,200 angular steps for the RV crescent, the infarct band and the AHA sectors); label figures count
+voxels of the truth labels (voxel volume = pixel area x slice spacing, the CONTRACTS.md convention).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from imaging.errors import InvalidInputError
+from imaging.volume import Volume
+
+from . import phantom as ph
+from .geometry import Plane
+
+MYOCARDIAL_DENSITY_G_PER_ML = 1.05
+TRUTH_FILES = {"cine_sax": "cine_sax_labels.nii.gz", "lge": "lge_labels.nii.gz"}
+
+# AHA sectors (CONTRACTS.md): psi in degrees from the anterior insertion point through the septum.
+_BASAL = (2, 3, 4, 5, 6, 1)
+_APICAL = (14, 15, 16, 13)
+
+
+def aha_segment(psi_deg: np.ndarray, level: int) -> np.ndarray:
+    """AHA segment number (1-16) at angle ``psi_deg`` on level 0 (basal), 1 (mid) or 2 (apical)."""
+    psi = np.mod(np.asarray(psi_deg, dtype=np.float64), 360.0)
+    if level < 2:
+        idx = np.minimum((psi // 60.0).astype(int), 5)
+        return np.asarray(_BASAL)[idx] + 6 * level
+    septal_centre = ph.INSERTION_HALF_ANGLE_DEG  # bisector of the insertion angles (0 and 2 alpha)
+    idx = np.mod(((psi - septal_centre + 45.0) // 90.0).astype(int), 4)
+    return np.asarray(_APICAL)[idx]
+
+
+def lv_levels(slices_base_to_apex: list[int]) -> dict[int, int]:
+    """Slice index -> AHA level (0 basal, 1 mid, 2 apical) by numpy.array_split into three."""
+    out = {}
+    for level, part in enumerate(np.array_split(np.asarray(slices_base_to_apex, dtype=int), 3)):
+        for s in part:
+            out[int(s)] = level
+    return out
+
+
+def volume_affine(planes: tuple[Plane, ...]) -> np.ndarray:
+    """4x4 (slice, row, col, 1) -> LPS affine of a stack of parallel planes (imaging.volume contract)."""
+    p0 = planes[0]
+    step = (np.array(planes[1].origin) - np.array(p0.origin)) if len(planes) > 1 else p0.normal
+    aff = np.eye(4)
+    aff[:3, 0] = step
+    aff[:3, 1] = np.array(p0.col_dir) * p0.spacing_mm[0]
+    aff[:3, 2] = np.array(p0.row_dir) * p0.spacing_mm[1]
+    aff[:3, 3] = p0.origin
+    return aff
+
+
+_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
+_P = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+
+
+def save_labels(path: Path, labels: np.ndarray, affine: np.ndarray) -> None:
+    """Write labels ``[phase,] slice, row, col`` as NIfTI ``[x=col, y=row, z=slice(, t)]``, RAS affine."""
+    data = labels.transpose(3, 2, 1, 0) if labels.ndim == 4 else labels.transpose(2, 1, 0)
+    img = nib.Nifti1Image(np.ascontiguousarray(data.astype(np.uint8)), _FLIP @ affine @ _P)
+    img.header.set_xyzt_units("mm", "msec")
+    tmp = path.with_name(path.name + ".part.nii.gz")
+    nib.save(img, tmp)
+    tmp.replace(path)
+
+
+def load_truth(out_dir: str | Path) -> dict[str, Volume]:
+    """Truth labels of a generated exam as Volumes on the exact grids of their series.
+
+    Returns ``{"cine_sax": Volume [phase, slice, row, col] (ACDC labels), "lge": Volume [slice, row, col]
+    (EMIDEC labels)}``; affines in LPS like the DICOM series' Volumes.
+
+    Examples
+    --------
+    >>> truth = load_truth("exam")  # doctest: +SKIP
+    >>> truth["cine_sax"].array.shape  # doctest: +SKIP
+    (30, 14, 224, 256)
+    """
+    out_dir = Path(out_dir)
+    gt_path = out_dir / "ground_truth.json"
+    if not gt_path.exists():
+        raise InvalidInputError(f"{out_dir} has no ground_truth.json: generate it with zeroclick synth cmr")
+    gt = json.loads(gt_path.read_text())
+    out: dict[str, Volume] = {}
+    for key, name in TRUTH_FILES.items():
+        img = nib.load(out_dir / "truth" / name)
+        data = np.asarray(img.dataobj, dtype=np.uint8)
+        array = data.transpose(3, 2, 1, 0) if data.ndim == 4 else data.transpose(2, 1, 0)
+        affine = _FLIP @ img.affine @ _P
+        spacing = tuple(float(np.linalg.norm(affine[:3, i])) for i in range(3))
+        info = gt["truth_grids"][key]
+        out[key] = Volume(
+            array=np.ascontiguousarray(array), affine=affine, spacing_mm=spacing,  # type: ignore[arg-type]
+            trigger_times_ms=tuple(info["trigger_times_ms"]) if info.get("trigger_times_ms") else None,
+            series_instance_uid=info["series_instance_uid"], study_instance_uid=gt["study_instance_uid"],
+            frame_of_reference_uid=gt["frame_of_reference_uid"], source=str(out_dir / "truth" / name),
+            meta={"labels": info["labels"]},
+        )
+    return out
+
+
+def _pct(num: float, den: float) -> float:
+    return 100.0 * num / den if den > 0 else 0.0
+
+
+def analytic_figures(heart: ph.HeartModel, sax_z: list[float], n_phases: int, spacing_mm: float,
+                     lge_z: list[float], lge_spacing_mm: float, lge_f: float) -> dict[str, object]:
+    """Exact figures of the phantom sampled on the short-axis slabs (cine) and the LGE stack."""
+    lv, rv, myo = [], [], []
+    for p in range(n_phases):
+        f = float(ph.contraction(heart.p, p / n_phases))
+        areas = [heart.section_areas(z, f, n_theta=720) for z in sax_z]
+        lv.append(sum(a["lv_cavity"] for a in areas) * spacing_mm / 1000.0)  # type: ignore[misc]
+        rv.append(sum(a["rv_cavity"] for a in areas) * spacing_mm / 1000.0)  # type: ignore[misc]
+        myo.append(sum(a["lv_myo"] for a in areas) * spacing_mm / 1000.0)  # type: ignore[misc]
+    # the RV crescent needs the fine quadrature; redo ED and ES with it
+    es = int(np.argmin(lv))
+    for p in (0, es):
+        f = float(ph.contraction(heart.p, p / n_phases))
+        rv[p] = sum(heart.section_areas(z, f)["rv_cavity"] for z in sax_z) * spacing_mm / 1000.0  # type: ignore[misc]
+    ed_slices = [k for k, z in enumerate(sax_z) if float(heart.radii(np.array(z), 0.0)[1]) > 0]
+
+    lge = [heart.section_areas(z, lge_f) for z in lge_z]
+    lge_lv = [k for k, a in enumerate(lge) if a["r_epi"] > 0]  # type: ignore[operator]
+    base_to_apex = sorted(lge_lv, key=lambda k: lge_z[k])
+    levels = lv_levels(base_to_apex)
+    seg_inf = dict.fromkeys(range(1, 17), 0.0)
+    seg_myo = dict.fromkeys(range(1, 17), 0.0)
+    for k, level in levels.items():
+        a = lge[k]
+        segs = aha_segment(a["psi_deg"], level)  # type: ignore[arg-type]
+        for s in np.unique(segs):
+            m = segs == s
+            seg_inf[int(s)] += float(np.sum(a["infarct_density"][m]))  # type: ignore[index]
+            seg_myo[int(s)] += float(np.sum(a["myo_density"][m]))  # type: ignore[index]
+    lge_myo = sum(a["lv_myo"] for a in lge) * lge_spacing_mm / 1000.0  # type: ignore[misc]
+    infarct = sum(a["infarct"] for a in lge) * lge_spacing_mm / 1000.0  # type: ignore[misc]
+    mvo = sum(a["mvo"] for a in lge) * lge_spacing_mm / 1000.0  # type: ignore[misc]
+    return {
+        "lv_volume_curve_ml": lv, "rv_volume_curve_ml": rv, "myo_volume_curve_ml": myo, "es_phase": es,
+        "sax_lv_slices_ed": ed_slices, "lge_lv_slices_base_to_apex": base_to_apex,
+        "lge_myocardium_ml": lge_myo, "infarct_ml": infarct, "mvo_ml": mvo,
+        "segment_transmurality_percent": {str(s): round(_pct(seg_inf[s], seg_myo[s]), 3) for s in range(1, 17)},
+    }
+
+
+def label_psi_deg(plane: Plane, heart: ph.HeartModel, mask_lv: np.ndarray) -> np.ndarray:
+    """AHA angle of every pixel of ``plane`` about the centroid of ``mask_lv`` (cavity + myocardium)."""
+    pts = plane.points()
+    centre = pts[mask_lv].mean(axis=0)
+    ea, eb, _ = heart.rot
+    v = pts - centre
+    return (np.degrees(np.arctan2(v @ eb, v @ ea)) + ph.INSERTION_HALF_ANGLE_DEG) % 360.0
+
+
+def label_figures(cine: np.ndarray, lge: np.ndarray, cine_voxel_ml: float, lge_voxel_ml: float,
+                  lge_planes: tuple[Plane, ...], lge_z: list[float], heart: ph.HeartModel,
+                  es_phase: int) -> dict[str, object]:
+    """The same figures counted on the truth labels (ACDC cine, EMIDEC LGE)."""
+    lv_curve = [(cine[p] == 3).sum() * cine_voxel_ml for p in range(cine.shape[0])]
+    rv_curve = [(cine[p] == 1).sum() * cine_voxel_ml for p in range(cine.shape[0])]
+    myo_ed = (cine[0] == 2).sum() * cine_voxel_ml
+    myo = lge >= 2
+    inf = lge >= 3
+    lv_slices = [k for k in range(lge.shape[0]) if myo[k].any()]
+    levels = lv_levels(sorted(lv_slices, key=lambda k: lge_z[k]))
+    seg_inf = dict.fromkeys(range(1, 17), 0)
+    seg_myo = dict.fromkeys(range(1, 17), 0)
+    for k, level in levels.items():
+        segs = aha_segment(label_psi_deg(lge_planes[k], heart, lge[k] > 0), level)
+        for s in range(1, 17):
+            m = segs == s
+            seg_myo[s] += int((myo[k] & m).sum())
+            seg_inf[s] += int((inf[k] & m).sum())
+    return {
+        "lv_edv_ml": float(lv_curve[0]), "lv_esv_ml": float(lv_curve[es_phase]),
+        "rv_edv_ml": float(rv_curve[0]), "rv_esv_ml": float(rv_curve[es_phase]),
+        "myo_volume_ed_ml": float(myo_ed),
+        "lge_myocardium_ml": float(myo.sum() * lge_voxel_ml), "infarct_ml": float(inf.sum() * lge_voxel_ml),
+        "mvo_ml": float((lge == 4).sum() * lge_voxel_ml),
+        "es_phase_by_labels": int(np.argmin(lv_curve)),
+        "segment_transmurality_percent": {str(s): round(_pct(seg_inf[s], seg_myo[s]), 3) for s in range(1, 17)},
+    }
