@@ -100,6 +100,11 @@ def _classify_alone(f: SeriesFeatures) -> Classification:
         return Classification(
             "localizer", (f"{s.n_orientations} image planes in one series, one image per position -> localizer",)
         )
+    if s.n_orientations == 1 and s.in_plane_scatter_mm > 5.0 and s.trigger_times_per_position <= 1 \
+            and s.inversion_times_per_position <= 1:
+        return Classification("localizer", (
+            f"ImagePositionPatient scattered {s.in_plane_scatter_mm:.0f} mm across the image plane, no cardiac "
+            "phases -> scout images, not a stack",))
     derived = "DERIVED" in it or "MAP" in it
     is_ir = (s.inversion_times_per_position >= 1 and bool(s.inversion_times_ms) and max(s.inversion_times_ms) > 0) \
         or "IR" in ss
@@ -124,12 +129,16 @@ def _classify_alone(f: SeriesFeatures) -> Classification:
             (f"InversionTime: {s.inversion_times_per_position} values per slice "
              f"({', '.join(f'{t:g}' for t in s.inversion_times_ms[:8])} ms) -> T1 (MOLLI/ShMOLLI) source images",),
         )
-    many_dynamics = s.max_images_per_position >= 10 and s.trigger_times_per_position <= 2
-    if it & _PERFUSION_TOKENS or (many_dynamics and s.acquisition_span_per_position_s >= 15):
-        why = (f"{itv} -> perfusion" if it & _PERFUSION_TOKENS else
-               f"{s.max_images_per_position} images per slice over {s.acquisition_span_per_position_s:.0f} s "
-               "with one trigger time -> first-pass dynamics")
-        return Classification("perfusion", (why,))
+    if it & _PERFUSION_TOKENS:
+        return Classification("perfusion", (f"{itv} -> perfusion",))
+    if s.max_images_per_position >= 8 and s.inversion_times_per_position <= 1 and (
+            (s.has_trigger_times and s.trigger_times_per_position == 1)
+            or (not s.has_trigger_times and s.acquisition_span_per_position_s >= 15)):
+        timing = ("one TriggerTime per slice" if s.has_trigger_times else "no TriggerTime")
+        return Classification("perfusion", (
+            f"{s.max_images_per_position} images per slice, {timing}, AcquisitionTime spanning "
+            f"{s.acquisition_span_per_position_s:.0f} s -> dynamic series, one image per heartbeat (first-pass "
+            "perfusion)",))
     if s.trigger_times_per_position >= 5 and s.trigger_span_ms >= 150:
         reasons = [f"TriggerTime: {s.trigger_times_per_position} phases spanning {s.trigger_span_ms:.0f} ms "
                    "-> cine"]

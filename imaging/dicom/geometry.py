@@ -65,6 +65,7 @@ class Survey:
     acquisition_span_s: float
     acquisition_span_per_position_s: float = 0.0
     has_trigger_times: bool = True
+    in_plane_scatter_mm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,11 @@ def survey(images: list[Image]) -> Survey:
     normal = normal_of(images[groups[0][0]].orientation) if groups else None  # type: ignore[arg-type]
     n_positions = max_per = tt_per = ti_per = 0
     tt_span = acq_span = 0.0
+    scatter = 0.0
     if normal is not None:
         main = [images[i] for i in groups[0] if images[i].position is not None]
         if main:
+            scatter = _in_plane_scatter(main, normal)
             labels, centres = _cluster_positions(_projections(main, normal))
             n_positions = len(centres)
             per: dict[int, list[Image]] = {}
@@ -192,7 +195,15 @@ def survey(images: list[Image]) -> Survey:
         acquisition_span_s=(max(acq) - min(acq)) if acq else 0.0,
         acquisition_span_per_position_s=acq_span,
         has_trigger_times=any(im.trigger_time_ms is not None for im in images),
+        in_plane_scatter_mm=scatter,
     )
+
+
+def _in_plane_scatter(images: list[Image], normal: np.ndarray) -> float:
+    """Largest distance (mm) of an image origin from the line along ``normal`` through the median origin."""
+    p = np.array([im.position for im in images], dtype=np.float64)
+    perp = p - np.outer(p @ normal, normal)
+    return float(np.linalg.norm(perp - np.median(perp, axis=0), axis=1).max())
 
 
 def _latest_key(im: Image) -> tuple:
@@ -231,7 +242,7 @@ def _dedupe(members: list[Image], time_axis: str | None, has_tt: bool) -> tuple[
     return list(best.values()), len(members) - len(best)
 
 
-def build_geometry(images: list[Image], *, time_axis: str | None) -> Geometry:
+def build_geometry(images: list[Image], *, time_axis: str | None, independent_slices: bool = False) -> Geometry:
     """Sort ``images`` into a [phase, slice] layout and describe the grid.
 
     Parameters
@@ -240,6 +251,9 @@ def build_geometry(images: list[Image], *, time_axis: str | None) -> Geometry:
         All images of one series.
     time_axis
         ``"trigger"``, ``"inversion"``, ``"dynamic"`` or ``None`` (see the module docstring).
+    independent_slices
+        The slices are separate 2-D acquisitions (T1/T2 maps, perfusion): uneven spacing is expected and
+        only noted; ``meta["slice_positions_lps_mm"]`` of the volume gives each slice's true origin.
     """
     problems: list[str] = []
     notes: list[str] = []
@@ -266,6 +280,10 @@ def build_geometry(images: list[Image], *, time_axis: str | None) -> Geometry:
 
     orientation = images[0].orientation
     normal = normal_of(orientation)  # type: ignore[arg-type]
+    scatter = _in_plane_scatter(images, normal)
+    if scatter > 2.0:
+        problems.append(f"image positions are scattered {scatter:.1f} mm off the slice normal: not one stack")
+        return _replace_problems(empty, problems, notes)
     d = _projections(images, normal)
     labels, centres = _cluster_positions(d)
     n_slices = len(centres)
@@ -307,7 +325,7 @@ def build_geometry(images: list[Image], *, time_axis: str | None) -> Geometry:
     if n_slices > 1:
         slice_spacing = float(np.median(steps))
         for i, step in enumerate(steps):
-            if step > 1.5 * slice_spacing:
+            if step > 1.5 * slice_spacing and not independent_slices:
                 gaps.append(i)
                 missing = int(round(step / slice_spacing)) - 1
                 problems.append(
@@ -315,7 +333,8 @@ def build_geometry(images: list[Image], *, time_axis: str | None) -> Geometry:
                     f"(about {missing} missing slice(s))"
                 )
             elif abs(step - slice_spacing) > 0.1 * slice_spacing:
-                problems.append(f"uneven slice spacing between slices {i} and {i + 1}: {step:.2f} mm")
+                (notes if independent_slices else problems).append(
+                    f"uneven slice spacing between slices {i} and {i + 1}: {step:.2f} mm")
     thickness = images[0].slice_thickness_mm
 
     first = images[layout[0, 0]]

@@ -111,7 +111,7 @@ _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b
 _TEXT_CHARSETS = {None: "latin-1", "": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 6": "latin-1",
                   "ISO_IR 192": "utf-8"}
 _SEQ_DELIM = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-_MULTI_TEXT_VRS = frozenset({"CS", "SH", "LO", "AE", "AS", "DA", "DT", "TM", "UI", "PN"})
+_NUMERIC_TEXT_VRS = frozenset({"DS", "IS"})  # a DS written as IS (or back) parses the same
 
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHI")
@@ -273,8 +273,10 @@ def _parse(buf: bytes, complete: bool, file_size: int) -> Header:
         item = want.get(tag)
         if item is not None:
             kw, dict_vr = item
-            if vr is not None and vr.decode("ascii") != dict_vr and vr != b"UN":
-                raise _Fallback(f"{kw} has VR {vr!r}, expected {dict_vr}")
+            if vr is not None and vr != b"UN":
+                file_vr = vr.decode("ascii")
+                if file_vr != dict_vr and not (file_vr in _NUMERIC_TEXT_VRS and dict_vr in _NUMERIC_TEXT_VRS):
+                    raise _Fallback(f"{kw} has VR {file_vr}, expected {dict_vr}")
             value = _convert(buf[pos: pos + length], dict_vr, encoding)
             if kw == "SpecificCharacterSet":
                 charset = value if not isinstance(value, tuple) else "\\".join(value)
@@ -287,6 +289,7 @@ def _parse(buf: bytes, complete: bool, file_size: int) -> Header:
     out["_pixel_offset"] = pixel_offset
     out["_pixel_length"] = pixel_length
     out["_file_size"] = file_size
+    out["_has_pixels"] = pixel_offset > 0
     if out.get("SOPClassUID") in ENHANCED_MR_SOP_CLASSES:
         raise _Fallback("enhanced multi-frame object")
     return out
@@ -351,6 +354,23 @@ def header_from_dataset(ds: Any) -> Header:
     return out
 
 
+def _pixel_element_at(fh: Any, implicit: bool) -> tuple[int, int]:
+    """(value offset, length or -1 when undefined) of a Pixel Data element starting at the file position."""
+    start = fh.tell()
+    head = fh.read(12)
+    if len(head) < 8 or head[:4] != b"\xe0\x7f\x10\x00":
+        return -1, -1
+    if implicit:
+        length = _U32.unpack_from(head, 4)[0]
+        offset = start + 8
+    else:
+        if len(head) < 12:
+            return -1, -1
+        length = _U32.unpack_from(head, 8)[0]
+        offset = start + 12
+    return offset, (-1 if length == 0xFFFFFFFF else length)
+
+
 def read_header_pydicom(path: str) -> Header:
     """Header through pydicom (the reference reader and the fallback of the fast one).
 
@@ -360,17 +380,32 @@ def read_header_pydicom(path: str) -> Header:
         When pydicom cannot read the file; :func:`imaging.dicom.scan` turns them into rejections.
     """
     size = os.path.getsize(path)
-    try:
-        ds = pydicom.dcmread(path, defer_size=512)
-        forced = False
-    except PydicomInvalidDicomError:
-        ds = pydicom.dcmread(path, defer_size=512, force=True)
-        forced = True
+    forced = False
+    with open(path, "rb") as fh:
+        try:
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+        except PydicomInvalidDicomError:
+            fh.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, force=True)
+            forced = True
+        # pydicom leaves the file at the Pixel Data tag when it stops before it
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+        if syntax is None and forced:
+            syntax = _IMPLICIT_LE
+        offset, length = -1, -1
+        has_pixels = False
+        if syntax in (_DEFLATED, _BIG_ENDIAN):
+            full = pydicom.dcmread(path, force=forced)
+            has_pixels = "PixelData" in full
+            length = len(full.PixelData) if has_pixels else -1
+        else:
+            offset, length = _pixel_element_at(fh, syntax == _IMPLICIT_LE)
+            has_pixels = offset > 0
+            if has_pixels and length < 0:
+                fh.seek(max(0, size - 8))
+                encapsulated_complete = fh.read(8) == _SEQ_DELIM
     out = header_from_dataset(ds)
-    meta = getattr(ds, "file_meta", None)
-    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
-    if syntax is None and forced:
-        syntax = _IMPLICIT_LE
     if syntax is not None:
         out["_transfer_syntax"] = str(syntax)
     media = meta.get("MediaStorageSOPClassUID") if meta is not None else None
@@ -378,18 +413,12 @@ def read_header_pydicom(path: str) -> Header:
         out["_media_sop_class"] = str(media)
     if forced:
         out["_no_preamble"] = True
-    raw = ds.get_item(PIXEL_DATA_TAG)
-    offset, length = -1, -1
-    if raw is not None:
-        offset = int(getattr(raw, "value_tell", -1) or -1)
-        length = -1 if raw.length == 0xFFFFFFFF else int(raw.length)
     out["_pixel_offset"] = offset
     out["_pixel_length"] = length
     out["_file_size"] = size
-    if offset > 0 and length < 0:
-        with open(path, "rb") as fh:
-            fh.seek(max(0, size - 8))
-            out["_encapsulated_complete"] = fh.read(8) == _SEQ_DELIM
+    out["_has_pixels"] = has_pixels
+    if has_pixels and offset > 0 and length < 0:
+        out["_encapsulated_complete"] = encapsulated_complete
     if out.get("SOPClassUID") in ENHANCED_MR_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
         from imaging.dicom.enhanced import frames_from_dataset
 

@@ -138,6 +138,7 @@ class Series:
                     time_axis=g.time_axis, problems=list(self.problems))
         if g.inversion_times_ms is not None:
             meta["inversion_times_ms"] = list(g.inversion_times_ms)
+        meta["slice_positions_lps_mm"] = [list(images[i].position or ()) for i in range(n_slices)]
         if any(im.frame >= 0 for im in images):
             meta["frame_numbers"] = [im.frame + 1 for im in images]
         return Volume(
@@ -307,7 +308,7 @@ def validate(path: str, h: Header) -> Rejected | None:
         return Rejected(path, f"non-image object ({kind}, SOP class {sop_class}); not analysed", "non_image")
     if not h.get("SOPInstanceUID"):
         return Rejected(path, "missing SOPInstanceUID; the image cannot be referenced", "missing_sop_instance_uid")
-    if h["_pixel_offset"] < 0:
+    if not h.get("_has_pixels"):
         if ("Rows" in h and sop_class.startswith("1.2.840.10008.5.1.4.1.1.4")):
             return Rejected(path, "file ends before its pixel data; it is truncated: re-send it",
                             "truncated_pixel_data")
@@ -320,7 +321,7 @@ def validate(path: str, h: Header) -> Rejected | None:
                         "missing_series_instance_uid")
     if not h.get("Rows") or not h.get("Columns"):
         return Rejected(path, "missing Rows/Columns; the pixel data cannot be shaped", "missing_image_size")
-    if h["_pixel_length"] >= 0:
+    if h["_pixel_offset"] > 0 and h["_pixel_length"] >= 0:
         expected = _expected_pixel_bytes(h)
         available = h["_file_size"] - h["_pixel_offset"]
         if available < min(h["_pixel_length"], expected):
@@ -330,7 +331,7 @@ def validate(path: str, h: Header) -> Rejected | None:
                 h["_pixel_length"] not in (expected, expected + 1):
             return Rejected(path, f"pixel data length {h['_pixel_length']} != Rows x Columns x frames x bytes = "
                                   f"{expected}; the file is inconsistent", "pixel_length_mismatch")
-    elif h.get("_encapsulated_complete") is False:
+    elif h["_pixel_offset"] > 0 and h.get("_encapsulated_complete") is False:
         return Rejected(path, "compressed pixel data truncated (no sequence delimiter at the end); re-send the file",
                         "truncated_pixel_data")
     frames = h.get("_frames") or [h]
@@ -394,6 +395,9 @@ def _same_content(a: tuple[str, Header], b: tuple[str, Header]) -> bool:
 
 _TIME_AXIS = {**{lab: "trigger" for lab in CINE_LABELS}, "cine": "trigger", "flow": "trigger",
               "t1_molli_source": "inversion", "perfusion": "dynamic"}
+
+
+_INDEPENDENT_SLICES = frozenset({"t1_molli_source", "t1_map", "t2_map", "perfusion", "flow", "localizer"})
 
 
 def _as_tuple(v: Any) -> tuple[str, ...]:
@@ -540,9 +544,10 @@ def scan(
         series = []
         for uid, h, images, problems, n_files in prepared:
             cls = classes[uid]
-            geo = build_geometry(images, time_axis=_TIME_AXIS.get(cls.label))
-            all_problems = tuple(problems) + tuple(p for p in geo.problems
-                                                   if not (cls.label == "localizer" and p.startswith("mixed orient")))
+            geo = build_geometry(images, time_axis=_TIME_AXIS.get(cls.label),
+                                 independent_slices=cls.label in _INDEPENDENT_SLICES)
+            # a localizer is expected not to be one stack
+            all_problems = tuple(problems) + (() if cls.label == "localizer" else geo.problems)
             syntax = h.get("_transfer_syntax", uids.ImplicitVRLittleEndian)
             series.append(Series(
                 uid=uid,
@@ -575,11 +580,16 @@ def scan(
 def _report(exam: Exam, strictness: Strictness) -> None:
     for msg in exam.problems:
         report_problem(msg, strictness, error=InvalidDicomError, logger=logger)
+    by_code: dict[str, list[Rejected]] = {}
     for r in exam.rejected:
         if r.code in ("non_image", "dicomdir", "duplicate_identical"):
             logger.debug("skipped %s: %s", os.path.basename(r.path), r.reason)
             continue
-        report_problem(f"{os.path.basename(r.path)} rejected ({r.code}): {r.reason}", strictness,
+        by_code.setdefault(r.code, []).append(r)
+    for code, items in by_code.items():  # one message per kind of problem, not one per file
+        first = items[0]
+        more = f" (and {len(items) - 1} more file(s) with the same problem)" if len(items) > 1 else ""
+        report_problem(f"{os.path.basename(first.path)} rejected ({code}): {first.reason}{more}", strictness,
                        error=InvalidDicomError, logger=logger)
     for s in exam.series:
         for p in s.problems:
