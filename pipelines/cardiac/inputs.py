@@ -220,7 +220,7 @@ def load_dicom(source: Path) -> CaseInputs:
                    if v is not None)
     ref = cine_s if cine_s is not None else lge_s
     ref_vol = cine if cine is not None else lge
-    height = _meta(ref_vol, "patient_size_m", "PatientSize") or _meta(ref, "patient_size_m", "PatientSize")
+    height = _meta(ref_vol, "patient_height_m", "PatientSize") or _meta(ref, "patient_height_m", "PatientSize")
     weight = _meta(ref_vol, "patient_weight_kg", "PatientWeight") or _meta(ref, "patient_weight_kg", "PatientWeight")
     hr = _meta(cine, "heart_rate_bpm", "HeartRate") if cine is not None else None
     if hr is None and cine is not None:

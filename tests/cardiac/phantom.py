@@ -87,3 +87,36 @@ def cine_phantom(n_phases: int = 16, n_slices: int = 8, es: int = 6):
             wall = 8 + 3 * squeeze[p]
             labels[p, s] = sax_slice(cav, wall, rv=s < n_slices - 2)
     return labels
+
+
+class LutSegmenter:
+    """Segments :func:`image_from_labels` images by nearest intensity: an exact stand-in network for CLI tests."""
+
+    lut = np.array([20.0, 300.0, 120.0, 320.0, 60.0])
+
+    def __init__(self, n_labels: int = 4, *args, **kwargs) -> None:
+        self.n_labels = n_labels
+        self.provenance = {"weights_id": "lut", "weights_sha256": "", "device": "cpu"}
+
+    def segment(self, volume, slices=None):
+        arr = volume.array if isinstance(volume, Volume) else np.asarray(volume)
+        lut = self.lut[: self.n_labels]
+        out = np.abs(arr[..., None] - lut).argmin(axis=-1).astype(np.uint8)
+        if slices is not None:
+            keep = np.zeros(out.shape[0], bool)
+            keep[list(slices)] = True
+            out[~keep] = 0
+        return out
+
+
+def write_acdc_folder(folder, labels4d: np.ndarray, ed: int, es: int, *, height_cm=180.0, weight_kg=80.0):
+    """An ACDC-style patient folder (Info.cfg + frame NIfTI files, 1 x 1 x 8 mm) from phantom labels."""
+    import nibabel as nib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for p in (ed, es):
+        data = image_from_labels(labels4d[p], seed=p).transpose(2, 1, 0)  # Volume [z, y, x] -> NIfTI [x, y, z]
+        nib.save(nib.Nifti1Image(data, np.diag([1.0, 1.0, 8.0, 1.0])), folder / f"patient900_frame{p + 1:02d}.nii.gz")
+    (folder / "Info.cfg").write_text(f"ED: {ed + 1}\nES: {es + 1}\nGroup: NOR\nHeight: {height_cm}\n"
+                                     f"NbFrame: {labels4d.shape[0]}\nWeight: {weight_kg}\n")
+    return folder
