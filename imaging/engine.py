@@ -358,11 +358,17 @@ class Engine:
     def _forward(self, runner: torch.nn.Module, x: torch.Tensor, output: Output) -> torch.Tensor:
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), self.precision.autocast(self.device):
+        with torch.inference_mode(), self.precision.autocast(self.device), self._fp32_guard():
             y = runner(x)
         if output == "labels":
             return y.argmax(dim=1).to(torch.uint8)
         return y.float().contiguous()
+
+    def _fp32_guard(self) -> contextlib.AbstractContextManager:
+        """fp32 means fp32 on CUDA too: no TF32 convolutions/matmuls (they move probabilities by ~1e-3)."""
+        if self.device.type == "cuda" and self.precision.name == "fp32":
+            return torch.backends.cudnn.flags(enabled=True, benchmark=True, deterministic=False, allow_tf32=False)
+        return contextlib.nullcontext()
 
     def _run_cuda(self, runner: torch.nn.Module, host: _Prefetcher, output: Output,
                   bar: tuple[Any, Callable[[int], None]] | None) -> Iterator[np.ndarray]:
