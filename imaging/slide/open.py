@@ -128,15 +128,16 @@ class Slide:
             return rgba[..., :3].copy()
         return ((rgb * alpha + 255 * (255 - alpha)) // 255).astype(np.uint8)
 
-    def thumbnail(self, *, target_mpp: float = 8.0, max_px: int = 4096) -> tuple[np.ndarray, float]:
-        """An RGB overview at about ``target_mpp`` µm/px (at most ``max_px`` on its long side).
+    def thumbnail(self, *, target_mpp: float = 8.0, max_px: int = 4096,
+                  min_px: int = MIN_THUMBNAIL_PX) -> tuple[np.ndarray, float]:
+        """An RGB overview at about ``target_mpp`` µm/px (``min_px`` to ``max_px`` on its long side).
 
         Returns the image and its downsample relative to level 0 (x and y use the same factor).
         """
         w0, h0 = self.meta.dimensions
         mpp0 = 0.5 * (self.meta.mpp_x + self.meta.mpp_y)
         ds = max(1.0, target_mpp / mpp0, max(w0, h0) / max_px)
-        ds = min(ds, max(1.0, max(w0, h0) / MIN_THUMBNAIL_PX))  # small slides: keep enough pixels
+        ds = min(ds, max(1.0, max(w0, h0) / min_px))  # small slides: keep enough pixels
         size = (max(1, int(round(w0 / ds))), max(1, int(round(h0 / ds))))
         try:
             img = self._osr.get_thumbnail(size).convert("RGB")

@@ -45,6 +45,8 @@ class TileGrid:
     level_downsample: float
     read_px: int  # pixels read at ``level`` per tile side (resized to tile_px when != tile_px)
     scale0: float  # level-0 pixels per target pixel
+    n_cols: int = 0  # grid columns / rows over the whole slide (tissue or not)
+    n_rows: int = 0
 
     @property
     def stride_px(self) -> int:
@@ -115,7 +117,7 @@ def tile_grid(
             )
     return TileGrid(
         tiles=tuple(tiles), target_mpp=target_mpp, tile_px=tile_px, overlap_px=overlap_px, level=level,
-        level_downsample=float(ds), read_px=read_px, scale0=scale0,
+        level_downsample=float(ds), read_px=read_px, scale0=scale0, n_cols=n_cols, n_rows=n_rows,
     )
 
 

@@ -285,7 +285,7 @@ def _build_scene(width: int, height: int, mpp: float, seed: int) -> _Scene:
     mask = ndimage.binary_fill_holes(mask)
     labels, n_lab = ndimage.label(mask)
     sizes_mm2 = ndimage.sum_labels(mask, labels, np.arange(1, n_lab + 1)) * (cell_um / 1000.0) ** 2
-    mask = np.isin(labels, 1 + np.flatnonzero(sizes_mm2 >= 0.01))  # drop specks < 0.01 mm²
+    mask = np.isin(labels, 1 + np.flatnonzero(sizes_mm2 >= 0.03))  # drop specks < 0.03 mm²
     tissue = mask.astype(np.float32)
     # Regions inside tissue: tumour nests, lymphoid aggregates, stroma elsewhere (class index per cell).
     nest_sigma = max(1.5, 120.0 / cell_um)  # nests ~ a few hundred µm across
@@ -303,7 +303,9 @@ def _build_scene(width: int, height: int, mpp: float, seed: int) -> _Scene:
     tone = 1.0 + 0.08 * _smooth_noise(rng, (gh, gw), max(2.0, 400.0 / cell_um))
     eosin = (np.select([region == 0, region == 1, region == 2], [0.15, 0.12, 0.22], 0.0) * tone).astype(np.float32)
     haem = (np.select([region == 0, region == 1, region == 2], [0.07, 0.05, 0.03], 0.0) * tone).astype(np.float32)
-    nuclei = _place_nuclei(rng, region, mpp, width, height)
+    # Nuclei sit at least one cell (8 µm at 0.25 µm/px) inside the tissue edge.
+    nuclear_region = np.where(ndimage.binary_erosion(mask, iterations=1), region, -1)
+    nuclei = _place_nuclei(rng, nuclear_region, mpp, width, height)
     texture = _periodic_texture(rng)
     noise = rng.normal(0.0, 1.5, texture.shape).astype(np.float32)
     reps = (2, (_CHUNK_TILES * TILE_PX) // texture.shape[1] + 2)

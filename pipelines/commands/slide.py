@@ -1,0 +1,57 @@
+"""``zeroclick slide SLIDE --out DIR``: whole-slide histology (tissue, nuclei, features, viewer outputs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 3, 4
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "slide",
+        help="analyse a whole-slide image: tissue, nuclei, density, heatmaps, QuPath GeoJSON",
+        description="Analyse one whole-slide image (SVS, NDPI, MRXS, tiled TIFF, DICOM WSI). Exit codes: "
+                    "0 ok, 3 nothing valid measured (e.g. no tissue), 4 partial (some tiles unreadable), "
+                    "5 environment (weights, device).",
+    )
+    p.add_argument("slide", metavar="SLIDE")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--mpp", type=float, help="level-0 microns per pixel, for slides that do not record it")
+    p.add_argument("--engine", choices=("classical", "hovernet"), default="classical")
+    p.add_argument("--weights", help="HoVerNet weights: a MONAI bundle folder or a state-dict file")
+    p.add_argument("--target-mpp", type=float, default=0.5, help="analysis resolution in µm/px (default 0.5)")
+    p.add_argument("--tile", type=int, default=512, help="tile size in pixels at the analysis resolution")
+    p.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels (even)")
+    p.add_argument("--workers", type=int, help="reader processes (default: one per core, at most 4)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.histology import run
+
+    result = run(
+        args.slide, out_dir=args.out, mpp=args.mpp, engine=args.engine, weights=args.weights,
+        target_mpp=args.target_mpp, tile_px=args.tile, overlap_px=args.overlap, workers=args.workers,
+        batch_size=args.batch_size, device=args.device,
+    )
+    if args.json:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        density = result.nuclei_density_per_mm2
+        sys.stdout.write(
+            f"{result.slide_name}: {result.qc['status']}, tissue {result.tissue_area_mm2:.2f} mm², "
+            f"{result.nuclei_count} nuclei"
+            + (f", {density:.0f} /mm²" if density is not None else "")
+            + f"; outputs in {args.out}\n"
+        )
+    for w in result.warnings[:5]:
+        sys.stderr.write(f"zeroclick: warning: {w}\n")
+    status = result.qc.get("status")
+    if status in ("no_tissue", "failed"):
+        return EXIT_FAILED
+    return EXIT_PARTIAL if status == "partial" else EXIT_OK

@@ -1,0 +1,307 @@
+"""Zero-click whole-slide histology: open -> tissue -> tiles -> stains -> nuclei -> features -> outputs.
+
+Reads top to bottom like the protocol:
+
+1. open the slide with its µm/px (:func:`imaging.slide.open_slide`);
+2. find tissue on a thumbnail (:func:`imaging.slide.detect_tissue`);
+3. lay a tile grid over the tissue at ``target_mpp`` (:func:`imaging.slide.tile_grid`);
+4. estimate the slide's H&E stain vectors (Macenko, Ruifrok fallback) from a few tissue tiles;
+5. read tiles ahead in worker processes and run the engine in batches (classical or HoVerNet);
+6. count each nucleus once (tile cores), summarise per tile and per slide;
+7. write GeoJSON, heatmaps, tables, overlay and metadata.
+
+Example
+-------
+>>> from pipelines.histology import run
+>>> result = run("CMU-1-Small-Region.svs", out_dir="out")  # doctest: +SKIP
+>>> round(result.nuclei_density_per_mm2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imaging.engine import select_device
+from imaging.errors import InvalidInputError, check_strictness, report_problem
+from imaging.slide import (
+    Slide,
+    TileGrid,
+    TileReader,
+    TissueMask,
+    TissueParams,
+    default_workers,
+    detect_tissue,
+    open_slide,
+    read_tile,
+    tile_grid,
+)
+from pipelines.histology.features import density_grid, slide_features, tile_table
+from pipelines.histology.nuclei import NUCLEUS_COLUMNS, ClassicalEngine, NucleiParams
+from pipelines.histology.result import HistologyResult, NucleiTable, TileTable
+from pipelines.histology.stains import StainMatrix, macenko
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("classical", "hovernet")
+MAX_WARNINGS_LISTED = 20
+OVERLAY_MIN_PX = 1536  # the overlay thumbnail's long side, at least (or the slide's own size)
+
+__all__ = ["ENGINES", "HistologyResult", "NucleiTable", "TileTable", "estimate_stains", "run"]
+
+
+def run(
+    slide: str | os.PathLike | Slide,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    mpp: float | None = None,
+    engine: str = "classical",
+    target_mpp: float = 0.5,
+    tile_px: int = 512,
+    overlap_px: int = 64,
+    workers: int | None = None,
+    prefetch: int = 8,
+    batch_size: int = 8,
+    device: str = "auto",
+    weights: str | os.PathLike | None = None,
+    tissue_params: TissueParams | None = None,
+    nuclei_params: NucleiParams | None = None,
+    strictness: str = "warn",
+) -> HistologyResult:
+    """Analyse one whole-slide image.
+
+    Parameters
+    ----------
+    slide
+        A path (anything OpenSlide opens) or an open :class:`imaging.slide.Slide`.
+    out_dir
+        Where to write the outputs (see :mod:`pipelines.histology.outputs`); ``None`` writes nothing.
+    mpp
+        Level-0 µm/px, for slides that do not record it (or to override it).
+    engine
+        ``"classical"`` (no weights) or ``"hovernet"`` (needs ``weights``: a MONAI bundle or state dict).
+    target_mpp, tile_px, overlap_px
+        Analysis resolution and tiles (``overlap_px`` must exceed the largest nucleus, in target pixels).
+    workers, prefetch
+        Reader processes (default: one per core, at most 4; 0 = read in this process) and the bound
+        on decoded tiles waiting in memory.
+    batch_size, device
+        Tiles per engine batch; ``"auto"`` picks CUDA > MPS > CPU.
+    strictness
+        ``"warn"``: corrupt tiles are skipped, counted and listed in ``warnings``; ``"raise"``: the
+        first one stops the run.
+    """
+    strictness = check_strictness(strictness)
+    if engine not in ENGINES:
+        raise InvalidInputError(f"engine={engine!r} is not one of {', '.join(ENGINES)}")
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    own = not isinstance(slide, Slide)
+    sl = open_slide(slide, mpp=mpp) if own else slide  # type: ignore[arg-type]
+    try:
+        return _run_open(sl, out_dir=out_dir, engine=engine, target_mpp=target_mpp, tile_px=tile_px,
+                         overlap_px=overlap_px, workers=workers, prefetch=prefetch, batch_size=batch_size,
+                         device=device, weights=weights, tissue_params=tissue_params,
+                         nuclei_params=nuclei_params, strictness=strictness, timings=timings, t_start=t_start)
+    finally:
+        if own:
+            sl.close()
+
+
+def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, workers, prefetch, batch_size,
+              device, weights, tissue_params, nuclei_params, strictness, timings, t_start) -> HistologyResult:
+    warnings: list[str] = []
+    meta = sl.meta
+    mpp0 = 0.5 * (meta.mpp_x + meta.mpp_y)
+    dev = select_device(device)
+
+    t = time.perf_counter()
+    tissue = detect_tissue(sl, params=tissue_params)
+    thumb, thumb_ds = sl.thumbnail(target_mpp=(tissue_params or TissueParams()).thumbnail_mpp, min_px=OVERLAY_MIN_PX)
+    timings["tissue_s"] = time.perf_counter() - t
+
+    level = sl.best_level_for_mpp(target_mpp)
+    grid = tile_grid(meta.dimensions, meta.level_downsamples, mpp0, target_mpp=target_mpp, level=level,
+                     tile_px=tile_px, overlap_px=overlap_px, tissue=tissue)
+    status = "ok"
+    nuclei = np.zeros((0, len(NUCLEUS_COLUMNS)))
+    analysed: set[int] = set()
+    failed: list[str] = []
+    stains: StainMatrix | None = None
+    engine_obj = None
+    if tissue.area_mm2 <= 0 or len(grid) == 0:
+        status = "no_tissue"
+        warnings.append("no tissue detected on the slide (saturation below threshold everywhere); "
+                        "nothing was measured. Check the stain, or lower TissueParams.min_saturation.")
+    else:
+        t = time.perf_counter()
+        stains = estimate_stains(sl, grid, tissue)
+        timings["stains_s"] = time.perf_counter() - t
+        engine_obj = _make_engine(engine, stains, grid.target_mpp, dev, weights, nuclei_params)
+        t = time.perf_counter()
+        n_workers = default_workers() if workers is None else workers
+        nuclei, analysed, failed = _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size,
+                                                  strictness)
+        timings["tiles_s"] = time.perf_counter() - t
+        if failed:
+            warnings.append(f"{len(failed)} of {len(grid)} tiles could not be read and were skipped")
+            warnings.extend(failed[:MAX_WARNINGS_LISTED])
+            status = "partial"
+        if not analysed:
+            status = "failed"
+            warnings.append("no tile could be read: no measurement is valid")
+    tiles = tile_table(grid, analysed, nuclei, tissue, mpp0)
+    # Density refers to the tissue that was actually analysed (failed tiles excluded).
+    analysed_tissue_mm2 = float(np.nansum(
+        tiles[:, 7] * (tiles[:, 5] - tiles[:, 3]) * (tiles[:, 6] - tiles[:, 4]))) * (mpp0 / 1000) ** 2 if len(
+        tiles) else 0.0
+    feats = slide_features(nuclei, analysed_tissue_mm2 if status in ("ok", "partial") else 0.0)
+    timings["total_s"] = time.perf_counter() - t_start
+    qc = {
+        "status": status,
+        "fast_path": meta.fast_path,
+        "fast_path_max_diff": meta.fast_path_max_diff,
+        "mpp_source": meta.mpp_source,
+        "level_read": grid.level,
+        "level_mpp": meta.level_mpp(grid.level),
+        "tissue_fraction": tissue.fraction,
+        "tissue_otsu_saturation": tissue.otsu_saturation,
+        "stain_method": stains.method if stains else None,
+        "analysed_tissue_area_mm2": analysed_tissue_mm2,
+    }
+    provenance = _provenance(meta, engine_obj, stains, dev, grid, timings, workers, batch_size)
+    result = HistologyResult(
+        slide_name=Path(meta.path).name,
+        engine=engine,
+        target_mpp=grid.target_mpp,
+        tissue_area_mm2=tissue.area_mm2,
+        tiles_total=len(grid),
+        tiles_analysed=len(analysed),
+        tiles_failed=len(failed),
+        warnings=tuple(warnings),
+        qc=qc,
+        provenance=provenance,
+        nuclei=NucleiTable(nuclei),
+        tiles=TileTable(tiles),
+        **feats,  # type: ignore[arg-type]
+    )
+    if out_dir is not None:
+        result = _write(out_dir, result, sl, tissue, grid, thumb, thumb_ds, mpp0)
+    logger.info("histology: %s, %d nuclei, %d/%d tiles, %.1f s", status, result.nuclei_count,
+                result.tiles_analysed, result.tiles_total, timings["total_s"])
+    return result
+
+
+def _make_engine(engine: str, stains: StainMatrix, mpp: float, dev, weights, nuclei_params):
+    if engine == "classical":
+        return ClassicalEngine(stains, mpp, device=dev, params=nuclei_params)
+    from pipelines.histology.deep import HoVerNetEngine
+
+    return HoVerNetEngine.from_weights(weights, mpp=mpp, device=dev)
+
+
+def estimate_stains(sl: Slide, grid: TileGrid, tissue: TissueMask, *, n_tiles: int = 8) -> StainMatrix:
+    """Macenko stain vectors from up to ``n_tiles`` tiles spread over the tissue (Ruifrok if it fails)."""
+    picks = np.linspace(0, len(grid) - 1, min(n_tiles, len(grid))).round().astype(int)
+    pixels = []
+    for i in sorted(set(picks.tolist())):
+        try:
+            rgb = read_tile(sl, grid, grid.tiles[i], fast=sl.meta.fast_path)
+        except Exception as exc:  # a corrupt tile must not stop the estimate
+            logger.debug("stain sample tile %d unreadable: %s", i, exc)
+            continue
+        pixels.append(rgb[::2, ::2].reshape(-1, 3))
+    sample = np.concatenate(pixels) if pixels else np.zeros((0, 3), np.uint8)
+    return macenko(sample)
+
+
+def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strictness):
+    tables: list[np.ndarray] = []
+    analysed: set[int] = set()
+    failed: list[str] = []
+    batch_tiles, batch_rgb = [], []
+
+    def flush() -> None:
+        if not batch_tiles:
+            return
+        for res in engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid):
+            tables.append(res.table)
+            analysed.add(res.tile.index)
+        batch_tiles.clear()
+        batch_rgb.clear()
+
+    for read in TileReader(sl, grid, workers=n_workers, prefetch=prefetch):
+        if read.rgb is None:
+            msg = f"tile {read.tile.index} (col {read.tile.col}, row {read.tile.row}): {read.error}"
+            report_problem(msg, strictness, logger=logger)
+            failed.append(msg)
+            continue
+        batch_tiles.append(read.tile)
+        batch_rgb.append(read.rgb)
+        if len(batch_tiles) >= batch_size:
+            flush()
+    flush()
+    nuclei = np.concatenate(tables) if tables else np.zeros((0, len(NUCLEUS_COLUMNS)))
+    # Reader order depends on process timing: sort so outputs are deterministic.
+    if len(nuclei):
+        nuclei = nuclei[np.lexsort((nuclei[:, 0], nuclei[:, 1], nuclei[:, NUCLEUS_COLUMNS.index("tile_index")]))]
+    return nuclei, analysed, failed
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for d in ("zeroclick", "torch", "monai", "openslide-python", "openslide-bin", "tifffile", "imagecodecs",
+              "scikit-image", "scipy", "numpy"):
+        try:
+            out[d] = importlib_metadata.version(d)
+        except importlib_metadata.PackageNotFoundError:
+            out[d] = None
+    return out
+
+
+def _provenance(meta, engine_obj, stains, dev, grid, timings, workers, batch_size) -> dict[str, Any]:
+    prov: dict[str, Any] = {
+        "slide": meta.to_dict(),
+        "engine": getattr(engine_obj, "name", None),
+        "weights": getattr(engine_obj, "weights_info", None),
+        "stains": stains.to_dict() if stains else None,
+        "device": str(dev),
+        "grid": {"target_mpp": grid.target_mpp, "tile_px": grid.tile_px, "overlap_px": grid.overlap_px,
+                 "level": grid.level, "read_px": grid.read_px},
+        "workers": workers,
+        "batch_size": batch_size,
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "versions": _versions(),
+        "python": platform.python_version(),
+    }
+    params = getattr(engine_obj, "params", None)
+    if params is not None and hasattr(params, "__dataclass_fields__"):
+        prov["engine_params"] = {k: getattr(params, k) for k in params.__dataclass_fields__}
+    return prov
+
+
+def _write(out_dir, result: HistologyResult, sl: Slide, tissue: TissueMask, grid: TileGrid, thumb, thumb_ds,
+           mpp0) -> HistologyResult:
+    import dataclasses
+
+    from pipelines.histology.outputs import write_outputs, write_result
+
+    nuclei = result.nuclei.data if result.nuclei is not None else np.zeros((0, len(NUCLEUS_COLUMNS)))
+    tiles = result.tiles.data if result.tiles is not None else np.zeros((0, 13))
+    meta = {"result": {k: v for k, v in result.to_dict().items() if k != "provenance"},
+            **result.provenance}
+    outputs = write_outputs(
+        out_dir, result, nuclei=nuclei, tiles=tiles, density=density_grid(grid, tiles),
+        tissue_polygons=tissue.polygons(), thumb=thumb, thumb_ds=thumb_ds,
+        core_px0=grid.stride_px * grid.scale0, mpp0=mpp0, metadata=meta,
+    )
+    result = dataclasses.replace(result, outputs=outputs)
+    write_result(out_dir, result)
+    return result
