@@ -34,6 +34,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_CALLING_AET = "ZEROCLICK"
+_NATIVE = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 # Status codes that mean "stored" (success and the C-STORE warnings of PS3.4 B.2.3).
 _STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 
@@ -95,6 +96,27 @@ def set_tcp_nodelay(event) -> None:
             logger.debug("TCP_NODELAY not set: %s", exc)
 
 
+def _negotiated(assoc, ds: pydicom.Dataset) -> pydicom.Dataset:
+    """``ds`` itself when its transfer syntax was accepted, else a decompressed copy for a native context."""
+    sop, ts = str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)
+    accepted = {str(cx.transfer_syntax[0]) for cx in assoc.accepted_contexts if cx.abstract_syntax == sop}
+    if ts in accepted:
+        return ds
+    if accepted & set(_NATIVE):
+        copy = pydicom.dcmread(pydicom.filebase.DicomBytesIO(_encode(ds)))
+        copy.decompress()
+        return copy
+    raise ValueError(f"the peer accepts no transfer syntax we can send for SOP class {sop}")
+
+
+def _encode(ds: pydicom.Dataset) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def send_files(
     paths: Iterable[str | os.PathLike[str]],
     destination: str | Destination,
@@ -140,9 +162,15 @@ def send_files(
             datasets[path] = pydicom.dcmread(path)
         except Exception as exc:  # noqa: BLE001 - reported per file
             failed[str(path)] = f"not a readable DICOM file: {exc}"
-    contexts: dict[str, set[str]] = {}
+    # One presentation context per (SOP class, transfer syntax) so the peer cannot answer a compressed file's
+    # context with an uncompressed syntax; plus an uncompressed fallback for compressed files (decompressed
+    # before sending when the peer accepts nothing else).
+    pairs: set[tuple[str, tuple[str, ...]]] = set()
     for ds in datasets.values():
-        contexts.setdefault(str(ds.SOPClassUID), set()).add(str(ds.file_meta.TransferSyntaxUID))
+        sop, ts = str(ds.SOPClassUID), ds.file_meta.TransferSyntaxUID
+        pairs.add((sop, (str(ts),)))
+        if ts.is_compressed or ts not in _NATIVE:
+            pairs.add((sop, _NATIVE))
 
     pending = list(datasets)
     stored: list[str] = []
@@ -156,10 +184,7 @@ def send_files(
         attempts += 1
         ae = AE(ae_title=calling_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
-        ae.requested_contexts = [
-            build_context(sop, sorted(ts | {"1.2.840.10008.1.2.1", "1.2.840.10008.1.2"}))
-            for sop, ts in sorted(contexts.items())
-        ]
+        ae.requested_contexts = [build_context(sop, list(ts)) for sop, ts in sorted(pairs)]
         assoc = ae.associate(
             dest.host, dest.port, ae_title=dest.ae_title, evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
             tls_args=(tls, dest.host) if tls is not None else None,
@@ -175,7 +200,11 @@ def send_files(
                 if not assoc.is_established:
                     still.append(path)
                     continue
-                status = assoc.send_c_store(ds)
+                try:
+                    status = assoc.send_c_store(_negotiated(assoc, ds))
+                except (ValueError, RuntimeError) as exc:  # no usable context, cannot decompress
+                    failed[str(path)] = str(exc)[:200]
+                    continue
                 code = int(getattr(status, "Status", -1)) if status else -1
                 statuses[uid] = code
                 if code in _STORED:

@@ -16,3 +16,16 @@ from pipelines.cardiac.report import write_dicom_outputs  # noqa: E402
 def analyse(in_dir: Path, out_dir: Path) -> list[Path]:
     exam = load_mini_exam(in_dir)
     return write_dicom_outputs(build_result(exam), out_dir, source=in_dir)
+
+
+def analyse_slow(in_dir: Path, out_dir: Path) -> list[Path]:
+    """Same, after a pause (``ZC_TEST_ANALYSIS_DELAY_S``) and with a marker file, to kill the listener mid-analysis."""
+    import os
+    import time
+
+    marker = os.environ.get("ZC_TEST_ANALYSIS_MARKER")
+    if marker:
+        with open(marker, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    time.sleep(float(os.environ.get("ZC_TEST_ANALYSIS_DELAY_S", "3")))
+    return analyse(in_dir, out_dir)
