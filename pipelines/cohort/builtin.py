@@ -2,16 +2,13 @@
 
 Both adapt a single-study pipeline to the :class:`~pipelines.cohort.kinds.UnitKind` interface. The pipelines
 are imported only when a worker loads them, so a missing pipeline gives a clear error before any unit runs.
-Each unit writes what ``zeroclick cmr INPUT --out DIR`` / ``zeroclick slide SLIDE --out DIR`` write.
+Each unit writes what ``zeroclick cmr INPUT --out DIR`` / ``zeroclick slide SLIDE --out DIR`` write; the cardiac
+weights are loaded once per worker and reused for every exam.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,57 +17,6 @@ from pipelines.cohort.kinds import PipelineUnavailableError, UnitKind
 
 CMR_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".nii", ".nii.gz")
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".vmu", ".dcm")
-
-
-@dataclass(frozen=True)
-class PipelineContext:
-    """What a worker loaded once: the pipeline's ``run``, its output writer and pre-loaded models."""
-
-    run: Any
-    write: Any
-    device: str
-    run_kwargs: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _load_pipeline(module_name: str, label: str, command: str, device: str) -> PipelineContext:
-    try:
-        module = importlib.import_module(module_name)
-        run = module.run
-    except (ImportError, AttributeError) as exc:
-        raise PipelineUnavailableError(
-            f"the {label} pipeline ({module_name}.run) is not available in this installation; "
-            f"install the full zeroclick package, or check that `zeroclick {command} --help` works"
-        ) from exc
-    write = getattr(module, "write_outputs", None)
-    kwargs: dict[str, Any] = {}
-    loader = getattr(module, "load_models", None)
-    if loader is not None and "models" in inspect.signature(run).parameters:
-        kwargs["models"] = loader(device=device)  # weights loaded once per worker
-    return PipelineContext(run=run, write=write, device=device, run_kwargs=kwargs)
-
-
-def _process(context: PipelineContext, source: Path, out_dir: Path, summary_keys: tuple[str, ...]) -> dict[str, Any]:
-    result = context.run(str(source), device=context.device, **context.run_kwargs)
-    if context.write is not None:
-        context.write(result, out_dir)
-    else:
-        (out_dir / "report.json").write_text(result.to_json() + "\n")
-    data = result.to_dict()
-    flat = dict(data.get("measurements") or {})
-    flat.update({k: v for k, v in data.items() if not isinstance(v, (dict, list))})
-    summary = {k: flat[k] for k in summary_keys if k in flat}
-    summary["status"] = data.get("status", "ok")
-    json.dumps(summary)
-    return summary
-
-
-def _weights_id(module_name: str) -> str:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
-        return "unavailable"
-    describe = getattr(module, "weights_id", None)
-    return str(describe()) if callable(describe) else "default"
 
 
 def version() -> str:
@@ -147,26 +93,48 @@ def cmr_weights_id() -> str:
 
 # --- slide -----------------------------------------------------------------------------------------------
 
+SLIDE_SUMMARY_KEYS = ("nuclei_count", "nuclei_density_per_mm2", "cellularity_percent", "lymphocyte_fraction_percent",
+                      "tiles_analysed", "tiles_failed")
+SLIDE_ENGINE = "classical"
+
+
+@dataclass(frozen=True)
+class HistologyContext:
+    """The histology settings of one worker (the classical engine loads no weights)."""
+
+    device: str
+    engine: str = SLIDE_ENGINE
+
 
 def slide_is_unit(path: Path) -> bool:
     """A whole-slide image file, or a folder (DICOM WSI)."""
     return path.is_dir() or path.name.lower().endswith(SLIDE_SUFFIXES)
 
 
-def slide_load(device: str) -> PipelineContext:
-    """Import the histology pipeline and load its models once."""
-    return _load_pipeline("pipelines.histology", "histology", "slide", device)
+def slide_load(device: str) -> HistologyContext:
+    """Import the histology pipeline (the classical engine needs no weights)."""
+    try:
+        from pipelines.histology import run  # noqa: F401  (the pipeline must be importable)
+    except ImportError as exc:
+        raise PipelineUnavailableError(
+            f"the histology pipeline is not available in this installation ({exc}); "
+            "install the full zeroclick package and check that `zeroclick slide --help` works"
+        ) from exc
+    return HistologyContext(device)
 
 
-def slide_process(context: PipelineContext, source: Path, out_dir: Path) -> dict[str, Any]:
-    """Analyse one slide into ``out_dir``; the manifest summary keeps the headline numbers."""
-    return _process(context, source, out_dir, ("n_nuclei", "tissue_area_mm2", "nuclei_density_per_mm2",
-                                               "lymphocyte_fraction", "cellularity_percent"))
+def slide_process(context: HistologyContext, source: Path, out_dir: Path) -> dict[str, Any]:
+    """Analyse one slide into ``out_dir`` as ``zeroclick slide SLIDE --out OUT_DIR`` does."""
+    from pipelines.histology import run
+
+    result = run(str(source), out_dir=out_dir, device=context.device, engine=context.engine)
+    data = result.to_dict()
+    return {k: data[k] for k in SLIDE_SUMMARY_KEYS if data.get(k) is not None}
 
 
 def slide_weights_id() -> str:
-    """Id and SHA-256 of the histology weights (``classical`` needs none)."""
-    return _weights_id("pipelines.histology")
+    """The classical engine uses no weights; the id names the engine so a change of engine reruns slides."""
+    return f"{SLIDE_ENGINE}:no-weights"
 
 
 CMR = UnitKind("cmr", cmr_is_unit, cmr_load, cmr_process, cmr_weights_id, version)

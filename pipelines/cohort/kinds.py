@@ -169,7 +169,7 @@ def _read_csv(path: Path) -> list[tuple[str | None, Path]]:
 
 
 def _assign_ids(named: Iterable[tuple[str | None, Path]]) -> list[Unit]:
-    entries = [(given, p.resolve()) for given, p in named]
+    entries = [(given, Path(os.path.abspath(p))) for given, p in named]  # keep symlink names as ids
     seen_paths: set[Path] = set()
     unique = []
     for given, p in entries:

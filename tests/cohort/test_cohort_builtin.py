@@ -58,3 +58,19 @@ def test_real_lge_case_and_an_empty_exam_through_the_cmr_cohort(tmp_path, shared
     assert ok.summary["infarct_percent_of_myocardium"] == report["measurements"]["infarct_percent_of_myocardium"]
     # the cohort path gives what the published weights give on this case
     assert report["measurements"]["myocardium_ml"] == pytest.approx(reference["myocardium_ml"], rel=0.01)
+
+
+def test_real_dicom_slide_and_a_broken_svs_through_the_slide_cohort(tmp_path, shared_data: Path):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    (slides / "tiny.dcm").symlink_to(shared_data / "slides" / "highdicom_sm_image.dcm")
+    (slides / "broken.svs").write_bytes((shared_data / "slides" / "CMU-1-Small-Region.svs").read_bytes()[:5000])
+    run = run_cohort("slide", [slides], tmp_path / "out", device="cpu")
+    rows = {r.id: r for r in run.rows}
+    assert rows["broken.svs"].status == "failed" and "OpenSlide" in rows["broken.svs"].error
+    ok = rows["tiny.dcm"]
+    assert ok.status == "ok", ok.error
+    assert ok.weights_id == "classical:no-weights"
+    features = json.loads((tmp_path / "out" / "tiny.dcm" / "result.json").read_text())
+    assert ok.summary["nuclei_count"] == features["nuclei_count"]
+    assert all((tmp_path / "out" / o).is_file() for o in ok.outputs)
