@@ -175,6 +175,33 @@ class TiffTileReader:
                 out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[sy0 - ty0 : sy1 - ty0, sx0 - tx0 : sx1 - tx0]
         return out
 
+    def read_level_scaled(self, level: int, size: tuple[int, int]) -> tuple[np.ndarray, int]:
+        """The whole ``level`` resized to ``size`` (width, height), tile by tile (bounded memory).
+
+        A tile that cannot be decoded is painted white and counted; returns (RGB image, bad tiles).
+        """
+        from PIL import Image
+
+        lay = self.levels[level]
+        out_w, out_h = size
+        sx, sy = out_w / lay.width, out_h / lay.height
+        out = np.full((out_h, out_w, 3), 255, np.uint8)
+        bad = 0
+        for ty in range(lay.tiles_down):
+            y0, y1 = round(ty * lay.tile_h * sy), round(min(lay.height, (ty + 1) * lay.tile_h) * sy)
+            for tx in range(lay.tiles_across):
+                x0, x1 = round(tx * lay.tile_w * sx), round(min(lay.width, (tx + 1) * lay.tile_w) * sx)
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                try:
+                    tile = self.decode_tile(level, tx, ty)
+                except CorruptTileError:
+                    bad += 1
+                    continue
+                tile = tile[: min(lay.tile_h, lay.height - ty * lay.tile_h), : min(lay.tile_w, lay.width - tx * lay.tile_w)]
+                out[y0:y1, x0:x1] = np.asarray(Image.fromarray(tile).resize((x1 - x0, y1 - y0), Image.Resampling.BOX))
+        return out, bad
+
     def verify_against(self, openslide_obj, *, n_tiles: int = 3, tolerance: int = 2) -> int:
         """Compare a few level-0 tiles with OpenSlide; returns the largest difference in grey levels.
 

@@ -139,6 +139,14 @@ class Slide:
         ds = max(1.0, target_mpp / mpp0, max(w0, h0) / max_px)
         ds = min(ds, max(1.0, max(w0, h0) / min_px))  # small slides: keep enough pixels
         size = (max(1, int(round(w0 / ds))), max(1, int(round(h0 / ds))))
+        if self._fast is not None:
+            # Tile by tile from the finest level no coarser than needed; a corrupt tile stays white
+            # (OpenSlide would fail the whole thumbnail and stay in its error state).
+            level = max((k for k, d in enumerate(self.meta.level_downsamples) if d <= ds), default=0)
+            arr, bad = self._fast.read_level_scaled(level, size)
+            if bad:
+                logger.warning("thumbnail: %d unreadable tile(s) left white", bad)
+            return arr, w0 / arr.shape[1]
         try:
             img = self._osr.get_thumbnail(size).convert("RGB")
         except Exception as exc:

@@ -32,7 +32,8 @@ from pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
 from pipelines.histology.result import TILE_COLUMNS, HistologyResult
 
 CLASS_COLOURS = {"lymphocyte": (220, 30, 30), "spindle": (30, 160, 30), "other": (30, 60, 220)}
-HEATMAP_UPSCALE = 8  # heatmap.tiff pixels per tile core along each axis
+HEATMAP_UPSCALE = 8  # heatmap.tiff pixels per tile core along each axis (at least)
+HEATMAP_MIN_PX = 512  # long side of heatmap.tiff level 0, at least (so it always has a pyramid)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
@@ -130,8 +131,9 @@ def write_heatmap(out_dir: Path, density: np.ndarray, *, core_px0: float, mpp0: 
 
     rgb, top = colourise(density)
     png = atomic_write(out_dir / "heatmap.png", lambda p: Image.fromarray(rgb).save(p, format="PNG"))
-    big = np.repeat(np.repeat(rgb, HEATMAP_UPSCALE, axis=0), HEATMAP_UPSCALE, axis=1)
-    px0 = core_px0 / HEATMAP_UPSCALE  # level-0 pixels per heatmap pixel
+    up = max(HEATMAP_UPSCALE, math.ceil(HEATMAP_MIN_PX / max(rgb.shape[:2])))
+    big = np.repeat(np.repeat(rgb, up, axis=0), up, axis=1)
+    px0 = core_px0 / up  # level-0 pixels per heatmap pixel
     desc = json.dumps({"value": "nuclei_density_per_mm2", "colormap": "viridis", "vmin": 0.0, "vmax": top,
                        "level0_px_per_pixel": px0, "origin_level0_px": [0, 0]})
 
