@@ -10,8 +10,11 @@ Classical rules, applied inside the model's myocardium on the LGE signal:
   the one with the lowest mean signal is remote. Its mean and SD define the n-SD thresholds.
 * **n-SD** (n = 2, 3, 5, 6): infarct = myocardium voxels with signal > remote mean + n SD, plus the model's MVO
   voxels (MVO is dark on LGE and no threshold finds it; counting it keeps the rules comparable with the model).
-* **FWHM**: infarct = myocardium voxels with signal >= 50% of the maximal signal in the model infarct
-  (the whole myocardium when the model finds none), plus MVO.
+* **FWHM**: infarct = myocardium voxels with signal >= half-way between the remote mean and the maximal
+  signal in the model infarct (the whole myocardium when the model finds none), plus MVO. The classical rule
+  takes 50% of the maximum, which assumes nulled myocardium at zero; real exports carry offsets (EMIDEC P087:
+  remote ~2,030, infarct max ~2,610, so 50% of the maximum labelled 100% of the myocardium), so the half-maximum
+  is taken above the remote baseline (50% of the maximum when no remote sector qualifies).
 * **Gray zone** (peri-infarct, Yan et al., Circulation 2006;114:32-39): myocardium with signal between
   remote mean + 2 SD and remote mean + 3 SD.
 """
@@ -93,9 +96,11 @@ def classical_quantification(labels: np.ndarray, image: np.ndarray, voxel_ml: fl
     model_infarct = labels == INFARCT
     source = model_infarct if model_infarct.any() else myo
     if source.any():
-        thr = 0.5 * float(image[source].max())
+        peak = float(image[source].max())
+        baseline = remote[0] if remote is not None else 0.0
+        thr = baseline + 0.5 * (peak - baseline)
         scars.append(_scar("fwhm", (myo & (image >= thr)) | mvo, thr, myo_n, voxel_ml,
-                           "myocardium >= 50% of the maximal infarct signal, plus model MVO"))
+                           "myocardium >= half-way between remote mean and maximal infarct signal, plus model MVO"))
     return remote, tuple(scars), gray
 
 

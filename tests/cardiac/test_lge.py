@@ -52,7 +52,7 @@ def test_classical_thresholds_and_gray_zone():
     assert by["2sd"].infarct_ml == pytest.approx(2 * (n_inf + n_gray) * vox)
     assert by["3sd"].infarct_ml == pytest.approx(2 * n_inf * vox)
     assert by["fwhm"].infarct_ml == pytest.approx(2 * n_inf * vox)
-    assert by["fwhm"].threshold_signal == pytest.approx(200.0)
+    assert by["fwhm"].threshold_signal == pytest.approx(100.0 + 0.5 * (400.0 - 100.0), abs=1.0)
     assert r.gray_zone_ml == pytest.approx(2 * n_gray * vox)
     assert "2 SD" in r.gray_zone_definition
 
