@@ -181,7 +181,7 @@ def test_send_files_reports_unreachable_destination(pacs_exam):
 class ListenerProcess:
     def __init__(self, spool: Path, port: int, dest: str, env: dict[str, str]):
         self.args = [sys.executable, "-m", "pipelines.pacs.listener", "--spool", str(spool), "--port", str(port),
-                     "--allow", "MODALITY", "--send", dest, "--stable-seconds", "3", "--min-free-gb", "0",
+                     "--allow", "MODALITY", "--send", dest, "--stable-seconds", "2", "--min-free-gb", "0",
                      "--analysis", "zc_threshold_analysis:analyse_slow"]
         self.env = dict(os.environ, PYTHONPATH=PYTHONPATH, **env)
         self.port, self.spool, self.proc = port, spool, None
@@ -217,6 +217,7 @@ class ListenerProcess:
             self.proc.wait(timeout=15)
 
 
+@pytest.mark.slow
 def test_sigkill_during_reception_loses_no_acknowledged_instance(tmp_path, destination, pacs_exam):
     dest, received = destination
     lp = ListenerProcess(tmp_path / "spool", free_port(), dest, {"ZC_TEST_ANALYSIS_DELAY_S": "0"})
@@ -250,15 +251,16 @@ def test_sigkill_during_reception_loses_no_acknowledged_instance(tmp_path, desti
         lp.stop()
 
 
+@pytest.mark.slow
 def test_sigkill_during_analysis_requeues_the_job_and_sends_once(tmp_path, destination, pacs_exam):
     dest, received = destination
     marker = tmp_path / "analysis_started.txt"
     lp = ListenerProcess(tmp_path / "spool", free_port(), dest,
-                         {"ZC_TEST_ANALYSIS_DELAY_S": "4", "ZC_TEST_ANALYSIS_MARKER": str(marker)})
+                         {"ZC_TEST_ANALYSIS_DELAY_S": "2", "ZC_TEST_ANALYSIS_MARKER": str(marker)})
     lp.start()
     try:
         assert push(exam_files(pacs_exam), lp.port) == [0] * 18
-        wait_for(marker.exists, 30, "the analysis to start")
+        wait_for(lambda: marker.exists() and marker.read_text().strip(), 30, "the analysis to start")
         first_pid = int(marker.read_text().split()[0])
         lp.kill()
         running = lp.status()

@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "pipelines" / "pacs" / "orthanc_plugin.py"
 
-pytestmark = pytest.mark.pacs
+pytestmark = [pytest.mark.pacs, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
