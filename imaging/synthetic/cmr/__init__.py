@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+from .convert import ConvertedSeries, nifti_to_dicom
 from .exam import ExamInfo, SeriesInfo, generate_exam
 from .plan import minimum_images
 from .truth import load_truth
 
-__all__ = ["ExamInfo", "SeriesInfo", "generate_exam", "load_truth", "minimum_images"]
+__all__ = ["ConvertedSeries", "ExamInfo", "SeriesInfo", "generate_exam", "load_truth", "minimum_images",
+           "nifti_to_dicom"]

@@ -106,7 +106,7 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
     def cine_times(n_slices: int) -> tuple[tuple[float, ...], ...]:
         out = []
         for _ in range(n_slices):
-            rr_s = rr * (1.0 + (0.02 * jitter_rng.standard_normal() if trigger_jitter else 0.0))
+            rr_s = rr * (1.0 + (float(np.clip(0.02 * jitter_rng.standard_normal(), -0.04, 0.04)) if trigger_jitter else 0.0))
             off = float(jitter_rng.uniform(0.0, 3.0)) if trigger_jitter else 0.0
             out.append(tuple(round(off + p * rr_s / n_phases, 2) for p in range(n_phases)))
         return tuple(out)

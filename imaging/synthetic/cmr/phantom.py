@@ -29,7 +29,7 @@ R_NONE, R_LV_CAV, R_LV_MYO, R_RV_CAV, R_INFARCT, R_MVO, R_PAPILLARY = range(7)
 ACDC_FROM_REGION = np.array([0, 3, 2, 1, 2, 2, 3], dtype=np.uint8)
 EMIDEC_FROM_REGION = np.array([0, 1, 2, 0, 3, 4, 1], dtype=np.uint8)
 
-INSERTION_HALF_ANGLE_DEG = 60.0  # insertion points 120 deg apart: the septal AHA sectors fit exactly
+INSERTION_HALF_ANGLE_DEG = 75.0  # RV insertion points 150 deg apart (typical adult anatomy)
 _ALPHA = math.radians(INSERTION_HALF_ANGLE_DEG)
 RV_WALL_MM = 3.0
 
@@ -89,7 +89,7 @@ def draw_heart_params(rng: np.random.Generator, es_fraction: float) -> HeartPara
         apical_wall_ed_mm=8.0,
         radial_shortening=float(rng.uniform(0.24, 0.30)),
         base_descent_mm=float(rng.uniform(10.0, 14.0)),
-        rv_thickness_ed_mm=float(rng.uniform(27.0, 31.0)),
+        rv_thickness_ed_mm=float(rng.uniform(23.0, 27.0)),
         rv_shortening=float(rng.uniform(0.35, 0.45)),
         rv_apex_mm=float(rng.uniform(76.0, 82.0)),
         es_fraction=es_fraction,
@@ -174,7 +174,7 @@ class HeartModel:
         The crescent peaks slightly anterior of the mid septum and reaches zero at the insertion points.
         """
         x = (np.asarray(phi) + 0.12 * _ALPHA * (1 - (np.asarray(phi) / _ALPHA) ** 2)) / (_ALPHA + widen)
-        return np.clip(1.0 - x**2, 0, None) ** 0.5
+        return np.clip(1.0 - x**2, 0, None) ** 0.85
 
     def infarct_depth(self, psi_deg: np.ndarray, z: np.ndarray, f: float) -> tuple[np.ndarray, np.ndarray]:
         """Transmural fraction of infarct and of MVO at AHA angle ``psi`` (deg) and ``z``."""
@@ -223,14 +223,16 @@ class HeartModel:
         s = self.shape(f)
 
         # pericardial fat envelope and the atria above the base
-        fat_t = 2.5 + 2.0 * (1 + np.cos(2 * phi + 0.6))
+        # patchy epicardial fat: thick in the grooves, thin or absent elsewhere
+        fat_t = 0.6 + 6.0 * np.exp(-(((np.abs(phi) - _ALPHA) / 0.35) ** 2))
         q_env = 1.0 - ((z - s["equator"]) / (s["apex_ep"] + fat_t - s["equator"])) ** 2
         r_env = (s["a_ep"] + fat_t) * np.sqrt(np.clip(q_env, 0, None))
         env = (r < r_env) & (z > s["base"] - 6.0)
         thick = self.rv_thickness(z, r_ep, f)
         rv_outer = r_ep + thick * self.rv_profile(phi)
         rv_wall_outer = r_ep + (thick + RV_WALL_MM) * self.rv_profile(phi, 0.1) * (thick > 0)
-        env |= r < rv_wall_outer + 3.0 * (thick > 0)
+        groove = 1.0 + 5.0 * np.clip(np.abs(phi) / _ALPHA, 0, 1) ** 4  # fat in the interventricular grooves
+        env |= (r < rv_wall_outer + groove) & (thick > 0) & (np.abs(phi) < _ALPHA + 0.25)
         tissue[env] = FAT
         # atria (blood with a thin wall) above the moving base plane
         for centre, rad in (((-4.0, 9.0), 21.0), ((28.0, -4.0), 19.0)):  # LA posterior-lateral, RA on the RV side
@@ -305,6 +307,21 @@ class HeartModel:
 # the torso around the heart (static)
 
 
+# abdominal structures under the diaphragm (centre xyz, semi-axes xyz, tissue): what fills the lower part
+# of basal and apical short-axis images in real exams
+_ABDOMEN: tuple[tuple[float, float, float, float, float, float, int], ...] = (
+    (95.0, 55.0, -95.0, 38.0, 30.0, 45.0, LIVER),  # spleen
+    (60.0, 85.0, -150.0, 28.0, 24.0, 50.0, MUSCLE),  # left kidney
+    (-55.0, 85.0, -160.0, 28.0, 24.0, 50.0, MUSCLE),
+    (40.0, -45.0, -120.0, 22.0, 16.0, 18.0, FAT),
+    (15.0, -60.0, -135.0, 16.0, 12.0, 16.0, STOMACH),
+    (55.0, -55.0, -150.0, 20.0, 14.0, 18.0, SOFT),
+    (-10.0, -40.0, -150.0, 18.0, 14.0, 20.0, FAT),
+    (30.0, 10.0, -80.0, 12.0, 10.0, 10.0, STOMACH),
+    (110.0, -20.0, -60.0, 26.0, 22.0, 22.0, FAT),
+)
+
+
 @dataclass(frozen=True)
 class TorsoParams:
     body_center_xy: tuple[float, float] = (0.0, 12.0)
@@ -332,10 +349,12 @@ def torso_tissue(points_lps: np.ndarray, tp: TorsoParams) -> np.ndarray:
     def ellipsoid(c: tuple[float, float, float], r: tuple[float, float, float]) -> np.ndarray:
         return ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 < 1
 
-    t[ellipsoid((-72.0, 22.0, 35.0), (70.0, 82.0, 125.0)) & inner2] = LUNG
-    t[ellipsoid((78.0, 30.0, 35.0), (64.0, 76.0, 118.0)) & inner2] = LUNG
-    t[ellipsoid((-40.0, 18.0, -100.0), (125.0, 98.0, 78.0)) & inner2] = LIVER
-    t[ellipsoid((75.0, -5.0, -95.0), (48.0, 45.0, 42.0)) & inner2] = STOMACH
+    t[ellipsoid((-70.0, 12.0, 40.0), (76.0, 96.0, 130.0)) & inner2] = LUNG
+    t[ellipsoid((80.0, 20.0, 38.0), (72.0, 92.0, 122.0)) & inner2] = LUNG
+    t[ellipsoid((-45.0, 20.0, -118.0), (120.0, 95.0, 78.0)) & inner2] = LIVER
+    t[ellipsoid((78.0, -8.0, -100.0), (46.0, 42.0, 40.0)) & inner2] = STOMACH
+    for (bx, by, bz, rx, ry, rz, tissue_code) in _ABDOMEN:  # bowel loops, spleen, kidneys: texture below
+        t[ellipsoid((bx, by, bz), (rx, ry, rz)) & inner2] = tissue_code
     # spine (vertebral body: cortex + marrow) and descending aorta, along z
     rs = np.hypot(x - 0.0, y - 98.0)
     t[rs < 19.0] = BONE

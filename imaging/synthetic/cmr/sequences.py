@@ -18,7 +18,7 @@ from . import phantom as ph
 
 # SSFP cine. ACDC patient101 (0..255): blood ~185, myocardium ~65, fat ~210, liver ~80, lung ~12.
 _CINE = {ph.AIR: 0, ph.FAT: 900, ph.MUSCLE: 270, ph.LUNG: 45, ph.LIVER: 360, ph.BLOOD: 820, ph.MYO: 280,
-         ph.INFARCT: 290, ph.MVO: 280, ph.SOFT: 380, ph.BONE: 90, ph.MARROW: 560, ph.STOMACH: 620,
+         ph.INFARCT: 290, ph.MVO: 280, ph.SOFT: 300, ph.BONE: 90, ph.MARROW: 560, ph.STOMACH: 620,
          ph.VESSEL: 520}
 # LGE magnitude (TI chosen to null myocardium)
 _LGE = {ph.AIR: 0, ph.FAT: 620, ph.MUSCLE: 120, ph.LUNG: 30, ph.LIVER: 330, ph.BLOOD: 560, ph.MYO: 35,

@@ -148,7 +148,7 @@ class SeriesWriter:
         _encode(ds, pixels, self.ts_name)
         value = ds.PixelData
         head = struct.pack("<HH", 0x7FE0, 0x0010) + b"OB" + struct.pack("<HI", 0, 0xFFFFFFFF)
-        return head + value
+        return head + value + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"  # sequence delimitation item
 
     def write(self, pixels: np.ndarray, frame: FrameInfo, path: Path) -> None:
         per = {
