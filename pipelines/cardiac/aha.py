@@ -93,11 +93,18 @@ def cine_slice_frame(
     rows, cols = np.nonzero(grown & myo_mask)
     if rows.size < 3:
         return None
-    theta = np.sort(_angles_deg(rows, cols, centre, spacing_rc))
+    theta_px = _angles_deg(rows, cols, centre, spacing_rc)
+    order = np.argsort(theta_px)
+    theta = theta_px[order]
     gaps = np.diff(np.concatenate([theta, theta[:1] + 360.0]))
     g = int(np.argmax(gaps))
-    start = theta[(g + 1) % theta.size]  # the interface runs counter-clockwise from start to end
-    end = theta[g]
+    i_start, i_end = order[(g + 1) % theta.size], order[g]
+    # the outermost touching pixel centres lie half a pixel inside the true ends of the interface: widen
+    # each end by that half pixel (measured on the synthetic truth: span 148.3 -> 150.0 deg for 150 deg)
+    half_px = 0.5 * float(np.mean(spacing_rc))
+    radius = np.hypot((rows - centre[0]) * spacing_rc[0], (cols - centre[1]) * spacing_rc[1])
+    start = (theta[(g + 1) % theta.size] - np.degrees(half_px / max(radius[i_start], half_px))) % 360.0
+    end = (theta[g] + np.degrees(half_px / max(radius[i_end], half_px))) % 360.0
     arc = (end - start) % 360.0
     sept = (start + arc / 2.0) % 360.0
     # anterior = the end with the smaller patient y (LPS +y is posterior)
