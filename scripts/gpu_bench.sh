@@ -11,7 +11,8 @@
 # and writes OUT_DIR/<name>.json per benchmark, OUT_DIR/nvidia-smi.csv, and OUT_DIR/gpu_bench.json with all
 # of them plus the GPU. Environment: PYTHON=/path/to/python to use an existing interpreter that already has
 # zeroclick importable (no install), BENCHES="cmr slide" to choose, EXTRA_ARGS_<name> for more arguments
-# (e.g. EXTRA_ARGS_slide="--size 50000x50000").
+# (e.g. EXTRA_ARGS_slide="--size 50000x50000"), SKIP_FETCH=1 on a machine without network (carry the weights
+# cache and set ZEROCLICK_WEIGHTS_DIR), ALLOW_CPU=1 to try the script on a machine without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-gpu-bench-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -22,18 +23,22 @@ if [ -z "${PYTHON:-}" ]; then
   make install >/dev/null
   PYTHON=.venv/bin/python
 fi
-"$PYTHON" - <<'PY'
-import sys, torch
-if not torch.cuda.is_available():
+ALLOW_CPU="${ALLOW_CPU:-0}" "$PYTHON" - <<'PY'
+import os, sys, torch
+if not torch.cuda.is_available() and os.environ["ALLOW_CPU"] != "1":
     sys.exit("gpu_bench.sh: torch sees no CUDA device (install the CUDA build of torch, check nvidia-smi)")
-print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}", file=sys.stderr)
+gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (ALLOW_CPU=1)"
+print(f"GPU: {gpu}, torch {torch.__version__}", file=sys.stderr)
 PY
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv \
   > "$OUT/nvidia-smi.csv" || true
 
 # Weights are needed by the cardiac benchmark; nothing downloads at analysis time.
-"$PYTHON" -m pipelines.cli weights verify >/dev/null 2>&1 || "$PYTHON" -m pipelines.cli weights fetch || \
-  echo "gpu_bench.sh: cardiac weights unavailable; the cmr benchmark will say so" >&2
+if ! "$PYTHON" -m pipelines.cli weights verify >/dev/null 2>&1; then
+  if [ "${SKIP_FETCH:-0}" = 1 ] || ! "$PYTHON" -m pipelines.cli weights fetch; then
+    echo "gpu_bench.sh: cardiac weights unavailable; the cmr benchmark will say so" >&2
+  fi
+fi
 
 status=0
 for name in $BENCHES; do
