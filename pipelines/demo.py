@@ -8,6 +8,7 @@ in this version are reported as skipped, never faked.
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import sys
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             return rc
 
-    if _have("pipelines.cardiac.run"):
+    if _have("pipelines.cardiac") and hasattr(importlib.import_module("pipelines.cardiac"), "run"):
         print("== 4. zero-click cardiac analysis")
         results = out / "results"
         rc = cli(["cmr", str(exam_dir / "dicom"), "--out", str(results)])
