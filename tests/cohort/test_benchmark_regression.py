@@ -85,3 +85,18 @@ def test_committed_baselines_name_registered_benchmarks_and_known_kinds():
     for name, bench in config["benchmarks"].items():
         assert name in benchmarks.REGISTRY
         assert all(m["kind"] in regression.KINDS for m in bench["metrics"].values())
+
+
+def test_update_envelope_keeps_the_worse_value(fake_registry, tmp_path, run_cli):
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps(_config(["--speedup", "5", "--seconds", "1"], speedup=3.0, total=6.0, rate=1.0)))
+    code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update", "--envelope")
+    assert code == 0
+    metrics = json.loads(path.read_text())["benchmarks"]["fake"]["metrics"]
+    # speedup 5 > old 3 (higher is better): keep 3; time ratio 1/0.5 = 2 < old 6 (lower is better): keep 6;
+    # rate 10 * 0.5 = 5 > old 1: keep 1
+    assert (metrics["speedup_vs_slow"]["baseline"], metrics["stages.total_s"]["baseline"],
+            metrics["tiles_per_s"]["baseline"]) == (3.0, 6.0, 1.0)
+    code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update")
+    metrics = json.loads(path.read_text())["benchmarks"]["fake"]["metrics"]
+    assert (metrics["speedup_vs_slow"]["baseline"], metrics["stages.total_s"]["baseline"]) == (5.0, 2.0)
