@@ -121,18 +121,21 @@ def normal_of(orientation: tuple[float, ...]) -> np.ndarray:
 
 
 def _orientation_groups(images: list[Image]) -> list[list[int]]:
+    """Indices of images grouped by ImageOrientationPatient (equal within 1e-3), largest group first."""
+    exact: dict[tuple[float, ...], list[int]] = {}
+    for i, im in enumerate(images):  # identical values first: one dict lookup per image
+        if im.orientation is not None:
+            exact.setdefault(im.orientation, []).append(i)
     groups: list[tuple[np.ndarray, list[int]]] = []
-    for i, im in enumerate(images):
-        if im.orientation is None:
-            continue
-        o = np.asarray(im.orientation, dtype=np.float64)
-        for ref, members in groups:
+    for orientation, members in exact.items():
+        o = np.asarray(orientation, dtype=np.float64)
+        for ref, merged in groups:
             if np.abs(ref - o).max() < 1e-3:
-                members.append(i)
+                merged.extend(members)
                 break
         else:
-            groups.append((o, [i]))
-    return [members for _, members in sorted(groups, key=lambda g: -len(g[1]))]
+            groups.append((o, list(members)))
+    return [sorted(members) for _, members in sorted(groups, key=lambda g: -len(g[1]))]
 
 
 def _cluster_positions(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +149,7 @@ def _cluster_positions(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         else:
             centres.append([float(d[i])])
         labels[i] = len(centres) - 1
-    return labels, np.array([np.mean(c) for c in centres])
+    return labels, np.array([sum(c) / len(c) for c in centres])
 
 
 def _projections(images: list[Image], normal: np.ndarray) -> np.ndarray:
@@ -360,14 +363,10 @@ def build_geometry(images: list[Image], *, time_axis: str | None, independent_sl
 
     trigger_times = None
     if time_axis == "trigger" and has_tt and regular:
-        trigger_times = tuple(
-            float(np.median([images[layout[p, s]].trigger_time_ms for s in range(n_slices)]))  # type: ignore[misc]
-            for p in range(n_phases)
-        )
-        spread = max(
-            (np.ptp([images[layout[p, s]].trigger_time_ms for s in range(n_slices)]) for p in range(n_phases)),
-            default=0.0,
-        )
+        tt = np.array([[images[layout[p, s]].trigger_time_ms for s in range(n_slices)] for p in range(n_phases)],
+                      dtype=np.float64)
+        trigger_times = tuple(float(v) for v in np.median(tt, axis=1))
+        spread = float(np.ptp(tt, axis=1).max()) if tt.size else 0.0
         if spread > TRIGGER_TOLERANCE_MS:
             notes.append(f"trigger times differ between slices by up to {spread:.1f} ms: phases matched by rank")
     inversion_times = None

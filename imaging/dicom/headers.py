@@ -99,6 +99,18 @@ FIELDS: tuple[tuple[int, str, str], ...] = (
     (0x00281053, "RescaleSlope", "DS"),
 )
 _WANT: dict[int, tuple[str, str]] = {tag: (kw, vr) for tag, kw, vr in FIELDS}
+_WANT_VR_BYTES: dict[int, bytes] = {tag: vr.encode("ascii") for tag, _, vr in FIELDS}
+_SINGLE_VALUE_FAST = frozenset({"UI", "CS", "SH", "LO", "TM", "DS", "IS"})
+# Fields that describe the series, not the image: converted once per series in a scan (lazy reads).
+SERIES_LEVEL_KEYWORDS = frozenset({
+    "Modality", "Manufacturer", "SeriesDescription", "ManufacturerModelName", "PatientSize", "PatientWeight",
+    "ContrastBolusAgent", "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "SequenceName",
+    "RepetitionTime", "SpacingBetweenSlices", "EchoTrainLength", "ProtocolName", "NominalInterval", "HeartRate",
+    "CardiacNumberOfImages", "FlipAngle", "PulseSequenceName", "EchoPulseSequence", "PhaseContrast",
+    "SteadyStatePulseSequence", "SeriesNumber", "AcquisitionNumber", "FrameOfReferenceUID",
+    "NumberOfTemporalPositions", "SliceLocation", "ImageComments", "PhotometricInterpretation", "BitsStored",
+})
+_SERIES_LEVEL_TAGS = frozenset(tag for tag, kw, _ in FIELDS if kw in SERIES_LEVEL_KEYWORDS)
 KEYWORDS: tuple[str, ...] = tuple(kw for _, kw, _ in FIELDS)
 
 PIXEL_DATA_TAG = 0x7FE00010
@@ -108,6 +120,8 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 _BIG_ENDIAN = "1.2.840.10008.1.2.2"
 # Encapsulated (compressed) syntaxes keep an explicit VR little-endian dataset.
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
+_SHORT_VRS = frozenset({b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+                         b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"})
 _TEXT_CHARSETS = {None: "latin-1", "": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 6": "latin-1",
                   "ISO_IR 192": "utf-8"}
 _SEQ_DELIM = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
@@ -125,23 +139,23 @@ class _Fallback(Exception):
 
 
 def _text(raw: bytes, vr: str, encoding: str) -> Any:
-    text = raw.decode(encoding)
-    if vr in ("LT", "ST", "UT"):
-        value = text.rstrip("\x00 ")
-        return value or None
-    parts = [p.strip("\x00 ") for p in text.split("\\")]
+    if b"\\" not in raw or vr in ("LT", "ST", "UT"):  # one value: the common case
+        text = raw.decode(encoding)
+        text = text.rstrip("\x00 ") if vr in ("LT", "ST", "UT") else text.strip("\x00 ")
+        if not text:
+            return None
+        if vr == "DS":
+            return float(text)
+        if vr == "IS":
+            return int(text)
+        return text
+    parts = [p.strip("\x00 ") for p in raw.decode(encoding).split("\\")]
     if vr == "DS":
         nums = [float(p) for p in parts if p != ""]
-        if not nums:
-            return None
-        return nums[0] if len(parts) == 1 else tuple(nums)
+        return tuple(nums) if nums else None
     if vr == "IS":
         ints = [int(p) for p in parts if p != ""]
-        if not ints:
-            return None
-        return ints[0] if len(parts) == 1 else tuple(ints)
-    if len(parts) == 1:
-        return parts[0] or None
+        return tuple(ints) if ints else None
     return tuple(parts)
 
 
@@ -203,14 +217,86 @@ def _element_head(buf: bytes, pos: int, implicit: bool) -> tuple[int, int, bytes
     return pos + 8, length, vr
 
 
-def _parse(buf: bytes, complete: bool, file_size: int) -> Header:
-    """Parse a Part 10 buffer. Raises _Fallback on doubt, _NeedMore when the buffer is too short."""
-    if len(buf) < 132 or buf[128:132] != b"DICM":
-        raise _Fallback("no Part 10 preamble")
-    out: Header = {}
-    # File meta information: always explicit VR little endian, group 0002.
-    pos = 132
+def _walk(buf: bytes, pos: int, implicit: bool, complete: bool,
+          out: Header) -> tuple[list[tuple[int, bytes | None, int, int]], int, int]:
+    """Walk the top-level elements from ``pos`` to Pixel Data; return the wanted ones unconverted.
+
+    Written as one tight loop (no per-element function call): this loop is most of the reader's time.
+    """
     n = len(buf)
+    want = _WANT
+    long_vrs = _LONG_VRS
+    short_vrs = _SHORT_VRS
+    head = _IMPLICIT_HEAD.unpack_from if implicit else _EXPLICIT_HEAD.unpack_from
+    u32 = _U32.unpack_from
+    found: list[tuple[int, bytes | None, int, int]] = []
+    vr: bytes | None = None
+    while True:
+        if pos + 8 > n:
+            if complete:
+                if pos != n:
+                    out["_truncated_header"] = True
+                return found, -1, -1
+            raise _NeedMore
+        if implicit:
+            group, elem, length = head(buf, pos)
+            start = pos + 8
+        else:
+            group, elem, vr, length = head(buf, pos)
+            if vr in long_vrs:
+                if pos + 12 > n:
+                    if complete:
+                        out["_truncated_header"] = True
+                        return found, -1, -1
+                    raise _NeedMore
+                length = u32(buf, pos + 8)[0]
+                start = pos + 12
+            elif vr in short_vrs:
+                start = pos + 8
+            else:
+                raise _Fallback("not a valid explicit VR")
+        tag = group << 16 | elem
+        if tag == PIXEL_DATA_TAG:
+            return found, start, (-1 if length == 0xFFFFFFFF else length)
+        if length == 0xFFFFFFFF:
+            if tag in _ENHANCED_SEQ_TAGS:
+                raise _Fallback("enhanced multi-frame functional groups")
+            try:
+                pos = _skip_undefined(buf, start, implicit or vr == b"UN")
+            except _Fallback:
+                if complete:
+                    raise
+                raise _NeedMore from None
+            continue
+        end = start + length
+        if end > n:
+            if complete:
+                out["_truncated_header"] = True
+                return found, -1, -1
+            raise _NeedMore
+        if tag in want:
+            found.append((tag, vr, start, length))
+        elif tag in _ENHANCED_SEQ_TAGS:
+            raise _Fallback("enhanced multi-frame functional groups")
+        pos = end
+
+
+def _meta(buf: bytes, out: Header) -> int:
+    """Read the transfer syntax (and media SOP class) of the file meta group; return where the dataset starts."""
+    n = len(buf)
+    if n >= 144 and buf[132:140] == b"\x02\x00\x00\x00UL\x04\x00":  # group length: jump over the group
+        end = 144 + _U32.unpack_from(buf, 140)[0]
+        if end > n:
+            raise _NeedMore
+        for tag, key in ((b"\x02\x00\x10\x00UI", "_transfer_syntax"), (b"\x02\x00\x02\x00UI", "_media_sop_class")):
+            at = buf.find(tag, 144, end)
+            if at > 0:
+                length = buf[at + 6] | buf[at + 7] << 8
+                out[key] = buf[at + 8: at + 8 + length].decode("ascii").rstrip("\x00 ")
+        if end + 2 <= n and buf[end: end + 2] == b"\x02\x00":
+            raise _Fallback("file meta group longer than its group length")
+        return end
+    pos = 132
     while pos + 8 <= n:
         group = buf[pos] | buf[pos + 1] << 8
         if group != 0x0002:
@@ -224,68 +310,89 @@ def _parse(buf: bytes, complete: bool, file_size: int) -> Header:
         elif elem == 0x0002:
             out["_media_sop_class"] = buf[pos: pos + length].decode("ascii").rstrip("\x00 ")
         pos += length
+    return pos
+
+
+def _convert_found(out: Header, buf: bytes, found: list[tuple[int, bytes | None, int, int]], encoding: str,
+                   lazy: bool) -> str:
+    """Convert the wanted elements into ``out``; with ``lazy`` keep series-level ones raw. Returns the encoding."""
+    want_vr = _WANT_VR_BYTES
+    raw_items: list[tuple[int, bytes | None, bytes]] = []
+    for tag, vr, start, length in found:  # SpecificCharacterSet (0008,0005) comes first
+        raw = buf[start: start + length]
+        if lazy and tag in _SERIES_LEVEL_TAGS:
+            raw_items.append((tag, vr, raw))
+            continue
+        kw, dict_vr = _WANT[tag]
+        if vr is not None and vr != want_vr[tag] and vr != b"UN":
+            file_vr = vr.decode("ascii")
+            if not (file_vr in _NUMERIC_TEXT_VRS and dict_vr in _NUMERIC_TEXT_VRS):
+                raise _Fallback(f"{kw} has VR {file_vr}, expected {dict_vr}")
+        if dict_vr in _SINGLE_VALUE_FAST and b"\\" not in raw:  # inlined common case of _convert
+            text = raw.decode(encoding).strip("\x00 ")
+            if not text:
+                continue
+            value = float(text) if dict_vr == "DS" else (int(text) if dict_vr == "IS" else text)
+        else:
+            value = _convert(raw, dict_vr, encoding)
+        if kw == "SpecificCharacterSet":
+            charset = value if not isinstance(value, tuple) else "\\".join(value)
+            if charset not in _TEXT_CHARSETS:
+                raise _Fallback(f"character set {charset!r}")
+            encoding = _TEXT_CHARSETS[charset]
+        if value is not None:
+            out[kw] = value
+    if raw_items:
+        out["_raw"] = raw_items
+        out["_encoding"] = encoding
+    return encoding
+
+
+def complete_header(h: Header, path: str | None = None) -> Header:
+    """Convert the series-level fields a lazy read kept as raw bytes (in place); see :func:`read_header`.
+
+    When they hold something the fast parser does not understand, the file is re-read with pydicom.
+    """
+    raw_items = h.pop("_raw", None)
+    encoding = h.pop("_encoding", "latin-1")
+    if not raw_items:
+        return h
+    try:
+        _convert_found(h, b"".join(r for _, _, r in raw_items),
+                       _relocate(raw_items), encoding, lazy=False)
+    except (_Fallback, ValueError, UnicodeDecodeError):
+        if path is None:
+            raise
+        full = read_header_pydicom(path)
+        full["_reader"] = "pydicom"
+        h.clear()
+        h.update(full)
+    return h
+
+
+def _relocate(raw_items: list[tuple[int, bytes | None, bytes]]) -> list[tuple[int, bytes | None, int, int]]:
+    found = []
+    pos = 0
+    for tag, vr, raw in raw_items:
+        found.append((tag, vr, pos, len(raw)))
+        pos += len(raw)
+    return found
+
+
+def _parse(buf: bytes, complete: bool, file_size: int, lazy: bool = False) -> Header:
+    """Parse a Part 10 buffer. Raises _Fallback on doubt, _NeedMore when the buffer is too short."""
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        raise _Fallback("no Part 10 preamble")
+    out: Header = {}
+    pos = _meta(buf, out)
     syntax = out.get("_transfer_syntax")
     if syntax is None:
         raise _Fallback("no transfer syntax in the file meta")
     if syntax in (_DEFLATED, _BIG_ENDIAN):
         raise _Fallback("deflated or big-endian dataset")
     implicit = syntax == _IMPLICIT_LE
-    encoding = "latin-1"
-    want = _WANT
-    pixel_offset = -1
-    pixel_length = -1
-    while True:
-        if pos + 8 > n:
-            if complete:
-                if pos != n:
-                    out["_truncated_header"] = True
-                break
-            raise _NeedMore
-        group, elem = struct.unpack_from("<HH", buf, pos)
-        tag = group << 16 | elem
-        if tag == PIXEL_DATA_TAG:
-            if pos + 12 > n:
-                if complete:
-                    out["_truncated_header"] = True
-                    break
-                raise _NeedMore
-            pixel_offset, length, _vr = _element_head(buf, pos, implicit)
-            pixel_length = -1 if length == 0xFFFFFFFF else length
-            break
-        if tag in _ENHANCED_SEQ_TAGS:
-            raise _Fallback("enhanced multi-frame functional groups")
-        if pos + 12 > n and not complete:
-            raise _NeedMore
-        pos, length, vr = _element_head(buf, pos, implicit)
-        if length == 0xFFFFFFFF:
-            try:
-                pos = _skip_undefined(buf, pos, implicit or vr == b"UN")
-            except _Fallback:
-                if complete:
-                    raise
-                raise _NeedMore from None
-            continue
-        if pos + length > n:
-            if complete:
-                out["_truncated_header"] = True
-                break
-            raise _NeedMore
-        item = want.get(tag)
-        if item is not None:
-            kw, dict_vr = item
-            if vr is not None and vr != b"UN":
-                file_vr = vr.decode("ascii")
-                if file_vr != dict_vr and not (file_vr in _NUMERIC_TEXT_VRS and dict_vr in _NUMERIC_TEXT_VRS):
-                    raise _Fallback(f"{kw} has VR {file_vr}, expected {dict_vr}")
-            value = _convert(buf[pos: pos + length], dict_vr, encoding)
-            if kw == "SpecificCharacterSet":
-                charset = value if not isinstance(value, tuple) else "\\".join(value)
-                if charset not in _TEXT_CHARSETS:
-                    raise _Fallback(f"character set {charset!r}")
-                encoding = _TEXT_CHARSETS[charset]
-            if value is not None:
-                out[kw] = value
-        pos += length
+    found, pixel_offset, pixel_length = _walk(buf, pos, implicit, complete, out)
+    _convert_found(out, buf, found, "latin-1", lazy)
     out["_pixel_offset"] = pixel_offset
     out["_pixel_length"] = pixel_length
     out["_file_size"] = file_size
@@ -299,24 +406,25 @@ class _NeedMore(Exception):
     """The first bytes did not reach the pixel data; read the whole file."""
 
 
-def read_header_fast(path: str) -> Header | None:
-    """Header by the fast parser, or ``None`` when the file needs pydicom."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        buf = fh.read(_HEAD_BYTES)
+def read_header_fast(path: str, *, lazy: bool = False) -> Header | None:
+    """Header by the fast parser, or ``None`` when the file needs pydicom (``lazy``: see :func:`read_header`)."""
+    fd = os.open(path, os.O_RDONLY)  # os-level calls: ~15% faster than a buffered file object here
+    try:
+        size = os.fstat(fd).st_size
+        buf = os.read(fd, _HEAD_BYTES)
         try:
             try:
-                head = _parse(buf, len(buf) >= size, size)
+                head = _parse(buf, len(buf) >= size, size, lazy)
             except _NeedMore:
-                fh.seek(0)
-                buf = fh.read()
-                head = _parse(buf, True, size)
+                buf = os.pread(fd, size, 0)
+                head = _parse(buf, True, size, lazy)
         except (_Fallback, _NeedMore, struct.error, UnicodeDecodeError, ValueError) as exc:
             logger.debug("fast header reader fell back to pydicom: %s", exc)
             return None
         if head["_pixel_offset"] > 0 and head["_pixel_length"] < 0:
-            fh.seek(max(0, size - 8))
-            head["_encapsulated_complete"] = fh.read(8) == _SEQ_DELIM
+            head["_encapsulated_complete"] = os.pread(fd, 8, max(0, size - 8)) == _SEQ_DELIM
+    finally:
+        os.close(fd)
     return head
 
 
@@ -426,9 +534,13 @@ def read_header_pydicom(path: str) -> Header:
     return out
 
 
-def read_header(path: str) -> Header:
-    """Header of one file: the fast parser when it fully understands the file, pydicom otherwise."""
-    head = read_header_fast(path)
+def read_header(path: str, *, lazy: bool = False) -> Header:
+    """Header of one file: the fast parser when it fully understands the file, pydicom otherwise.
+
+    With ``lazy`` the series-level fields (:data:`SERIES_LEVEL_KEYWORDS`) stay raw until
+    :func:`complete_header` converts them; a whole-exam scan converts them once per series only.
+    """
+    head = read_header_fast(path, lazy=lazy)
     if head is None:
         head = read_header_pydicom(path)
         head["_reader"] = "pydicom"

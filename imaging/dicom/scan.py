@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
 from imaging.dicom.decode import decode_images, known_transfer_syntax
 from imaging.dicom.geometry import Geometry, Image, build_geometry, survey
-from imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
+from imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, complete_header, read_header
 from imaging.dicom.sources import collect
 from imaging.errors import InvalidDicomError, InvalidSeriesError, Strictness, check_strictness, report_problem
 from imaging.volume import Volume
@@ -215,7 +215,7 @@ def _read_one(path: str) -> tuple[str, Header | None, str, str]:
     try:
         if os.path.getsize(path) == 0:
             return path, None, "empty_file", "zero-byte file: nothing to read; re-export or remove it"
-        return path, read_header(path), "", ""
+        return path, read_header(path, lazy=True), "", ""
     except PydicomInvalidDicomError:
         return path, None, "not_dicom", "not a DICOM file (no DICM preamble, no readable dataset)"
     except OSError as exc:
@@ -430,6 +430,9 @@ def _features(uid: str, h: Header, images: list[Image]) -> SeriesFeatures:
 
 
 def _series_meta(h: Header, images: list[Image]) -> dict[str, Any]:
+    frames = h.get("_frames")
+    if frames:  # enhanced objects keep timing values in the functional groups
+        h = {**frames[0], **{k: v for k, v in h.items() if v is not None}}
     meta: dict[str, Any] = {
         "manufacturer": h.get("Manufacturer"),
         "modality": h.get("Modality"),
@@ -500,6 +503,8 @@ def scan(
         sop = item[1]["SOPInstanceUID"]
         if sop in by_sop:
             first = by_sop[sop]
+            complete_header(first[1], first[0])
+            complete_header(item[1], item[0])
             if _same_content(first, item):
                 rejected.append(Rejected(item[0], f"identical copy of {os.path.basename(first[0])}; ignored",
                                          "duplicate_identical"))
@@ -538,6 +543,7 @@ def scan(
             if len(sizes) > 1:
                 problems.append(f"{len(members) - len(kept)} image(s) of a different size left out")
             kept.sort(key=lambda m: (m[1].get("InstanceNumber") or 0, m[0]))
+            complete_header(kept[0][1], kept[0][0])  # series-level fields: converted once per series
             images = [im for path, h in kept for im in _images_of(path, h)]
             prepared.append((uid, kept[0][1], images, problems, len(kept)))
         classes = classify_exam([_features(uid, h, images) for uid, h, images, _, _ in prepared])

@@ -7,7 +7,31 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    MRImageStorage,
+)
+
+
+def _jpeg_baseline(a: np.ndarray) -> bytes:
+    import imagecodecs
+
+    return imagecodecs.jpeg8_encode(np.clip(a, 0, 255).astype(np.uint8), level=95)
+
+
+def _jpeg_lossless(a: np.ndarray) -> bytes:
+    import imagecodecs
+
+    return imagecodecs.ljpeg_encode(a.astype(np.uint16), bitspersample=12)
+
+
+# transfer syntaxes pydicom cannot encode: encoded with imagecodecs and encapsulated here
+ENCAPSULATE = {JPEGBaseline8Bit: _jpeg_baseline, JPEGLosslessSV1: _jpeg_lossless}
 
 ROOT = "1.2.826.0.1.3680043.10.1234."
 LONG_AXIS = np.array([0.6, -0.5, -0.62])
@@ -113,8 +137,8 @@ def write_mr(
     ds.Rows = rows
     ds.Columns = cols
     ds.PixelSpacing = list(pixel_spacing)
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16 if signed else 12
+    ds.BitsAllocated = 8 if transfer_syntax == JPEGBaseline8Bit else 16
+    ds.BitsStored = 8 if transfer_syntax == JPEGBaseline8Bit else (16 if signed else 12)
     ds.HighBit = ds.BitsStored - 1
     ds.PixelRepresentation = 1 if signed else 0
     if slope is not None:
@@ -128,8 +152,15 @@ def write_mr(
     if pixels is None:
         pixels = (np.arange(rows * cols).reshape(rows, cols) + instance_number) % 4000
     ds.PixelData = np.asarray(pixels, dtype=np.int16 if signed else np.uint16).tobytes()
+    if transfer_syntax == JPEGBaseline8Bit:
+        ds.PixelData = np.clip(pixels, 0, 255).astype(np.uint8).tobytes()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if transfer_syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+    if transfer_syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian):
+        ds.save_as(path, enforce_file_format=True)
+    elif transfer_syntax in ENCAPSULATE:
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+        ds.PixelData = encapsulate([ENCAPSULATE[transfer_syntax](np.asarray(pixels))])
+        ds["PixelData"].VR = "OB"
         ds.save_as(path, enforce_file_format=True)
     else:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
