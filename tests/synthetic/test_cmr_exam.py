@@ -150,3 +150,23 @@ def test_small_exam_is_refused_with_a_clear_error(tmp_path: Path):
         generate_exam(tmp_path / "x", n_images=minimum_images() - 1)
     with pytest.raises(InvalidInputError, match="vendor"):
         generate_exam(tmp_path / "y", n_images=400, vendor="toshiba")
+
+
+@pytest.mark.slow
+def test_3000_image_exam_is_fast_and_exact(tmp_path: Path):
+    import os
+
+    info = generate_exam(tmp_path / "exam", n_images=3000, seed=0)
+    files = list(info.dicom_dir.rglob("*.dcm"))
+    assert len(files) == 3000 == sum(s.n_images for s in info.series)
+    sizes = {s.key: (s.n_images, s.n_files) for s in info.series}
+    assert sizes["cine_sax"][0] >= 12 * 25 and sizes["cine_lax_4ch"][0] >= 25
+    assert sum(n for k, (n, _) in sizes.items() if k.startswith("perfusion")) >= 3 * 50
+    # <= 20 s on two idle cores: the CPU time is the load-independent part of that budget
+    assert info.cpu_s <= 2 * 20.0, info.summary()
+    if os.getloadavg()[0] < 1.5:  # the wall-clock target only means something on a quiet machine
+        assert info.elapsed_s <= 20.0, info.summary()
+    gt = info.truth
+    assert gt["n_phases"] >= 25 and gt["label_figures"]["es_phase_by_labels"] == gt["es_phase"]
+    for key in ("lv_edv_ml", "lv_esv_ml", "rv_edv_ml", "myo_volume_ed_ml", "infarct_ml"):
+        assert gt["label_figures"][key] == pytest.approx(gt[key], rel=0.01), key

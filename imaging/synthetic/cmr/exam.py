@@ -6,6 +6,7 @@ import json
 import logging
 import multiprocessing
 import os
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class ExamInfo:
     study_instance_uid: str
     series: tuple[SeriesInfo, ...]
     elapsed_s: float
+    cpu_s: float  # CPU seconds of this process and its workers (wall time on an idle machine ~ cpu_s / workers)
+    workers: int
     truth: dict[str, Any]
 
     def summary(self) -> dict[str, Any]:
@@ -64,7 +67,8 @@ class ExamInfo:
             "out_dir": str(self.out_dir), "dicom_dir": str(self.dicom_dir),
             "ground_truth": str(self.ground_truth_path), "n_images": self.n_images, "n_files": self.n_files,
             "vendor": self.vendor, "transfer_syntax": self.transfer_syntax, "enhanced": self.enhanced,
-            "seed": self.seed, "elapsed_s": round(self.elapsed_s, 2),
+            "seed": self.seed, "elapsed_s": round(self.elapsed_s, 2), "cpu_s": round(self.cpu_s, 2),
+            "workers": self.workers,
             "series": [{"number": s.series_number, "description": s.description, "class": s.expected_class,
                         "images": s.n_images} for s in self.series],
             "truth": {k: self.truth[k] for k in keys},
@@ -140,7 +144,8 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
             spec = render.SeriesSpec(**common, planes=lge_stack.planes, n_frames=1,
                                      cycle_fractions=(LGE_CYCLE_FRACTION,), trigger_times_ms=tt,
                                      inversion_times_ms=(LGE_INVERSION_MS,), thickness_mm=8.0,
-                                     spacing_between_slices_mm=spacing, sigma=22.0,
+                                     spacing_between_slices_mm=spacing,
+                                     sigma=22.0 if lay.key == "lge_mag" else 45.0,
                                      truth="lge" if lay.key == "lge_mag" else "")
         elif lay.key == "t1_molli_source":
             tt = tuple(tuple(round(MOLLI_CYCLE_FRACTION * rr, 2) for _ in plan.MOLLI_TIS_MS) for _ in range(3))
@@ -189,6 +194,12 @@ def _tasks(design: render.ExamDesign) -> list[tuple[int, tuple[int, ...]]]:
     return sorted(tasks, key=cost, reverse=True)
 
 
+def _cpu_s() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def _run_task(args: tuple[render.ExamDesign, int, tuple[int, ...]]) -> render.TaskResult:
     return render.run_task(*args)
 
@@ -225,6 +236,7 @@ def generate_exam(out_dir: str | Path, *, n_images: int = 3000, vendor: str = "s
     >>> info.truth["lv_ef_percent"]  # doctest: +SKIP
     """
     t0 = time.perf_counter()
+    cpu0 = _cpu_s()
     if vendor not in headers.VENDORS:
         raise InvalidInputError(f"vendor={vendor!r} is not one of {', '.join(headers.VENDORS)}")
     ts_uid = transfer_syntax_uid(transfer_syntax)
@@ -255,11 +267,14 @@ def generate_exam(out_dir: str | Path, *, n_images: int = 3000, vendor: str = "s
         SeriesInfo(s.number, s.uid, s.key, s.expected_class, headers.STYLES[vendor][s.key].description,
                    s.n_images, files_per_series[i]) for i, s in enumerate(design.series))
     elapsed = time.perf_counter() - t0
-    logger.info("synthetic exam: %d images in %d series written in %.1f s", n_images, len(series), elapsed)
+    cpu = _cpu_s() - cpu0
+    logger.info("synthetic exam: %d images in %d series written in %.1f s (%.1f CPU s)", n_images, len(series),
+                elapsed, cpu)
     return ExamInfo(out_dir=out, dicom_dir=out / "dicom", ground_truth_path=out / "ground_truth.json",
                     n_images=layout.n_images, n_files=sum(s.n_files for s in series), vendor=vendor,
                     transfer_syntax=transfer_syntax, enhanced=enhanced, seed=seed,
-                    study_instance_uid=design.study_uid, series=series, elapsed_s=elapsed, truth=gt)
+                    study_instance_uid=design.study_uid, series=series, elapsed_s=elapsed, cpu_s=cpu,
+                    workers=workers, truth=gt)
 
 
 def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],

@@ -108,6 +108,16 @@ def _acq_time(series_number: int, seconds: float) -> str:
     return f"{int(h):02d}{int(m):02d}{s:09.6f}"
 
 
+_NORMALS: dict[tuple[float, ...], np.ndarray] = {}
+
+
+def _normal(plane: Plane) -> np.ndarray:
+    key = (*plane.row_dir, *plane.col_dir)
+    if key not in _NORMALS:
+        _NORMALS[key] = plane.normal
+    return _NORMALS[key]
+
+
 def frame_info(design: ExamDesign, spec: SeriesSpec, slice_index: int, frame: int) -> writer.FrameInfo:
     plane = spec.planes[slice_index]
     inst = slice_index * spec.n_frames + frame + 1
@@ -115,7 +125,7 @@ def frame_info(design: ExamDesign, spec: SeriesSpec, slice_index: int, frame: in
     ti = None
     if spec.inversion_times_ms is not None:
         ti = spec.inversion_times_ms[frame if len(spec.inversion_times_ms) > 1 else 0]
-    normal = plane.normal
+    normal = _normal(plane)
     dynamic = spec.key.startswith("perfusion")
     seconds = (frame * design.rr_ms / 1000.0) if dynamic else slice_index * 12.0 + frame * 0.05
     return writer.FrameInfo(
@@ -163,8 +173,8 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
     regions: list[np.ndarray] = []
     tissue = region = texture = None
     for frame in range(spec.n_frames):
-        f_now = float(ph.contraction(design.heart, _cycle_fraction(spec, slice_index, frame)))
         if tissue is None or spec.key.startswith("cine"):
+            f_now = float(ph.contraction(design.heart, _cycle_fraction(spec, slice_index, frame)))
             tissue, region = ph.scene(pts, heart, f_now, design.torso, infarct=infarct, torso=torso, heart_frame=hp)
             tissue = sq.with_vessels(tissue, fields)
             texture = sq.tissue_texture(tissue, fields)

@@ -64,12 +64,14 @@ def molli_table(ti_ms: float) -> np.ndarray:
 
 
 def psir_table() -> np.ndarray:
-    """Signed PSIR signal per tissue (myocardium negative-near-zero, infarct strongly positive)."""
+    """Signed PSIR signal per tissue: nulled myocardium negative, air and lung near zero, infarct and fat
+    strongly positive (ratios measured on the EMIDEC case P087, stored there with +2048)."""
     t = LGE.copy()
-    t[ph.MYO] = -140.0
-    t[ph.MUSCLE] = -60.0
-    t[ph.LUNG] = -10.0
-    t[ph.MVO] = -40.0
+    for tissue, value in ((ph.AIR, 0.0), (ph.FAT, 1250.0), (ph.MUSCLE, -150.0), (ph.LUNG, 0.0), (ph.LIVER, 320.0),
+                          (ph.BLOOD, 420.0), (ph.BLOOD_RV, 420.0), (ph.MYO, -420.0), (ph.INFARCT, 1100.0),
+                          (ph.MVO, -380.0), (ph.SOFT, 150.0), (ph.BONE, -200.0), (ph.MARROW, 600.0),
+                          (ph.STOMACH, 100.0), (ph.VESSEL, 300.0)):
+        t[tissue] = value
     return t
 
 
@@ -136,7 +138,10 @@ def form_image(tissue: np.ndarray, table: np.ndarray, texture: np.ndarray, field
     img *= fields.bias
     n1, n2 = noise
     if signed:
-        return img + sigma * n1
+        # PSIR: where there is no signal (air, lung) the phase is random, so the background is a strong
+        # salt-and-pepper noise about zero, as in real PSIR images (EMIDEC P087 air: SD ~ 400 on +-2048)
+        quiet = np.clip(1.0 - np.abs(img) / 150.0, 0.0, 1.0)
+        return img + sigma * n1 + (8.0 * sigma) * quiet * n2
     return np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
 
 
