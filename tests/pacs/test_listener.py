@@ -276,3 +276,31 @@ def test_sigkill_during_analysis_requeues_the_job_and_sends_once(tmp_path, desti
         assert final["instances"] == 18
     finally:
         lp.stop()
+
+
+def test_tls_reception_and_send_files_over_tls(tmp_path, pacs_exam):
+    import shutil
+    import ssl
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a throwaway certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    cfg = ListenerConfig(spool_dir=tmp_path / "spool", port=free_port(), allowed_aets=("MODALITY",),
+                         tls_cert=cert, tls_key=key, min_free_bytes=0)
+    lst = Listener(cfg)
+    lst.start()
+    try:
+        client = ssl.create_default_context(cafile=str(cert))
+        report = send_files(pacs_exam.lge.paths[:3], f"ZEROCLICK@127.0.0.1:{lst.port}", calling_aet="MODALITY",
+                            tls=client, retries=0)
+        assert report.ok and len(report.stored) == 3
+        # a plain-TCP sender cannot store anything on the TLS port
+        plain = send_files(pacs_exam.lge.paths[3:4], f"ZEROCLICK@127.0.0.1:{lst.port}", calling_aet="MODALITY",
+                           retries=0, timeout_s=5)
+        assert not plain.ok
+        assert lst.spool.status()["instances"] == 3
+    finally:
+        lst.stop()

@@ -1,0 +1,99 @@
+"""``zeroclick bench pacs``: reception speed of ``zeroclick listen`` and seconds from last image to results sent.
+
+A generated exam (imaging.synthetic.cmr) is pushed by C-STORE (pynetdicom, one association, TCP_NODELAY)
+to an in-process :class:`pipelines.pacs.listener.Listener` on loopback, which analyses the study once it is
+stable and sends SEG/SR/PDF to an in-process Storage SCP standing for the PACS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = "zeroclick listen: reception images/s and end-to-end seconds from last image to results sent"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--images", type=int, default=600, help="images in the generated exam (default 600)")
+    parser.add_argument("--stable-seconds", type=float, default=2.0, help="listener stable-study delay")
+    parser.add_argument("--analysis", default="", help="module:function (default: the cardiac pipeline)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import pydicom
+    from pydicom.uid import AllTransferSyntaxes
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    from imaging.synthetic.cmr import generate_exam
+    from pipelines.pacs.listener import Listener, ListenerConfig
+    from pipelines.pacs.send import set_tcp_nodelay
+
+    received: list[float] = []
+    lock = threading.Lock()
+
+    def on_store(event) -> int:
+        with lock:
+            received.append(time.time())
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="zc-bench-pacs-") as tmp:
+        root = Path(tmp)
+        generate_exam(root / "exam", n_images=args.images, seed=args.seed)
+        files = sorted(p for p in (root / "exam" / "dicom").rglob("*") if p.is_file())
+        datasets = [pydicom.dcmread(p) for p in files]  # decoded before timing: we time the network + spool
+
+        dest_ae = AE(ae_title="BENCHPACS")
+        for cx in AllStoragePresentationContexts:
+            dest_ae.add_supported_context(cx.abstract_syntax, AllTransferSyntaxes)
+        dest_port = _free_port()
+        dest = dest_ae.start_server(("127.0.0.1", dest_port), block=False,
+                                    evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+        listener = Listener(ListenerConfig(
+            spool_dir=root / "spool", port=_free_port(), allowed_aets=("BENCHSCU",),
+            destination=f"BENCHPACS@127.0.0.1:{dest_port}", stable_s=args.stable_seconds,
+            analysis=args.analysis or None, min_free_bytes=0, poll_s=0.05))
+        listener.start()
+        try:
+            scu = AE(ae_title="BENCHSCU")
+            for sop in sorted({str(ds.SOPClassUID) for ds in datasets}):
+                scu.add_requested_context(sop, sorted({str(ds.file_meta.TransferSyntaxUID) for ds in datasets}))
+            t0 = time.time()
+            assoc = scu.associate("127.0.0.1", listener.port, ae_title="ZEROCLICK",
+                                  evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+            ok = sum(1 for ds in datasets if int(assoc.send_c_store(ds).Status) == 0)
+            assoc.release()
+            t_last = time.time()
+            deadline = t_last + args.timeout
+            while time.time() < deadline and len(received) < 5:
+                time.sleep(0.05)
+            t_results = max(received) if received else None
+            jobs = listener.spool._tx("SELECT started, finished, sent_at, state FROM jobs ORDER BY id")
+        finally:
+            listener.stop()
+            dest.shutdown()
+    job = jobs[-1] if jobs else (None, None, None, "none")
+    return {
+        "images": len(datasets),
+        "images_stored": ok,
+        "reception_s": t_last - t0,
+        "reception_images_per_s": len(datasets) / (t_last - t0),
+        "stable_seconds": args.stable_seconds,
+        "results_received": len(received),
+        "last_image_to_results_sent_s": (t_results - t_last) if t_results else None,
+        "analysis_s": (job[1] - job[0]) if job[0] and job[1] else None,
+        "job_state": job[3],
+        "analysis": args.analysis or "pipelines.pacs.analysis:cardiac_analysis",
+    }
