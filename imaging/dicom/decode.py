@@ -33,9 +33,12 @@ CODEC_PACKAGES: dict[str, str] = {
 }
 
 
+_KNOWN_SYNTAXES = frozenset(uids.AllTransferSyntaxes) | frozenset(uids.PrivateTransferSyntaxes)
+
+
 def known_transfer_syntax(uid: str) -> bool:
     """True when pydicom knows ``uid`` as a transfer syntax (whether or not a codec is installed)."""
-    return uid in uids.AllTransferSyntaxes or uid in uids.PrivateTransferSyntaxes
+    return uid in _KNOWN_SYNTAXES
 
 
 def _native_dtype(bits_allocated: int, signed: bool) -> np.dtype:

@@ -42,6 +42,7 @@ _NON_IMAGE_PREFIXES = {
     "1.2.840.10008.5.1.4.1.1.481.": "radiotherapy object",
     "1.2.840.10008.5.1.4.1.1.9.": "waveform",
 }
+_MR_IMAGE_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.4"}) | ENHANCED_MR_SOP_CLASSES
 # Parallel header reading only pays off above this many files (process start-up ~30 ms).
 _MIN_FILES_PER_WORKER = 250
 
@@ -303,7 +304,7 @@ def validate(path: str, h: Header) -> Rejected | None:
             return Rejected(path, "not a DICOM file (no DICM preamble, no DICOM identifiers)", "not_dicom")
         return Rejected(path, "DICM preamble but no readable DICOM dataset; the file is corrupt: re-send it",
                         "corrupt_header")
-    kind = _non_image_kind(sop_class)
+    kind = None if sop_class in _MR_IMAGE_SOP_CLASSES else _non_image_kind(sop_class)
     if kind is not None:
         return Rejected(path, f"non-image object ({kind}, SOP class {sop_class}); not analysed", "non_image")
     if not h.get("SOPInstanceUID"):
@@ -334,47 +335,49 @@ def validate(path: str, h: Header) -> Rejected | None:
     elif h["_pixel_offset"] > 0 and h.get("_encapsulated_complete") is False:
         return Rejected(path, "compressed pixel data truncated (no sequence delimiter at the end); re-send the file",
                         "truncated_pixel_data")
-    frames = h.get("_frames") or [h]
-    for key, code, what in (("ImageOrientationPatient", "missing_image_orientation_patient", "ImageOrientationPatient"),
-                            ("ImagePositionPatient", "missing_image_position_patient", "ImagePositionPatient"),
-                            ("PixelSpacing", "missing_pixel_spacing", "PixelSpacing")):
-        if any(not (f.get(key) or h.get(key)) for f in frames):
-            return Rejected(path, f"missing {what}; the image cannot be placed in patient space", code)
+    frames = h.get("_frames")
+    for key, code in _PLACEMENT_KEYS:
+        if not (h.get(key) if frames is None else all(f.get(key) or h.get(key) for f in frames)):
+            return Rejected(path, f"missing {key}; the image cannot be placed in patient space", code)
     return None
 
 
+_PLACEMENT_KEYS = (("ImageOrientationPatient", "missing_image_orientation_patient"),
+                   ("ImagePositionPatient", "missing_image_position_patient"),
+                   ("PixelSpacing", "missing_pixel_spacing"))
+
+
 def _images_of(path: str, h: Header) -> list[Image]:
-    def make(f: dict, frame: int) -> Image:
-        g = lambda k, d=None: f.get(k, h.get(k, d))  # noqa: E731
-        it = g("ImageType", ())
-        ti = g("InversionTime")
-        ps = g("PixelSpacing")
+    def make(g: dict, frame: int) -> Image:  # g: the frame's fields over the file's (or the file's alone)
+        it = g.get("ImageType", ())
+        ti = g.get("InversionTime")
+        ps = g["PixelSpacing"]
         return Image(
             path=path,
             frame=frame,
             sop_instance_uid=h["SOPInstanceUID"],
             instance_number=h.get("InstanceNumber"),
-            position=tuple(g("ImagePositionPatient")),
-            orientation=tuple(g("ImageOrientationPatient")),
+            position=tuple(g["ImagePositionPatient"]),
+            orientation=tuple(g["ImageOrientationPatient"]),
             pixel_spacing_mm=(float(ps[0]), float(ps[1])) if isinstance(ps, tuple) else (float(ps), float(ps)),
             rows=int(h["Rows"]),
             cols=int(h["Columns"]),
-            trigger_time_ms=g("TriggerTime"),
+            trigger_time_ms=g.get("TriggerTime"),
             inversion_time_ms=ti if ti else None,
-            echo_time_ms=g("EchoTime"),
-            acquisition_time_s=_tm_seconds(g("AcquisitionTime") or h.get("ContentTime")),
-            temporal_position=g("TemporalPositionIdentifier"),
+            echo_time_ms=g.get("EchoTime"),
+            acquisition_time_s=_tm_seconds(g.get("AcquisitionTime") or h.get("ContentTime")),
+            temporal_position=g.get("TemporalPositionIdentifier"),
             image_type=(it,) if isinstance(it, str) else tuple(it),
-            rescale_slope=float(g("RescaleSlope", 1.0) or 1.0),
-            rescale_intercept=float(g("RescaleIntercept", 0.0) or 0.0),
-            slice_thickness_mm=g("SliceThickness"),
+            rescale_slope=float(g.get("RescaleSlope") or 1.0),
+            rescale_intercept=float(g.get("RescaleIntercept") or 0.0),
+            slice_thickness_mm=g.get("SliceThickness"),
             pixel_offset=int(h["_pixel_offset"]),
         )
 
     frames = h.get("_frames")
     if frames:
-        return [make(f, i) for i, f in enumerate(frames)]
-    return [make({}, -1)]
+        return [make({**h, **f}, i) for i, f in enumerate(frames)]
+    return [make(h, -1)]
 
 
 def _same_content(a: tuple[str, Header], b: tuple[str, Header]) -> bool:
