@@ -47,10 +47,10 @@ class SliceFrame:
     direction: int
     span_deg: float
 
-    def relative_deg(self, theta_deg: np.ndarray) -> np.ndarray:
+    def relative_deg(self, theta_deg: np.ndarray | float) -> np.ndarray:
         return np.mod(self.direction * (np.asarray(theta_deg) - self.theta0_deg), 360.0)
 
-    def absolute_deg(self, phi_deg: np.ndarray) -> np.ndarray:
+    def absolute_deg(self, phi_deg: np.ndarray | float) -> np.ndarray:
         return np.mod(self.theta0_deg + self.direction * np.asarray(phi_deg), 360.0)
 
 
@@ -140,7 +140,8 @@ def transfer_frame(
     """The same insertion directions (in patient coordinates) expressed in a slice of another series."""
     s_rc = src.spacing_mm[1:]
     d_rc = dst.spacing_mm[1:]
-    angles = [frame.theta0_deg, frame.absolute_deg(frame.span_deg), frame.absolute_deg(frame.span_deg / 2.0)]
+    angles = [float(frame.theta0_deg), float(frame.absolute_deg(frame.span_deg)),
+              float(frame.absolute_deg(frame.span_deg / 2.0))]
     t = [_theta_of_lps(_direction_lps(a, s_rc, src.affine), d_rc, dst.affine) for a in angles]
     return frame_from_directions(t[0], t[1], t[2], centre_rc)
 
