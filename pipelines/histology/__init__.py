@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from imaging.engine import select_device
-from imaging.errors import InvalidInputError, check_strictness, report_problem
+from imaging.errors import InvalidInputError, WeightsError, check_strictness, report_problem
 from imaging.slide import (
     Slide,
     TileGrid,
@@ -62,7 +62,7 @@ def run(
     *,
     out_dir: str | os.PathLike | None = None,
     mpp: float | None = None,
-    engine: str = "classical",
+    engine: str | Any = "classical",
     target_mpp: float = 0.5,
     tile_px: int = 512,
     overlap_px: int = 64,
@@ -86,7 +86,9 @@ def run(
     mpp
         Level-0 µm/px, for slides that do not record it (or to override it).
     engine
-        ``"classical"`` (no weights) or ``"hovernet"`` (needs ``weights``: a MONAI bundle or state dict).
+        ``"classical"`` (no weights), ``"hovernet"`` (needs ``weights``: a MONAI bundle or state dict), or
+        an engine object with ``segment_batch(tiles, rgb_batch, grid)`` (e.g. a configured
+        :class:`pipelines.histology.deep.HoVerNetEngine`).
     target_mpp, tile_px, overlap_px
         Analysis resolution and tiles (``overlap_px`` must exceed the largest nucleus, in target pixels).
     workers, prefetch
@@ -99,8 +101,11 @@ def run(
         first one stops the run.
     """
     strictness = check_strictness(strictness)
-    if engine not in ENGINES:
+    if isinstance(engine, str) and engine not in ENGINES:
         raise InvalidInputError(f"engine={engine!r} is not one of {', '.join(ENGINES)}")
+    if engine == "hovernet" and weights is None:
+        raise WeightsError("engine='hovernet' needs weights= (--weights): a MONAI bundle folder or a HoVerNet "
+                           "state dict; engine='classical' needs none")
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     own = not isinstance(slide, Slide)
@@ -179,7 +184,7 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
     provenance = _provenance(meta, engine_obj, stains, dev, grid, timings, workers, batch_size)
     result = HistologyResult(
         slide_name=Path(meta.path).name,
-        engine=engine,
+        engine=engine if isinstance(engine, str) else str(getattr(engine, "name", type(engine).__name__)),
         target_mpp=grid.target_mpp,
         tissue_area_mm2=tissue.area_mm2,
         tiles_total=len(grid),
@@ -199,12 +204,16 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
     return result
 
 
-def _make_engine(engine: str, stains: StainMatrix, mpp: float, dev, weights, nuclei_params):
+def _make_engine(engine, stains: StainMatrix, mpp: float, dev, weights, nuclei_params):
+    if not isinstance(engine, str):
+        if getattr(engine, "stains", "absent") is None:
+            engine.stains = stains  # a user-built engine gets the slide's stain estimate
+        return engine
     if engine == "classical":
         return ClassicalEngine(stains, mpp, device=dev, params=nuclei_params)
     from pipelines.histology.deep import HoVerNetEngine
 
-    return HoVerNetEngine.from_weights(weights, mpp=mpp, device=dev)
+    return HoVerNetEngine.from_weights(weights, mpp=mpp, device=dev, stains=stains)
 
 
 def estimate_stains(sl: Slide, grid: TileGrid, tissue: TissueMask, *, n_tiles: int = 8) -> StainMatrix:
