@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,9 +25,12 @@ SLICE_TOLERANCE_MM = 0.05
 TRIGGER_TOLERANCE_MS = 0.5
 
 
-@dataclass(frozen=True)
-class Image:
-    """One 2-D image: a single-frame file or one frame (``frame`` >= 0) of an enhanced file."""
+class Image(NamedTuple):
+    """One 2-D image: a single-frame file or one frame (``frame`` >= 0) of an enhanced file.
+
+    A NamedTuple rather than a frozen dataclass: a scan makes one per image (thousands) in worker
+    processes and ships them back; tuples build and pickle several times faster.
+    """
 
     path: str
     frame: int

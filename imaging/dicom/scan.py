@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pydicom.uid as uids
@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
 from imaging.dicom.decode import decode_images, known_transfer_syntax
 from imaging.dicom.geometry import Geometry, Image, build_geometry, survey
-from imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, complete_header, read_header
+from imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
 from imaging.dicom.sources import collect
 from imaging.errors import InvalidDicomError, InvalidSeriesError, Strictness, check_strictness, report_problem
 from imaging.volume import Volume
@@ -216,7 +216,7 @@ def _read_one(path: str) -> tuple[str, Header | None, str, str]:
     try:
         if os.path.getsize(path) == 0:
             return path, None, "empty_file", "zero-byte file: nothing to read; re-export or remove it"
-        return path, read_header(path, lazy=True), "", ""
+        return path, read_header(path, lazy=True), "", ""  # series-level fields are not needed per file
     except PydicomInvalidDicomError:
         return path, None, "not_dicom", "not a DICOM file (no DICM preamble, no readable dataset)"
     except OSError as exc:
@@ -235,6 +235,35 @@ def _read_chunk(paths: list[str]) -> list[tuple[str, Header | None, str, str]]:
     return [_read_one(p) for p in paths]
 
 
+class _Accepted(NamedTuple):
+    """What a worker sends back for a usable file (the full header is re-read once per series)."""
+
+    path: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    size: tuple[int, int]
+    instance_number: int
+    images: list[Image]
+
+
+def _ingest_one(path: str) -> _Accepted | Rejected:
+    """Read, validate and turn one file into images (runs in the worker processes)."""
+    path, head, code, reason = _read_one(path)
+    if head is None:
+        return Rejected(path, reason, code)
+    rej = validate(path, head)
+    if rej is not None:
+        return rej
+    return _Accepted(path, head["StudyInstanceUID"], head["SeriesInstanceUID"], head["SOPInstanceUID"],
+                     (int(head["Rows"]), int(head["Columns"])), int(head.get("InstanceNumber") or 0),
+                     _images_of(path, head))
+
+
+def _ingest_chunk(paths: list[str]) -> list[_Accepted | Rejected]:
+    return [_ingest_one(p) for p in paths]
+
+
 def _default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -242,21 +271,26 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def read_headers(paths: list[str], *, workers: int | None = None) -> list[tuple[str, Header | None, str, str]]:
-    """Read the headers of ``paths`` with up to ``workers`` processes (all cores by default)."""
+def _parallel(fn: Any, paths: list[str], workers: int | None) -> list[Any]:
+    """``fn(chunk)`` over ``paths`` with up to ``workers`` processes (all cores by default), in input order."""
     n_workers = workers if workers is not None else _default_workers()
     n_workers = max(1, min(n_workers, len(paths) // _MIN_FILES_PER_WORKER))
     if n_workers == 1:
-        return _read_chunk(paths)
+        return fn(paths)
     n_chunks = n_workers * 4
     chunks = [paths[i::n_chunks] for i in range(n_chunks)]
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context(method)) as pool:
-        results = list(pool.map(_read_chunk, chunks))
-    out: list[tuple[str, Header | None, str, str]] = [None] * len(paths)  # type: ignore[list-item]
+        results = list(pool.map(fn, chunks))
+    out: list[Any] = [None] * len(paths)
     for c, res in enumerate(results):
         out[c::n_chunks] = res
     return out
+
+
+def read_headers(paths: list[str], *, workers: int | None = None) -> list[tuple[str, Header | None, str, str]]:
+    """Read the headers of ``paths`` with up to ``workers`` processes (all cores by default)."""
+    return _parallel(_read_chunk, paths, workers)
 
 
 # ------------------------------------------------------------------------------------------- validation
@@ -487,43 +521,32 @@ def scan(
     strictness = check_strictness(strictness)
     paths, temps = collect(source)
     rejected: list[Rejected] = []
-    accepted: list[tuple[str, Header]] = []
-    for path, head, code, reason in read_headers(paths, workers=workers):
-        if head is None:
-            rejected.append(Rejected(path, reason, code))
-            continue
-        rej = validate(path, head)
-        if rej is None:
-            accepted.append((path, head))
-        else:
-            rejected.append(rej)
+    accepted: list[_Accepted] = []
+    for item in _parallel(_ingest_chunk, paths, workers):
+        (rejected if isinstance(item, Rejected) else accepted).append(item)
 
     # Duplicate SOP Instance UIDs: identical copies are dropped quietly, conflicting ones rejected.
-    by_sop: dict[str, tuple[str, Header]] = {}
-    unique: list[tuple[str, Header]] = []
+    by_sop: dict[str, _Accepted] = {}
+    unique: list[_Accepted] = []
     series_notes: dict[str, list[str]] = {}
-    for item in sorted(accepted, key=lambda a: a[0]):
-        sop = item[1]["SOPInstanceUID"]
-        if sop in by_sop:
-            first = by_sop[sop]
-            complete_header(first[1], first[0])
-            complete_header(item[1], item[0])
-            if _same_content(first, item):
-                rejected.append(Rejected(item[0], f"identical copy of {os.path.basename(first[0])}; ignored",
-                                         "duplicate_identical"))
-            else:
-                rejected.append(Rejected(item[0], f"same SOP Instance UID as {os.path.basename(first[0])} but "
-                                         "different content; kept the first, check the export", "duplicate_sop_instance_uid"))
-                series_notes.setdefault(first[1]["SeriesInstanceUID"], []).append(
-                    "two files share one SOP Instance UID with different content; kept the first")
-            continue
-        by_sop[sop] = item
-        unique.append(item)
+    for acc in sorted(accepted, key=lambda a: a.path):
+        first = by_sop.get(acc.sop_uid)
+        if first is None:
+            by_sop[acc.sop_uid] = acc
+            unique.append(acc)
+        elif _same_content((first.path, read_header(first.path)), (acc.path, read_header(acc.path))):
+            rejected.append(Rejected(acc.path, f"identical copy of {os.path.basename(first.path)}; ignored",
+                                     "duplicate_identical"))
+        else:
+            rejected.append(Rejected(acc.path, f"same SOP Instance UID as {os.path.basename(first.path)} but "
+                                     "different content; kept the first, check the export", "duplicate_sop_instance_uid"))
+            series_notes.setdefault(first.series_uid, []).append(
+                "two files share one SOP Instance UID with different content; kept the first")
 
     # Group into studies and series.
-    groups: dict[str, dict[str, list[tuple[str, Header]]]] = {}
-    for path, h in unique:
-        groups.setdefault(h["StudyInstanceUID"], {}).setdefault(h["SeriesInstanceUID"], []).append((path, h))
+    groups: dict[str, dict[str, list[_Accepted]]] = {}
+    for acc in unique:
+        groups.setdefault(acc.study_uid, {}).setdefault(acc.series_uid, []).append(acc)
 
     exam_problems: list[str] = []
     if len(groups) > 1:
@@ -532,23 +555,23 @@ def scan(
     for study_uid, series_groups in groups.items():
         prepared = []
         for uid, members in series_groups.items():
-            sizes = Counter((int(h["Rows"]), int(h["Columns"])) for _, h in members)
+            sizes = Counter(m.size for m in members)
             main_size = sizes.most_common(1)[0][0]
             problems = list(series_notes.get(uid, []))
             kept = []
-            for path, h in members:
-                if (int(h["Rows"]), int(h["Columns"])) != main_size:
-                    rejected.append(Rejected(path, f"image size {h['Rows']}x{h['Columns']} differs from the rest of "
-                                                   f"its series ({main_size[0]}x{main_size[1]}); left out",
+            for m in members:
+                if m.size != main_size:
+                    rejected.append(Rejected(m.path, f"image size {m.size[0]}x{m.size[1]} differs from the rest of "
+                                                     f"its series ({main_size[0]}x{main_size[1]}); left out",
                                              "inconsistent_image_size"))
                 else:
-                    kept.append((path, h))
+                    kept.append(m)
             if len(sizes) > 1:
                 problems.append(f"{len(members) - len(kept)} image(s) of a different size left out")
-            kept.sort(key=lambda m: (m[1].get("InstanceNumber") or 0, m[0]))
-            complete_header(kept[0][1], kept[0][0])  # series-level fields: converted once per series
-            images = [im for path, h in kept for im in _images_of(path, h)]
-            prepared.append((uid, kept[0][1], images, problems, len(kept)))
+            kept.sort(key=lambda m: (m.instance_number, m.path))
+            representative = read_header(kept[0].path)  # series-level fields: read once per series
+            images = [im for m in kept for im in m.images]
+            prepared.append((uid, representative, images, problems, len(kept)))
         classes = classify_exam([_features(uid, h, images) for uid, h, images, _, _ in prepared])
         series = []
         for uid, h, images, problems, n_files in prepared:
