@@ -143,3 +143,26 @@ def test_enhanced_multiframe_matches_single_frame(tmp_path, reference):
         if "CINE" in ds.ImageType:
             assert "CardiacSynchronizationSequence" in per_frame[0]
     assert total == N
+
+
+def _dciodvfy_errors(path) -> list[str]:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
+    out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60)
+    return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]
+
+
+def test_files_pass_dciodvfy(tmp_path, reference):
+    info, _ = reference
+    firsts = {}
+    for path in _files(info):
+        firsts.setdefault(path.parent, path)
+    for path in firsts.values():  # the first image of every series
+        assert _dciodvfy_errors(path) == [], path
+    enhanced = generate_exam(tmp_path / "mf", n_images=N, vendor="siemens", enhanced=True, seed=5)
+    for path in _files(enhanced):
+        assert _dciodvfy_errors(path) == [], path

@@ -162,8 +162,10 @@ def series_dataset(*, vendor: str, key: str, patient: PatientInfo, study_uid: st
     ds.BodyPartExamined = "HEART"
     ds.ScanningSequence = style.scanning_sequence.split("\\") if "\\" in style.scanning_sequence else style.scanning_sequence
     ds.SequenceVariant = style.sequence_variant.split("\\") if "\\" in style.sequence_variant else style.sequence_variant
-    ds.ScanOptions = "CG" if key.startswith("cine") else ("IR" if key.startswith(("lge", "t1")) else "")
+    ds.ScanOptions = "CG" if heart_rate_bpm is not None else ""  # ECG-gated series
     ds.MRAcquisitionType = "2D"
+    if "IR" in style.scanning_sequence:
+        ds.InversionTime = ""  # Type 2C: empty unless the image sets it (T1 maps)
     if style.sequence_name:
         ds.SequenceName = style.sequence_name
     ds.SliceThickness = f"{slice_thickness_mm:.4g}"

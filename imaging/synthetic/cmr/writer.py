@@ -115,7 +115,7 @@ class SeriesWriter:
         shared: dict[int, bytes] = {}
         for elem in template:
             tag = int(elem.tag)
-            if tag in self._PER_IMAGE or tag == 0x7FE00010:
+            if tag == 0x7FE00010:  # per-image tags stay as defaults; each file overrides what it sets
                 continue
             fp = DicomBytesIO()
             fp.is_little_endian = True
@@ -224,7 +224,13 @@ def enhanced_dataset(template: Dataset, key: str, frames: list[FrameInfo], pixel
     ds.ContentQualification = "PRODUCT"
     ds.PulseSequenceName = template.get("SeriesDescription", "")[:16]
     ds.AcquisitionContrast = {"t1_map": "T1", "t1_molli_source": "T1", "lge_mag": "T1", "lge_psir": "T1",
-                              "perfusion_stress": "T1", "perfusion_rest": "T1"}.get(key, "MIXED")
+                              "perfusion_stress": "PERFUSION", "perfusion_rest": "PERFUSION"}.get(key, "UNKNOWN")
+    ds.DeviceSerialNumber = "SYNTH0001"
+    ds.PixelPresentation = "MONOCHROME"
+    ds.VolumetricProperties = "VOLUME"
+    ds.VolumeBasedCalculationTechnique = "NONE"
+    ds.AcquisitionDuration = 12.0
+    ds.AcquisitionContextSequence = Sequence([])
     ds.ComplexImageComponent = "REAL" if signed else "MAGNITUDE"
     ds.ResonantNucleus = "1H"
     ds.KSpaceFiltering = "NONE"
@@ -238,7 +244,6 @@ def enhanced_dataset(template: Dataset, key: str, frames: list[FrameInfo], pixel
     ds.ContentTime = frames[0].acquisition_time
     ds.AcquisitionDateTime = template.StudyDate + frames[0].acquisition_time
     ds.EchoPulseSequence = "GRADIENT"
-    ds.MultipleSpinEcho = "NO"
     ds.MultiPlanarExcitation = "NO"
     ds.PhaseContrast = "NO"
     ds.TimeOfFlightContrast = "NO"
@@ -252,7 +257,6 @@ def enhanced_dataset(template: Dataset, key: str, frames: list[FrameInfo], pixel
     ds.SegmentedKSpaceTraversal = "PARTIAL"
     ds.RectilinearPhaseEncodeReordering = "LINEAR"
     ds.NumberOfKSpaceTrajectories = 1
-    ds.CoverageOfKSpace = "FULL"
     ds.MagneticFieldStrength = template.get("MagneticFieldStrength", "1.5")
 
     dim_uid = sop_instance_uid + ".9"
@@ -297,6 +301,15 @@ def enhanced_dataset(template: Dataset, key: str, frames: list[FrameInfo], pixel
     pvt.RescaleIntercept = f"{rescale[1]:g}"
     pvt.RescaleType = "US"
     shared.PixelValueTransformationSequence = Sequence([pvt])
+    if derived:  # the MR Pulse Sequence module is only for original images
+        for kw in ("PulseSequenceName", "MRAcquisitionType", "EchoPulseSequence", "MultiPlanarExcitation",
+                   "PhaseContrast", "TimeOfFlightContrast", "Spoiling", "SteadyStatePulseSequence",
+                   "EchoPlanarPulseSequence", "SaturationRecovery", "SpectrallySelectedSuppression",
+                   "OversamplingPhase", "GeometryOfKSpaceTraversal", "SegmentedKSpaceTraversal",
+                   "RectilinearPhaseEncodeReordering", "NumberOfKSpaceTrajectories"):
+            if kw in ds:
+                delattr(ds, kw)
+    _shared_mr_macros(shared, template)
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
 
     per_frame = []
@@ -339,11 +352,48 @@ def enhanced_dataset(template: Dataset, key: str, frames: list[FrameInfo], pixel
         mod.SpectrallySelectedExcitation = "NONE"
         mod.SpatialPresaturation = "NONE"
         mod.PartialFourier = "NO"
+        mod.ParallelAcquisition = "NO"
         item.MRModifierSequence = Sequence([mod])
         per_frame.append(item)
     ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
     ds.PixelData = pixels.tobytes()
     return ds
+
+
+def _item(**values: object) -> Sequence:
+    d = Dataset()
+    for k, v in values.items():
+        setattr(d, k, v)
+    return Sequence([d])
+
+
+def _shared_mr_macros(shared: Dataset, template: Dataset) -> None:
+    """The Type 1 MR functional-group macros (anatomy, FOV, coils, averages, SAR) shared by every frame."""
+    region = Dataset()
+    region.CodeValue = "80891009"
+    region.CodingSchemeDesignator = "SCT"
+    region.CodeMeaning = "Heart"
+    anatomy = Dataset()
+    anatomy.AnatomicRegionSequence = Sequence([region])
+    anatomy.FrameLaterality = "U"
+    shared.FrameAnatomySequence = Sequence([anatomy])
+    shared.MRFOVGeometrySequence = _item(
+        InPlanePhaseEncodingDirection="ROW", MRAcquisitionFrequencyEncodingSteps=int(template.Columns),
+        MRAcquisitionPhaseEncodingStepsInPlane=int(template.Rows), PercentSampling=100.0,
+        PercentPhaseFieldOfView=round(100.0 * int(template.Rows) / int(template.Columns), 4))
+    shared.MRImagingModifierSequence = _item(
+        MagnetizationTransfer="NONE", BloodSignalNulling="NO", Tagging="NONE",
+        TransmitterFrequency=float(template.get("ImagingFrequency", 63.676)), PixelBandwidth=930.0)
+    shared.MRReceiveCoilSequence = _item(ReceiveCoilName="Body18", ReceiveCoilManufacturerName="",
+                                         ReceiveCoilType="VOLUME",
+                                         QuadratureReceiveCoil="NO")
+    shared.MRTransmitCoilSequence = _item(TransmitCoilName="Body", TransmitCoilManufacturerName="",
+                                          TransmitCoilType="BODY")
+    shared.MRAveragesSequence = _item(NumberOfAverages=1.0)
+    timing = shared.MRTimingAndRelatedParametersSequence[0]
+    timing.SpecificAbsorptionRateSequence = _item(SpecificAbsorptionRateDefinition="IEC_WHOLE_BODY",
+                                                  SpecificAbsorptionRateValue=0.8)
+    timing.OperatingModeSequence = _item(OperatingModeType="STATIC FIELD", OperatingMode="IEC_NORMAL")
 
 
 def write_enhanced(ds: Dataset, pixels: np.ndarray, path: Path, ts_name: str) -> None:
