@@ -47,7 +47,7 @@ def load(path: str | os.PathLike, *, dtype: Any = None) -> Volume:
     """
     p = Path(path)
     try:
-        img = nib.load(str(p))
+        img: Any = nib.load(str(p))
         data = np.asanyarray(img.dataobj)
     except (OSError, nib.filebasedimages.ImageFileError, EOFError, ValueError) as exc:
         raise InvalidInputError(f"{p.name} is not a readable NIfTI image ({exc}); check the file") from exc

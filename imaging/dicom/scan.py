@@ -127,6 +127,7 @@ class Series:
         n_phases, n_slices = g.layout.shape
         uids_arr = np.array([im.sop_instance_uid for im in images], dtype=object)
         cine = g.time_axis is not None and n_phases > 1
+        array: np.ndarray
         if cine:
             array = pixels.reshape(n_phases, n_slices, g.rows, g.cols)
             uids_arr = uids_arr.reshape(n_phases, n_slices)

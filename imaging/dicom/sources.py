@@ -20,7 +20,7 @@ def is_archive(path: Path) -> bool:
 
 
 def _walk(folder: Path) -> list[str]:
-    out = []
+    out: list[str] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
