@@ -108,6 +108,11 @@ def read_manifests(out_dir: Path) -> dict[str, ManifestRow]:
     return latest
 
 
+def ids_in(path: Path) -> set[str]:
+    """Unit ids that already have a row in one manifest file."""
+    return {row.id for row in _rows_from(path)} if path.exists() else set()
+
+
 class ManifestWriter:
     """Appends rows to one manifest file, flushing and syncing each so a crash loses no finished unit."""
 

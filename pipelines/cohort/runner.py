@@ -2,7 +2,7 @@
 
 Every unit goes through :func:`process_unit`, whichever backend runs it:
 
-1. the unit is processed into a private temporary folder ``OUT/.partial/<id>.<random>/``;
+1. the unit is processed into a private temporary folder ``OUT/.partial/<id>~<random>/``;
 2. on success every file is synced and the folder renamed to ``OUT/<id>/`` (a previous version is moved
    aside first and deleted after), so ``OUT/<id>/`` only ever holds a complete set of outputs;
 3. any exception becomes a ``failed`` manifest row and the temporary folder is removed.
@@ -36,6 +36,7 @@ from pipelines.cohort.manifest import (
     ManifestRow,
     ManifestWriter,
     compact_manifest,
+    ids_in,
     read_manifests,
 )
 from pipelines.cohort.shards import Shard, parse_shard, select_shard
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 Backend = Literal["local", "ray"]
 BACKENDS: tuple[str, ...] = ("local", "ray")
 PARTIAL_DIR = ".partial"
+PARTIAL_SEPARATOR = "~"  # never in a unit id, so a temporary folder's unit is unambiguous
 MAX_WARNINGS_PER_UNIT = 20
 
 
@@ -190,7 +192,7 @@ def run_cohort(
 
     rows: dict[str, ManifestRow] = {}
     with ManifestWriter(manifest_path) as writer:
-        own = read_manifests_file_ids(manifest_path)
+        own = ids_in(manifest_path)
         for uid, row in done.items():
             rows[uid] = row
             if uid not in own:  # keep one row per unit in this shard's manifest
@@ -230,20 +232,6 @@ def run_cohort(
     return result
 
 
-def read_manifests_file_ids(path: Path) -> set[str]:
-    """Ids that already have a row in one manifest file."""
-    if not path.exists():
-        return set()
-    ids = set()
-    with path.open() as fh:
-        for line in fh:
-            try:
-                ids.add(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                continue
-    return ids
-
-
 def _clear_partials(out: Path, units: Sequence[Unit]) -> None:
     """Remove temporary folders that a killed run left for these units (never other shards' units)."""
     partial = out / PARTIAL_DIR
@@ -251,7 +239,7 @@ def _clear_partials(out: Path, units: Sequence[Unit]) -> None:
         return
     ids = {u.id for u in units}
     for child in partial.iterdir():
-        if child.name.split(".", 1)[0] in ids:
+        if child.name.rsplit(PARTIAL_SEPARATOR, 1)[0] in ids:
             shutil.rmtree(child, ignore_errors=True)
 
 
@@ -269,7 +257,7 @@ def process_unit(job: UnitJob, context: Any, unit: Unit, *, worker: str = "") ->
     partial = out / PARTIAL_DIR
     partial.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f"{unit.id}.", dir=partial))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{unit.id}{PARTIAL_SEPARATOR}", dir=partial))
     error: str | None = None
     outputs: tuple[str, ...] = ()
     summary: dict[str, Any] = {}

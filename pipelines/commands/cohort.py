@@ -9,6 +9,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.cohort import ManifestRow
 
 EPILOG = """INPUTS are folders (each child is a unit: an exam folder or archive, a slide file), globs, or CSV
 files with a 'path' column (optional 'id'). Every unit writes DIR/<id>/ and one row of DIR/manifest.jsonl
@@ -103,14 +107,14 @@ class _Progress:
         self._bar = Progress(TextColumn(f"cohort {kind}"), BarColumn(), MofNCompleteColumn(),
                              TextColumn("{task.fields[failed]} failed"), TimeElapsedColumn(), transient=True,
                              console=Console(stderr=True))
-        self._task = None
+        self._task: Any = None
         self._failed = 0
 
     def start(self, total: int) -> None:
         self._bar.start()
         self._task = self._bar.add_task("units", total=total, failed=0)
 
-    def advance(self, row) -> None:
+    def advance(self, row: ManifestRow) -> None:
         self._failed += not row.ok
         if self._task is not None:
             self._bar.update(self._task, advance=1, failed=self._failed)

@@ -37,6 +37,16 @@ def test_one_corrupt_study_is_a_failed_row_and_the_rest_finish(tmp_path):
     assert not list((tmp_path / "out" / ".partial").iterdir())  # no temporary folder left behind
 
 
+def test_a_killed_runs_temporary_folders_are_cleared_for_own_units_only(tmp_path):
+    inputs = make_cohort(tmp_path / "in", 2)
+    partial = tmp_path / "out" / ".partial"
+    for name in ("study-00.txt~stale", "study-00.txt.other-shard~busy"):
+        (partial / name).mkdir(parents=True)
+        (partial / name / "half.bin").write_bytes(b"x")
+    run_cohort(FAKE, [inputs], tmp_path / "out")
+    assert sorted(p.name for p in partial.iterdir()) == ["study-00.txt.other-shard~busy"]
+
+
 def test_models_are_loaded_once_per_worker(tmp_path):
     inputs = make_cohort(tmp_path / "in", 4)
     run = run_cohort(FAKE, [inputs], tmp_path / "out")
