@@ -239,7 +239,7 @@ def _panel_curve(ax, result: CardiacResult) -> None:
         for idx, name in ((ph.ed_phase, "ED"), (ph.es_phase, "ES")):
             if 0 <= idx < len(lv):
                 ax.axvline(x[idx], color="0.5", lw=0.8, ls="--")
-                ax.text(x[idx], ax.get_ylim()[1], name, fontsize=7, ha="center", va="bottom")
+                ax.text(x[idx], 0.98, f" {name}", fontsize=7, ha="left", va="top", transform=ax.get_xaxis_transform())
     ax.set_xlabel("trigger time (ms)" if tt else "phase", fontsize=7)
     ax.set_ylabel("mL", fontsize=7)
     ax.tick_params(labelsize=7)
@@ -311,7 +311,7 @@ def _study_header(result: CardiacResult, study_date: str | None) -> str:
         parts.append("Series used: " + "; ".join(used))
     if result.phases is not None:
         ph = result.phases
-        parts.append(f"ED phase {ph.ed_phase + 1}, ES phase {ph.es_phase + 1} of {ph.n_phases} ({ph.method})")
+        parts.append(f"ED/ES = phase {ph.ed_phase + 1}/{ph.es_phase + 1} of {ph.n_phases}")
     return "   ·   ".join(parts)
 
 
@@ -434,30 +434,50 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
+RISK_NAMES = {
+    "lvef_le_35": "LVEF ≤ 35 %",
+    "lvef_le_30": "LVEF ≤ 30 %",
+    "infarct_size_percent_lv": "Infarct size",
+    "mvo_percent_lv": "Microvascular obstruction",
+    "gray_zone_g": "Gray zone (peri-infarct)",
+    "gray_zone_percent_lv": "Gray zone (peri-infarct)",
+    "lv_esv_index": "LV end-systolic volume index",
+    "lv_remodeling": "Adverse LV remodeling",
+}
+
+
+def _risk_line(feat) -> tuple[str, str, str]:
+    """(marker, headline, colour) of one risk feature."""
+    name = RISK_NAMES.get(feat.name, feat.name.replace("_", " ").capitalize())
+    unit = feat.unit.replace("% LV myocardium", "% LV").replace("mL/m2", "mL/m²")
+    value = f"{_fmt(feat.value, 1)} {unit}"
+    if feat.above_threshold is True:
+        return "▲", f"{name}: REACHED ({value})", "#b00000"
+    if feat.above_threshold is False:
+        return "●", f"{name}: not reached ({value})", "0.45"
+    return "◆", f"{name}: {value}", "0.15"
+
+
 def _draw_risk_and_qc(fig, result: CardiacResult) -> None:
     x0, y = 0.55, 0.365
     fig.text(x0, y, "Risk features (published evidence; no score)", fontsize=9, fontweight="bold", va="top")
-    y -= 0.022
+    fig.text(x0, y - 0.016, "▲ threshold reached   ● not reached   ◆ continuous risk (effect size)", fontsize=6,
+             color="0.4", va="top")
+    y -= 0.034
     shown = [f for f in result.risk.features if f.value is not None]
     if not shown:
         fig.text(x0, y, "No risk feature could be measured.", fontsize=7.5, va="top", color="0.4")
     for feat in shown:
-        if feat.above_threshold:
-            mark, color = "▲", "#b00000"
-        else:
-            mark, color = ("●", "0.55") if feat.above_threshold is False else ("◆", "0.2")
+        mark, headline, color = _risk_line(feat)
         fig.text(x0, y, mark, fontsize=8, color=color, va="top")
-        fig.text(x0 + 0.02, y, f"{feat.name}: {_fmt(feat.value, 1)} {feat.unit}", fontsize=7.5, va="top",
-                 fontweight="bold", color=color if feat.above_threshold else "black")
-        y -= 0.0125
-        detail = "; ".join(t for t in (feat.threshold, feat.effect_size) if t)
-        block = _wrap(f"{detail} ({_short_citation(feat.citation)})", 62)
-        fig.text(x0 + 0.02, y, block, fontsize=6.3, va="top", color="0.3")
-        y -= 0.0098 * (block.count("\n") + 1) + 0.005
-        if y < 0.14:
+        fig.text(x0 + 0.02, y, headline, fontsize=7.3, va="top", fontweight="bold", color=color)
+        y -= 0.0122
+        effect = feat.effect_size if len(feat.effect_size) <= 76 else feat.effect_size[:74].rstrip() + "…"
+        lines = [effect, _short_citation(feat.citation)] if effect else [_short_citation(feat.citation)]
+        fig.text(x0 + 0.02, y, "\n".join(lines), fontsize=6, va="top", color="0.3")
+        y -= 0.0093 * len(lines) + 0.0045
+        if y < 0.13:
             break
-    fig.text(x0, 0.135, "▲ threshold reached   ● below threshold   ◆ continuous risk", fontsize=6, color="0.4",
-             va="top")
     # QC in plain words
     y_qc = 0.115
     fig.text(0.04, y_qc, "Quality control", fontsize=9, fontweight="bold", va="top")
