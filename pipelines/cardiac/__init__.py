@@ -88,7 +88,7 @@ def run(
     lge_segmenter: Any | None = None,
     n_search_slices: int = 2,
     phase_step: int = 2,
-    margin_fraction: float = 0.03,
+    margin_fraction: float = 0.01,
 ) -> CardiacResult:
     """Analyse one cardiac MRI case end to end.
 

@@ -92,7 +92,7 @@ def choose_phases(
     all_phases: bool = False,
     n_search: int = 2,
     phase_step: int = 2,
-    margin_fraction: float = 0.03,
+    margin_fraction: float = 0.01,
     trigger_times_ms: Sequence[float] | None = None,
 ) -> PhaseSearchResult:
     """Find ED and ES; see the module docstring. Phase indices are 0-based."""
