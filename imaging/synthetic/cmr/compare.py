@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     img, labels, px = phantom_mid_ed(args.seed)
-    acdc = nib.load(args.acdc)
+    acdc = cast(nib.Nifti1Image, nib.load(args.acdc))
     real = np.asarray(acdc.dataobj, dtype=np.float32)[:, :, args.acdc_slice].T  # DICOM display orientation
     real_px = float(acdc.header.get_zooms()[0])
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -114,7 +115,7 @@ def nifti_to_dicom(nifti_path: str | Path, out_dir: str | Path, *, series_descri
     if not path.exists():
         raise InvalidInputError(f"{path} does not exist")
     try:
-        img = nib.load(path)
+        img = cast(nib.Nifti1Image, nib.load(path))
     except Exception as exc:  # nibabel raises several types for unreadable files
         raise InvalidInputError(f"{path} is not a NIfTI file nibabel can read: {exc}") from exc
     data = np.asarray(img.dataobj)

@@ -118,7 +118,7 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
     specs: list[render.SeriesSpec] = []
     for number, lay in enumerate(layout.series, start=1):
         uid = f"{root}.3.{number}"
-        common = {"key": lay.key, "expected_class": lay.expected_class, "number": number, "uid": uid}
+        common: dict[str, Any] = {"key": lay.key, "expected_class": lay.expected_class, "number": number, "uid": uid}
         phases = tuple(p / n_phases for p in range(n_phases))
         if lay.key == "localizer":
             per = 3
@@ -140,7 +140,7 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
                                      trigger_times_ms=cine_times(1), inversion_times_ms=None, thickness_mm=8.0,
                                      spacing_between_slices_mm=None, sigma=18.0, truth="")
         elif lay.key in ("lge_mag", "lge_psir"):
-            tt = tuple((round(LGE_CYCLE_FRACTION * rr, 2),) for _ in range(n_sax))
+            tt: tuple[tuple[float, ...], ...] = tuple((round(LGE_CYCLE_FRACTION * rr, 2),) for _ in range(n_sax))
             spec = render.SeriesSpec(**common, planes=lge_stack.planes, n_frames=1,
                                      cycle_fractions=(LGE_CYCLE_FRACTION,), trigger_times_ms=tt,
                                      inversion_times_ms=(LGE_INVERSION_MS,), thickness_mm=8.0,
@@ -301,43 +301,43 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
     spacing = extras["spacing"]
     lge_f = float(ph.contraction(design.heart, LGE_CYCLE_FRACTION))
     a = truth.analytic_figures(heart, extras["sax_z"], design.n_phases, spacing, extras["lge_z"], spacing, lge_f)
-    if a["es_phase"] != extras["es_idx"]:
-        raise AssertionError(f"phantom ES phase {a['es_phase']} != designed {extras['es_idx']}")
-    es = int(a["es_phase"])  # type: ignore[call-overload]
-    lv, rv, myo = a["lv_volume_curve_ml"], a["rv_volume_curve_ml"], a["myo_volume_curve_ml"]
+    if a.es_phase != extras["es_idx"]:
+        raise AssertionError(f"phantom ES phase {a.es_phase} != designed {extras['es_idx']}")
+    es = a.es_phase
+    lv, rv, myo = a.lv_volume_curve_ml, a.rv_volume_curve_ml, a.myo_volume_curve_ml
     cine_px = cine_spec.planes[0].spacing_mm
     lge_px = lge_spec.planes[0].spacing_mm
     labels = truth.label_figures(cine, lge, cine_px[0] * cine_px[1] * spacing / 1000.0,
                                  lge_px[0] * lge_px[1] * spacing / 1000.0, lge_spec.planes, extras["lge_z"],
                                  heart, es)
-    edv, esv = lv[0], lv[es]  # type: ignore[index]
-    rv_edv, rv_esv = rv[0], rv[es]  # type: ignore[index]
-    lge_myo, infarct, mvo = a["lge_myocardium_ml"], a["infarct_ml"], a["mvo_ml"]
-    base_index = max(range(n_sax), key=lambda k: -extras["sax_z"][k])
+    edv, esv = lv[0], lv[es]
+    rv_edv, rv_esv = rv[0], rv[es]
+    lge_myo, infarct, mvo = a.lge_myocardium_ml, a.infarct_ml, a.mvo_ml
+    base_index = min(range(n_sax), key=lambda k: extras["sax_z"][k])
     gt: dict[str, Any] = {
         "lv_edv_ml": round(edv, 3), "lv_esv_ml": round(esv, 3), "lv_sv_ml": round(edv - esv, 3),
         "lv_ef_percent": round(100.0 * (edv - esv) / edv, 3),
         "rv_edv_ml": round(rv_edv, 3), "rv_esv_ml": round(rv_esv, 3),
         "rv_ef_percent": round(100.0 * (rv_edv - rv_esv) / rv_edv, 3),
-        "myo_volume_ed_ml": round(myo[0], 3),  # type: ignore[index]
-        "myo_mass_ed_g": round(myo[0] * truth.MYOCARDIAL_DENSITY_G_PER_ML, 3),  # type: ignore[index]
+        "myo_volume_ed_ml": round(myo[0], 3),
+        "myo_mass_ed_g": round(myo[0] * truth.MYOCARDIAL_DENSITY_G_PER_ML, 3),
         "myocardial_density_g_per_ml": truth.MYOCARDIAL_DENSITY_G_PER_ML,
         "ed_phase": 0, "es_phase": es, "n_phases": design.n_phases,
         "heart_rate_bpm": design.heart_rate_bpm, "rr_interval_ms": round(design.rr_ms, 3),
-        "infarct_ml": round(infarct, 4), "mvo_ml": round(mvo, 4),  # type: ignore[arg-type]
-        "lge_myocardium_ml": round(lge_myo, 3),  # type: ignore[arg-type]
-        "infarct_percent_of_myocardium": round(100.0 * infarct / lge_myo, 3),  # type: ignore[operator]
-        "mvo_percent_of_myocardium": round(100.0 * mvo / lge_myo, 3),  # type: ignore[operator]
+        "infarct_ml": round(infarct, 4), "mvo_ml": round(mvo, 4),
+        "lge_myocardium_ml": round(lge_myo, 3),
+        "infarct_percent_of_myocardium": round(100.0 * infarct / lge_myo, 3),
+        "mvo_percent_of_myocardium": round(100.0 * mvo / lge_myo, 3),
         "infarct_territory": "LAD",
-        "segment_transmurality_percent": a["segment_transmurality_percent"],
-        "lv_volume_curve_ml": [round(v, 3) for v in lv],  # type: ignore[union-attr]
-        "rv_volume_curve_ml": [round(v, 3) for v in rv],  # type: ignore[union-attr]
+        "segment_transmurality_percent": a.segment_transmurality_percent,
+        "lv_volume_curve_ml": [round(v, 3) for v in lv],
+        "rv_volume_curve_ml": [round(v, 3) for v in rv],
         "label_figures": labels,
         "sax": {"slice_order": "apex_to_base", "base_slice_index": base_index,
                 "slice_z_mm_from_base": extras["sax_z"], "spacing_mm": spacing, "thickness_mm": 8.0,
-                "lv_slices_ed": a["sax_lv_slices_ed"]},
+                "lv_slices_ed": a.sax_lv_slices_ed},
         "lge": {"cycle_fraction": LGE_CYCLE_FRACTION, "inversion_time_ms": LGE_INVERSION_MS,
-                "lv_slices_base_to_apex": a["lge_lv_slices_base_to_apex"]},
+                "lv_slices_base_to_apex": a.lge_lv_slices_base_to_apex},
         "aha": {"insertion_half_angle_deg": ph.INSERTION_HALF_ANGLE_DEG,
                 "note": "RV insertion points are fixed at +-60 deg about the septum at every slice and phase"},
         "truth_grids": {

@@ -49,8 +49,11 @@ class Plane:
 def _centred(center: np.ndarray, row_dir: np.ndarray, col_dir: np.ndarray, rows: int, cols: int,
              spacing: float) -> Plane:
     origin = center - 0.5 * (cols - 1) * spacing * row_dir - 0.5 * (rows - 1) * spacing * col_dir
-    return Plane(tuple(float(v) for v in origin), tuple(float(v) for v in row_dir),
-                 tuple(float(v) for v in col_dir), rows, cols, (spacing, spacing))
+    return Plane(_t3(origin), _t3(row_dir), _t3(col_dir), rows, cols, (spacing, spacing))
+
+
+def _t3(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
 
 
 @dataclass(frozen=True)

@@ -278,29 +278,42 @@ class HeartModel:
         return region, tissue
 
     # ---- analytic areas of one short-axis cross-section --------------------------------------------
-    def section_areas(self, z: float, f: float, *, n_theta: int = 7200) -> dict[str, object]:
+    def section_areas(self, z: float, f: float, *, n_theta: int = 7200) -> SectionAreas:
         """Exact label areas (mm^2) of the cross-section at ``z``; per-psi densities for AHA sectors."""
         r_en, r_ep = (float(v) for v in self.radii(np.array(z), f))
         thick = float(self.rv_thickness(np.array(z), np.array(r_ep), f))
-        out: dict[str, object] = {"r_endo": r_en, "r_epi": r_ep}
-        out["lv_cavity"] = math.pi * r_en**2
-        out["lv_myo"] = math.pi * (r_ep**2 - r_en**2)
         phi = (np.arange(n_theta) + 0.5) / n_theta * 2 * _ALPHA - _ALPHA
         outer = r_ep + thick * self.rv_profile(phi)
         rv = float(np.sum(0.5 * (outer**2 - r_ep**2)) * (2 * _ALPHA / n_theta))
-        out["rv_cavity"] = rv
-        # infarct / MVO densities per psi (deg), for AHA sectors
         psi = (np.arange(n_theta) + 0.5) / n_theta * 360.0
         tau, tau_m = self.infarct_depth(psi, np.full(n_theta, z), f)
         w = r_ep - r_en
         dth = 2 * math.pi / n_theta
-        out["psi_deg"] = psi
-        out["myo_density"] = np.full(n_theta, 0.5 * (r_ep**2 - r_en**2) * dth)
-        out["infarct_density"] = 0.5 * ((r_en + tau * w) ** 2 - r_en**2) * dth
-        out["mvo_density"] = 0.5 * ((r_en + tau_m * w) ** 2 - r_en**2) * dth
-        out["infarct"] = float(np.sum(out["infarct_density"]))  # type: ignore[arg-type]
-        out["mvo"] = float(np.sum(out["mvo_density"]))  # type: ignore[arg-type]
-        return out
+        infarct = 0.5 * ((r_en + tau * w) ** 2 - r_en**2) * dth
+        mvo = 0.5 * ((r_en + tau_m * w) ** 2 - r_en**2) * dth
+        return SectionAreas(
+            r_endo_mm=r_en, r_epi_mm=r_ep, lv_cavity_mm2=math.pi * r_en**2,
+            lv_myo_mm2=math.pi * (r_ep**2 - r_en**2), rv_cavity_mm2=rv,
+            infarct_mm2=float(np.sum(infarct)), mvo_mm2=float(np.sum(mvo)), psi_deg=psi,
+            myo_density=np.full(n_theta, 0.5 * (r_ep**2 - r_en**2) * dth), infarct_density=infarct,
+            mvo_density=mvo)
+
+
+@dataclass(frozen=True, eq=False)
+class SectionAreas:
+    """Analytic areas of one short-axis cross-section; ``*_density`` = area per angular step of ``psi_deg``."""
+
+    r_endo_mm: float
+    r_epi_mm: float
+    lv_cavity_mm2: float
+    lv_myo_mm2: float
+    rv_cavity_mm2: float
+    infarct_mm2: float
+    mvo_mm2: float
+    psi_deg: np.ndarray
+    myo_density: np.ndarray
+    infarct_density: np.ndarray
+    mvo_density: np.ndarray
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -180,6 +180,7 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
             texture = sq.tissue_texture(tissue, fields)
             if spec.truth:
                 regions.append(region)
+        assert texture is not None
         rng = np.random.default_rng([design.seed, spec.number, slice_index, frame])
         img = sq.form_image(tissue, _frame_table(spec, frame), texture, fields, bank.draw(rng), sigma=spec.sigma,
                             signed=spec.signed or spec.key == "t1_map")

@@ -10,6 +10,7 @@ first-pass perfusion (gamma-variate bolus through RV, LV, then myocardium; the i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -40,7 +41,7 @@ _TEXTURE = {ph.FAT: 0.07, ph.MUSCLE: 0.08, ph.LIVER: 0.06, ph.BLOOD: 0.05, ph.MY
             ph.STOMACH: 0.2, ph.MARROW: 0.1, ph.INFARCT: 0.08}
 
 
-def _table(values: dict[int, float]) -> np.ndarray:
+def _table(values: Mapping[int, float]) -> np.ndarray:
     t = np.zeros(ph.N_TISSUES, np.float32)
     for k, v in values.items():
         t[k] = v

@@ -8,7 +8,9 @@ voxels of the truth labels (voxel volume = pixel area x slice spacing, the CONTR
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -92,7 +94,7 @@ def load_truth(out_dir: str | Path) -> dict[str, Volume]:
     gt = json.loads(gt_path.read_text())
     out: dict[str, Volume] = {}
     for key, name in TRUTH_FILES.items():
-        img = nib.load(out_dir / "truth" / name)
+        img = cast(nib.Nifti1Image, nib.load(out_dir / "truth" / name))
         data = np.asarray(img.dataobj, dtype=np.uint8)
         array = data.transpose(3, 2, 1, 0) if data.ndim == 4 else data.transpose(2, 1, 0)
         affine = _FLIP @ img.affine @ _P
@@ -112,45 +114,59 @@ def _pct(num: float, den: float) -> float:
     return 100.0 * num / den if den > 0 else 0.0
 
 
-def analytic_figures(heart: ph.HeartModel, sax_z: list[float], n_phases: int, spacing_mm: float,
-                     lge_z: list[float], lge_spacing_mm: float, lge_f: float) -> dict[str, object]:
+@dataclass(frozen=True)
+class AnalyticFigures:
     """Exact figures of the phantom sampled on the short-axis slabs (cine) and the LGE stack."""
+
+    lv_volume_curve_ml: list[float]
+    rv_volume_curve_ml: list[float]
+    myo_volume_curve_ml: list[float]
+    es_phase: int
+    sax_lv_slices_ed: list[int]
+    lge_lv_slices_base_to_apex: list[int]
+    lge_myocardium_ml: float
+    infarct_ml: float
+    mvo_ml: float
+    segment_transmurality_percent: dict[str, float]
+
+
+def analytic_figures(heart: ph.HeartModel, sax_z: list[float], n_phases: int, spacing_mm: float,
+                     lge_z: list[float], lge_spacing_mm: float, lge_f: float) -> AnalyticFigures:
+    """Integrate the phantom's cross-sections: volumes = sum of slab areas x slice spacing."""
     lv, rv, myo = [], [], []
     for p in range(n_phases):
         f = float(ph.contraction(heart.p, p / n_phases))
         areas = [heart.section_areas(z, f, n_theta=720) for z in sax_z]
-        lv.append(sum(a["lv_cavity"] for a in areas) * spacing_mm / 1000.0)  # type: ignore[misc]
-        rv.append(sum(a["rv_cavity"] for a in areas) * spacing_mm / 1000.0)  # type: ignore[misc]
-        myo.append(sum(a["lv_myo"] for a in areas) * spacing_mm / 1000.0)  # type: ignore[misc]
-    # the RV crescent needs the fine quadrature; redo ED and ES with it
+        lv.append(sum(a.lv_cavity_mm2 for a in areas) * spacing_mm / 1000.0)
+        rv.append(sum(a.rv_cavity_mm2 for a in areas) * spacing_mm / 1000.0)
+        myo.append(sum(a.lv_myo_mm2 for a in areas) * spacing_mm / 1000.0)
     es = int(np.argmin(lv))
-    for p in (0, es):
+    for p in (0, es):  # the RV crescent gets the fine quadrature at ED and ES
         f = float(ph.contraction(heart.p, p / n_phases))
-        rv[p] = sum(heart.section_areas(z, f)["rv_cavity"] for z in sax_z) * spacing_mm / 1000.0  # type: ignore[misc]
+        rv[p] = sum(heart.section_areas(z, f).rv_cavity_mm2 for z in sax_z) * spacing_mm / 1000.0
     ed_slices = [k for k, z in enumerate(sax_z) if float(heart.radii(np.array(z), 0.0)[1]) > 0]
 
     lge = [heart.section_areas(z, lge_f) for z in lge_z]
-    lge_lv = [k for k, a in enumerate(lge) if a["r_epi"] > 0]  # type: ignore[operator]
+    lge_lv = [k for k, a in enumerate(lge) if a.r_epi_mm > 0]
     base_to_apex = sorted(lge_lv, key=lambda k: lge_z[k])
     levels = lv_levels(base_to_apex)
     seg_inf = dict.fromkeys(range(1, 17), 0.0)
     seg_myo = dict.fromkeys(range(1, 17), 0.0)
     for k, level in levels.items():
         a = lge[k]
-        segs = aha_segment(a["psi_deg"], level)  # type: ignore[arg-type]
+        segs = aha_segment(a.psi_deg, level)
         for s in np.unique(segs):
             m = segs == s
-            seg_inf[int(s)] += float(np.sum(a["infarct_density"][m]))  # type: ignore[index]
-            seg_myo[int(s)] += float(np.sum(a["myo_density"][m]))  # type: ignore[index]
-    lge_myo = sum(a["lv_myo"] for a in lge) * lge_spacing_mm / 1000.0  # type: ignore[misc]
-    infarct = sum(a["infarct"] for a in lge) * lge_spacing_mm / 1000.0  # type: ignore[misc]
-    mvo = sum(a["mvo"] for a in lge) * lge_spacing_mm / 1000.0  # type: ignore[misc]
-    return {
-        "lv_volume_curve_ml": lv, "rv_volume_curve_ml": rv, "myo_volume_curve_ml": myo, "es_phase": es,
-        "sax_lv_slices_ed": ed_slices, "lge_lv_slices_base_to_apex": base_to_apex,
-        "lge_myocardium_ml": lge_myo, "infarct_ml": infarct, "mvo_ml": mvo,
-        "segment_transmurality_percent": {str(s): round(_pct(seg_inf[s], seg_myo[s]), 3) for s in range(1, 17)},
-    }
+            seg_inf[int(s)] += float(np.sum(a.infarct_density[m]))
+            seg_myo[int(s)] += float(np.sum(a.myo_density[m]))
+    return AnalyticFigures(
+        lv_volume_curve_ml=lv, rv_volume_curve_ml=rv, myo_volume_curve_ml=myo, es_phase=es,
+        sax_lv_slices_ed=ed_slices, lge_lv_slices_base_to_apex=base_to_apex,
+        lge_myocardium_ml=sum(a.lv_myo_mm2 for a in lge) * lge_spacing_mm / 1000.0,
+        infarct_ml=sum(a.infarct_mm2 for a in lge) * lge_spacing_mm / 1000.0,
+        mvo_ml=sum(a.mvo_mm2 for a in lge) * lge_spacing_mm / 1000.0,
+        segment_transmurality_percent={str(s): round(_pct(seg_inf[s], seg_myo[s]), 3) for s in range(1, 17)},
+    )
 
 
 def label_psi_deg(plane: Plane, heart: ph.HeartModel, mask_lv: np.ndarray) -> np.ndarray:

@@ -204,7 +204,7 @@ def enhanced_dataset(template: Dataset, key: str, frames: list[FrameInfo], pixel
     ds = Dataset()
     ds.file_meta = template.file_meta
     ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_instance_uid)
     drop = {"ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceThickness",
             "SpacingBetweenSlices", "RescaleIntercept", "RescaleSlope", "RescaleType", "InstanceNumber",
             "TriggerTime", "InversionTime", "SliceLocation", "SequenceName", "ScanningSequence",
