@@ -9,5 +9,6 @@ REGISTRY: dict[str, str] = {
     "dicom-scan": "benchmarks.dicom_scan",
     "cmr": "benchmarks.cmr",
     "slide": "benchmarks.slide",
+    "pacs": "benchmarks.pacs",
     "regression": "benchmarks.regression",
 }
