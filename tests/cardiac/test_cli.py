@@ -33,6 +33,13 @@ def test_cmr_on_acdc_folder_writes_reference_keys(tmp_path, run_cli, lut_network
     run_meta = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run_meta["provenance"]["input_kind"] == "acdc"
 
+    code, out, err = run_cli("cmr", str(case), "--out", str(tmp_path / "again"), "--json",
+                             "--prior", str(tmp_path / "out" / "report.json"))
+    assert code == 0, err
+    features = {f["name"]: f for f in json.loads(out)["risk"]["features"]}
+    assert features["lv_edv_rise_percent"]["value"] == pytest.approx(0.0)
+    assert features["adverse_lv_remodeling"]["above_threshold"] is False
+
 
 def test_cmr_failure_exit_3_with_reason_in_report(tmp_path, run_cli):
     code, out, err = run_cli("cmr", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "out"))
