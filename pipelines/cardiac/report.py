@@ -482,18 +482,18 @@ def _draw_risk_and_qc(fig, result: CardiacResult) -> None:
     y_qc = 0.115
     fig.text(0.04, y_qc, "Quality control", fontsize=9, fontweight="bold", va="top")
     issues = [q for q in result.qc if q.severity in ("warning", "error")]
-    lines = [(("✖ " if q.severity == "error" else "! ") + q.message,
+    qc_lines = [(("✖ " if q.severity == "error" else "! ") + q.message,
               "#b00000" if q.severity == "error" else "#a06000") for q in issues]
-    lines += [("! " + w, "#a06000") for w in result.warnings if w not in {q.message for q in issues}]
-    if not lines:
-        lines = [("✔ No quality problem found: every slice segmented, every value plausible.", "#006000")]
+    qc_lines += [("! " + w, "#a06000") for w in result.warnings if w not in {q.message for q in issues}]
+    if not qc_lines:
+        qc_lines = [("✔ No quality problem found: every slice segmented, every value plausible.", "#006000")]
     y_qc -= 0.02
-    for text, color in lines[:6]:
+    for text, color in qc_lines[:6]:
         block = _wrap(text, 160)
         fig.text(0.04, y_qc, block, fontsize=7, color=color, va="top")
         y_qc -= 0.012 * (block.count("\n") + 1)
-    if len(lines) > 6:
-        fig.text(0.04, y_qc, f"... and {len(lines) - 6} more in report.json", fontsize=7, color="0.4", va="top")
+    if len(qc_lines) > 6:
+        fig.text(0.04, y_qc, f"... and {len(qc_lines) - 6} more in report.json", fontsize=7, color="0.4", va="top")
 
 
 def write_report_files(result: CardiacResult, out_dir: str | Path, *, study_date: str | None = None,
@@ -595,15 +595,17 @@ def write_dicom_outputs(
     InvalidInputError
         When the result has no DICOM-derived mask, or its source images cannot be found.
     """
-    masks = {"seg_ed": result.masks.cine_ed, "seg_es": result.masks.cine_es, "seg_lge": result.masks.lge}
-    masks = {k: v for k, v in masks.items() if v is not None and v.sop_instance_uids is not None}
+    candidates = {"seg_ed": result.masks.cine_ed, "seg_es": result.masks.cine_es, "seg_lge": result.masks.lge}
+    masks: dict[str, Volume] = {k: v for k, v in candidates.items() if v is not None and v.sop_instance_uids is not None}
     if not masks:
         raise InvalidInputError(
             "no mask with DICOM source images: DICOM outputs (SEG/SR/PDF) need a DICOM input, not NIfTI"
         )
     wanted = {str(u) for m in masks.values() for u in np.asarray(m.sop_instance_uids).reshape(-1) if u}
-    roots = source if isinstance(source, (list, tuple)) else [source or result.source]
-    search = [Path(r) for r in roots if r]
+    if source is None or isinstance(source, (str, Path)):
+        search = [Path(source or result.source)]
+    else:
+        search = [Path(r) for r in source]
     headers = _index_source_headers(wanted, search)
     missing = len(wanted) - len(headers)
     if missing:

@@ -352,7 +352,7 @@ class Listener:
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
-    def _on_store(self, event) -> int | tuple[int, Any]:
+    def _on_store(self, event) -> Any:
         from pydicom.dataset import Dataset
 
         if not self.disk_ok():
