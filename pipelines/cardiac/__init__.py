@@ -32,7 +32,13 @@ from pipelines.cardiac.function import compute_function
 from pipelines.cardiac.inputs import CaseInputs, load_case
 from pipelines.cardiac.lge import compute_lge
 from pipelines.cardiac.phases import PhaseSearchResult, choose_phases
-from pipelines.cardiac.qc import check_function, check_geometry, check_lge, check_masks
+from pipelines.cardiac.qc import (
+    check_function,
+    check_geometry,
+    check_lge,
+    check_lge_against_cine,
+    check_masks,
+)
 from pipelines.cardiac.result import (
     AHA_SEGMENT_NAMES,
     AhaResult,
@@ -202,6 +208,8 @@ def run(
                          "per-segment transmurality is not reported", "aha"))
     if case.cine is not None and case.lge is not None:
         qc += check_geometry(case.cine, case.lge)
+    if function is not None and lge is not None:
+        qc += check_lge_against_cine(lge, function)
     risk = compute_risk(function, lge, prior_measurements=_prior_measurements(prior, warnings))
     seconds["quantification"] = time.perf_counter() - t0 + seconds.get("quantification", 0.0)
 

@@ -16,6 +16,9 @@ EF_RANGE_PERCENT = (5.0, 90.0)
 LV_MASS_RANGE_G = (30.0, 500.0)
 LV_EDV_RANGE_ML = (20.0, 600.0)
 MAX_NORMAL_ANGLE_DEG = 10.0
+LGE_TO_CINE_MYOCARDIUM_RANGE = (0.5, 1.5)
+MAX_PLAUSIBLE_INFARCT_PERCENT = 75.0
+LGE_FIELDS = ("infarct_ml", "infarct_percent_of_myocardium", "mvo_ml", "mvo_percent_of_myocardium", "myocardium_ml")
 
 FUNCTION_FIELDS = ("lv_edv_ml", "lv_esv_ml", "lv_ef_percent", "lv_sv_ml")
 
@@ -75,10 +78,28 @@ def check_lge(r: LgeResult) -> list[QcFlag]:
     if r.myocardium_ml <= 0:
         flags.append(QcFlag("lge_no_myocardium", "error", "no myocardium segmented on the LGE stack", "lge",
                             ("myocardium_ml", "infarct_ml", "infarct_percent_of_myocardium")))
+    if (r.infarct_percent_of_myocardium or 0.0) > MAX_PLAUSIBLE_INFARCT_PERCENT:
+        flags.append(QcFlag("lge_infarct_implausible", "error",
+                            f"infarct is {r.infarct_percent_of_myocardium:.0f}% of the LGE myocardium: the LGE "
+                            "segmentation is probably wrong; review the LGE masks", "lge", LGE_FIELDS))
     if r.remote_mean_signal is None and r.myocardium_ml > 0:
         flags.append(QcFlag("lge_no_remote", "warning", "no remote myocardium sector qualified: classical n-SD "
                             "and gray zone are not reported", "lge"))
     return flags
+
+
+def check_lge_against_cine(r: LgeResult, f: FunctionResult) -> list[QcFlag]:
+    """The LGE myocardium should be about the cine ED myocardium (same heart, similar coverage)."""
+    if f.myo_volume_ed_ml <= 0:
+        return []
+    ratio = r.myocardium_ml / f.myo_volume_ed_ml
+    lo, hi = LGE_TO_CINE_MYOCARDIUM_RANGE
+    if lo <= ratio <= hi:
+        return []
+    return [QcFlag("lge_cine_myocardium_mismatch", "error",
+                   f"LGE myocardium {r.myocardium_ml:.0f} mL vs cine ED myocardium {f.myo_volume_ed_ml:.0f} mL "
+                   f"(ratio {ratio:.2f}, expected {lo:g}-{hi:g}): the LGE segmentation failed or the LGE stack covers "
+                   "a different part of the heart; infarct figures are not valid", "lge", LGE_FIELDS)]
 
 
 def check_geometry(cine: Volume, lge: Volume) -> list[QcFlag]:

@@ -106,3 +106,15 @@ def test_bad_inputs_are_named_errors(tmp_path):
     (acdc / "Info.cfg").write_text("ED: 1\nES: 14\n")
     with pytest.raises(InvalidInputError, match="missing"):
         run(acdc)
+
+
+def test_lge_failure_is_flagged_against_the_cine():
+    case, labels, lge_labels, segs = _case()
+    broken = np.zeros_like(lge_labels)
+    broken[4, 40:46, 40:46] = 3  # a small blob called infarct, a few voxels of myocardium
+    broken[4, 46:48, 40:46] = 2
+    res = run(case, cine_segmenter=segs["cine_segmenter"], lge_segmenter=TruthSegmenter(case.lge, broken))
+    codes = {q.code: q for q in res.qc}
+    assert "lge_cine_myocardium_mismatch" in codes and "lge_infarct_implausible" in codes
+    assert "infarct_percent_of_myocardium" in codes["lge_cine_myocardium_mismatch"].affects
+    assert res.status == "partial"
