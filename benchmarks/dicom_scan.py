@@ -65,6 +65,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from imaging.dicom import scan
     from imaging.dicom.headers import read_header_fast
+    from imaging.dicom.scan import default_workers
 
     folder = _exam_folder(args)
     files = _files(folder)
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "megabytes": round(size / 1e6, 1),
         "cache": "warm",
         "repeats": args.repeats,
-        "workers": args.workers or len(os.sched_getaffinity(0)),
+        "workers": args.workers or default_workers(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "scan_files_per_s": round(scan_rate, 1),
         "pydicom_files_per_s": round(pyd_rate, 1),
         "raw_read_files_per_s": round(raw_rate, 1),

@@ -265,16 +265,26 @@ def _ingest_chunk(paths: list[str]) -> list[_Accepted | Rejected]:
     return [_ingest_one(p) for p in paths]
 
 
-def _default_workers() -> int:
+def default_workers() -> int:
+    """Processes a scan uses by default: the cores that are free now (all of them on an idle machine).
+
+    Extra processes on busy cores cost more than they bring: on the 2-core development machine at a load
+    average of ~14, two workers scanned 3,000 files at ~1,100 files/s against ~1,500 for one.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS/Windows
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy + 1)))
 
 
 def _parallel(fn: Any, paths: list[str], workers: int | None) -> list[Any]:
     """``fn(chunk)`` over ``paths`` with up to ``workers`` processes (all cores by default), in input order."""
-    n_workers = workers if workers is not None else _default_workers()
+    n_workers = workers if workers is not None else default_workers()
     n_workers = max(1, min(n_workers, len(paths) // _MIN_FILES_PER_WORKER))
     if n_workers == 1:
         return fn(paths)
@@ -517,7 +527,7 @@ def scan(
         (:class:`~imaging.errors.InvalidDicomError` for files, :class:`~imaging.errors.InvalidSeriesError`
         for series); ``"ignore"`` only records them.
     workers
-        Processes for header reading (default: all available cores).
+        Processes for header reading (default: the cores free now, see :func:`default_workers`).
     """
     strictness = check_strictness(strictness)
     paths, temps = collect(source)
