@@ -128,3 +128,11 @@ def test_localizer_planes_are_not_a_problem(small_exam):
     loc = scan(small_exam[0]).find("localizer")[0]
     assert loc.problems == ()
     assert loc.geometry.regular is False
+
+
+def test_issue_3_strict_mode_raises_on_a_gap(exam_copy):
+    from imaging.errors import InvalidSeriesError
+
+    sorted((exam_copy / "se006").glob("*.dcm"))[3].unlink()
+    with pytest.raises(InvalidSeriesError, match="gap between slices 2 and 3"):
+        scan(exam_copy, strictness="raise")
