@@ -109,6 +109,7 @@ def _acq_time(series_number: int, seconds: float) -> str:
 
 
 _NORMALS: dict[tuple[float, ...], np.ndarray] = {}
+THROUGH_PLANE_KEYS = frozenset({"cine_sax", "lge_mag", "lge_psir"})
 
 
 def _normal(plane: Plane) -> np.ndarray:
@@ -171,19 +172,27 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
     slope, intercept = headers.rescale_of(design.vendor, spec.signed)
     images: list[np.ndarray] = []
     regions: list[np.ndarray] = []
+    # through-plane partial volume for the thick short-axis stacks: two extra samples at +-thickness/3
+    sides = []
+    if spec.key in THROUGH_PLANE_KEYS:
+        shift = spec.thickness_mm / 3.0 * _normal(plane)
+        sides = [(pts + d * shift, heart.to_heart(pts + d * shift)) for d in (-1.0, 1.0)]
     tissue = region = texture = None
+    slab: tuple[np.ndarray, ...] = ()
     for frame in range(spec.n_frames):
         if tissue is None or spec.key.startswith("cine"):
             f_now = float(ph.contraction(design.heart, _cycle_fraction(spec, slice_index, frame)))
             tissue, region = ph.scene(pts, heart, f_now, design.torso, infarct=infarct, torso=torso, heart_frame=hp)
             tissue = sq.with_vessels(tissue, fields)
             texture = sq.tissue_texture(tissue, fields)
+            slab = tuple(sq.with_vessels(ph.scene(p, heart, f_now, design.torso, infarct=infarct, torso=torso,
+                                                  heart_frame=h)[0], fields) for p, h in sides)
             if spec.truth:
                 regions.append(region)
         assert texture is not None
         rng = np.random.default_rng([design.seed, spec.number, slice_index, frame])
         img = sq.form_image(tissue, _frame_table(spec, frame), texture, fields, bank.draw(rng), sigma=spec.sigma,
-                            signed=spec.signed or spec.key == "t1_map")
+                            signed=spec.signed or spec.key == "t1_map", slab=slab)
         stored = np.clip(np.rint((img - intercept) / slope), 0, 4095).astype(np.uint16)
         images.append(stored)
     truth = np.stack(regions) if regions else None

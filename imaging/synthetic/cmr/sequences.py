@@ -128,12 +128,16 @@ def with_vessels(tissue: np.ndarray, fields: PlaneFields) -> np.ndarray:
 
 def form_image(tissue: np.ndarray, table: np.ndarray, texture: np.ndarray, fields: PlaneFields,
                noise: tuple[np.ndarray, np.ndarray], *, sigma: float, blur_px: float = 0.6,
-               signed: bool = False) -> np.ndarray:
+               signed: bool = False, slab: tuple[np.ndarray, ...] = ()) -> np.ndarray:
     """Signal image: intensities x texture, partial-volume blur, coil bias, then Rician noise.
 
-    With ``signed`` (PSIR) the noise is Gaussian and the sign is kept.
+    ``slab`` holds tissue maps of the same plane shifted through the slice thickness: the image is then
+    the slice-profile-weighted mean (centre 1/2, the two sides 1/4 each), the through-plane partial volume
+    of a thick 2-D slice. With ``signed`` (PSIR) the noise is Gaussian and the sign is kept.
     """
     img = table[tissue] * texture
+    if slab:
+        img = 0.5 * img + (0.5 / len(slab)) * sum(table[t] for t in slab) * texture
     if blur_px > 0:
         img = ndimage.gaussian_filter(img, blur_px, truncate=2.5)
     img *= fields.bias
