@@ -20,12 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
 from imaging.slide.tiles import Tile, TileGrid
-from pipelines.histology.stains import StainMatrix, haematoxylin_batch
+from pipelines.histology.stains import StainMatrix, haematoxylin_batch, haematoxylin_luts
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +44,16 @@ class NucleiParams:
     min_area_um2: float = 8.0
     max_area_um2: float = 400.0
     max_major_axis_um: float = 30.0  # longer objects are stroma / folds, not nuclei
-    min_solidity: float = 0.7
-    split_area_um2: float = 110.0  # objects larger than this, or not solid, go through the watershed
-    split_solidity: float = 0.88
+    min_solidity: float = 0.65
+    split_area_um2: float = 110.0  # objects larger than this, or not ellipse-like, go through the watershed
+    split_ellipse_ratio: float = 0.92
     peak_distance_um: float = 3.0  # minimum distance between two nucleus centres in one clump
     smooth_sigma_um: float = 0.5
     threshold_fraction: float = 0.35  # of the slide's 99th-percentile haematoxylin concentration
     lymph_max_area_um2: float = 60.0
     lymph_min_area_um2: float = 12.0
     lymph_max_eccentricity: float = 0.75
-    lymph_min_solidity: float = 0.9
+    lymph_min_solidity: float = 0.85
     lymph_min_h_fraction: float = 0.8  # mean H at least this fraction of the slide's 99th percentile
     spindle_min_eccentricity: float = 0.9
 
@@ -84,6 +83,14 @@ class ClassicalEngine:
 
     def foreground(self, rgb_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Haematoxylin concentration and nuclei mask for a (B, H, W, 3) uint8 batch (CPU numpy out)."""
+        k = 2 * int(round(self.params.smooth_sigma_um / self.mpp)) + 1
+        if self.device.type == "cpu":
+            # numpy lookup tables + scipy box filter: ~3x faster than the torch ops on these CPUs.
+            lut = haematoxylin_luts(self.stains)
+            h = lut[0][rgb_batch[..., 0]] + lut[1][rgb_batch[..., 1]] + lut[2][rgb_batch[..., 2]]
+            if k > 1:
+                h = ndimage.uniform_filter(h, size=(1, k, k), mode="nearest")
+            return h, h > self.threshold
         x = torch.from_numpy(np.ascontiguousarray(rgb_batch)).to(self.device, non_blocking=True)
         with torch.no_grad():
             h = haematoxylin_batch(x, self.stains)
@@ -103,44 +110,49 @@ class ClassicalEngine:
         p = self.params
         px_um2 = self.mpp * self.mpp
         mask = ndimage.binary_opening(mask, structure=np.ones((3, 3), bool))
-        mask = ndimage.binary_fill_holes(mask)
+        mask = _fill_holes(mask)
         labels, n = ndimage.label(mask)
         if n:
-            labels = self._split_clumps(labels, n, px_um2)
+            labels = self._split_clumps(labels, n, hae, px_um2)
             labels, n = _relabel(labels, p.min_area_um2 / px_um2)
-        table = measure_nuclei(labels, n, hae, self.mpp)
-        if len(table):
-            table = table[(table[:, 2] >= p.min_area_um2) & (table[:, 2] <= p.max_area_um2)
-                          & (table[:, 4] <= p.max_major_axis_um) & (table[:, 7] >= p.min_solidity)]
+        table = measure_nuclei(labels, n, hae, self.mpp, solidity=False)
+        ids = np.arange(1, n + 1)
         # Tile pixels -> level-0 pixels; keep the nuclei centred in this tile's core.
         origin_x, origin_y = grid.level_origin(tile)
-        scale = grid.scale0
-        if len(table):
-            table[:, 0] = origin_x + (table[:, 0] + 0.5) * scale
-            table[:, 1] = origin_y + (table[:, 1] + 0.5) * scale
-            keep = ((table[:, 0] >= tile.core_x0) & (table[:, 0] < tile.core_x1)
-                    & (table[:, 1] >= tile.core_y0) & (table[:, 1] < tile.core_y1))
-            table = table[keep]
-            table[:, 9] = self.classify(table)
-            table[:, 10] = tile.index
+        table[:, 0] = origin_x + (table[:, 0] + 0.5) * grid.scale0
+        table[:, 1] = origin_y + (table[:, 1] + 0.5) * grid.scale0
+        keep = ((table[:, 0] >= tile.core_x0) & (table[:, 0] < tile.core_x1)
+                & (table[:, 1] >= tile.core_y0) & (table[:, 1] < tile.core_y1)
+                & (table[:, 2] >= p.min_area_um2) & (table[:, 2] <= p.max_area_um2)
+                & (table[:, 4] <= p.max_major_axis_um))
+        table, ids = table[keep], ids[keep]
+        # Solidity only for the nuclei this tile keeps.
+        table[:, 7] = solidity_many(labels, ids)
+        table = table[table[:, 7] >= p.min_solidity]
+        table[:, 9] = self.classify(table)
+        table[:, 10] = tile.index
         return TileNuclei(tile, table, float(table[:, 2].sum()) if len(table) else 0.0,
                           labels if keep_labels else None)
 
-    def _split_clumps(self, labels: np.ndarray, n: int, px_um2: float) -> np.ndarray:
-        """Distance-transform watershed on objects that are too large or not convex enough."""
+    def _split_clumps(self, labels: np.ndarray, n: int, hae: np.ndarray, px_um2: float) -> np.ndarray:
+        """Distance-transform watershed on objects that are too large or not ellipse-like.
+
+        "Not ellipse-like": area below ``split_ellipse_ratio`` of the area of the object's moment
+        ellipse (two touching equal discs give 0.89, a single digital ellipse ~0.97-1.0).
+        """
         p = self.params
-        areas = np.bincount(labels.ravel(), minlength=n + 1)
+        m = measure_nuclei(labels, n, hae, self.mpp, solidity=False)
+        area = m[:, 2]
+        ratio = area / np.maximum(np.pi / 4 * m[:, 4] * m[:, 5], 1e-9)
+        candidates = (area >= p.min_area_um2) & ((area > p.split_area_um2) | (ratio < p.split_ellipse_ratio))
+        if not candidates.any():
+            return labels
         out = labels
         next_label = n + 1
-        for idx, sl in enumerate(ndimage.find_objects(labels), start=1):
-            if sl is None or areas[idx] * px_um2 < p.min_area_um2:
-                continue
-            big = areas[idx] * px_um2 > p.split_area_um2
-            if not big and areas[idx] * px_um2 < 0.5 * p.split_area_um2:
-                continue  # small objects are single nuclei; skip the hull
+        slices = ndimage.find_objects(labels)
+        for idx in np.flatnonzero(candidates) + 1:
+            sl = slices[idx - 1]
             obj = labels[sl] == idx
-            if not big and _solidity(obj) >= p.split_solidity:
-                continue
             dist = ndimage.distance_transform_edt(obj)
             peaks = peak_local_max(dist, min_distance=max(1, int(p.peak_distance_um / self.mpp)),
                                    labels=obj.astype(np.int32), exclude_border=False)
@@ -165,6 +177,14 @@ class ClassicalEngine:
         return np.where(lymph, 0, np.where(spindle, 1, 2)).astype(np.float64)
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill holes: background components that do not touch the border (one labelling pass; ~3x faster
+    here than ``ndimage.binary_fill_holes``, which dilates to convergence)."""
+    bg, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
+    return ~np.isin(bg, border[border > 0])
+
+
 def _relabel(labels: np.ndarray, min_px: float) -> tuple[np.ndarray, int]:
     """Drop objects smaller than ``min_px`` and number the rest 1..n."""
     areas = np.bincount(labels.ravel())
@@ -175,32 +195,55 @@ def _relabel(labels: np.ndarray, min_px: float) -> tuple[np.ndarray, int]:
     return lut[labels], int(keep.sum())
 
 
-def _solidity(obj: np.ndarray) -> float:
-    """Area / convex-hull area of a binary object (pixels as unit squares).
+_HULL_DIRECTIONS = 16
 
-    The hull is built from the two extreme pixel corners of every row (at most 4 points per row)
-    rather than from all pixels: same hull, ~10x fewer points for Qhull.
+
+def solidity_many(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Solidity (area / convex area) of the objects ``ids`` of a label image, all at once.
+
+    The convex area is that of the circumscribed polygon whose sides are the objects' supporting lines
+    (through pixel centres) in 16 directions, counted in pixels as scikit-image's ``convex_image`` does;
+    the polygon contains the hull and exceeds it by at most ~1.3% (a disc). It reads 0.00-0.05 lower
+    than ``regionprops().solidity`` on small test shapes (discs, ellipses, an L; thresholds below are
+    set for it). Measured here: one vectorised pass per tile instead of one Qhull hull per object
+    (~10x less time per tile of ~90 nuclei).
     """
-    rows = np.flatnonzero(obj.any(axis=1))
-    area = int(obj.sum())
-    if area < 5 or len(rows) < 2:
-        return 1.0
-    sub = obj[rows]
-    left = sub.argmax(axis=1)
-    right = sub.shape[1] - 1 - sub[:, ::-1].argmax(axis=1)
-    pts = np.concatenate([
-        np.column_stack([rows, left]), np.column_stack([rows + 1, left]),
-        np.column_stack([rows, right + 1]), np.column_stack([rows + 1, right + 1]),
-    ]).astype(np.float64)
-    try:
-        hull = ConvexHull(pts)
-    except QhullError:
-        return 1.0
-    return float(min(1.0, area / max(hull.volume, 1.0)))
+    ids = np.asarray(ids, dtype=np.int64)
+    out = np.ones(len(ids))
+    if len(ids) == 0:
+        return out
+    flat = labels.ravel()
+    fg = np.flatnonzero(np.isin(flat, ids))
+    lut = np.full(int(labels.max()) + 1, -1, np.int64)
+    lut[ids] = np.arange(len(ids))
+    obj = lut[flat[fg]]
+    y, x = np.divmod(fg, labels.shape[1])
+    theta = np.arange(_HULL_DIRECTIONS) * (2 * np.pi / _HULL_DIRECTIONS)
+    c, s = np.cos(theta), np.sin(theta)
+    # Support offset of each object along each normal (through pixel centres).
+    h = np.full((len(ids), _HULL_DIRECTIONS), -np.inf)
+    for k in range(_HULL_DIRECTIONS):
+        np.maximum.at(h[:, k], obj, x * c[k] + y * s[k])
+    # Vertices: intersections of consecutive supporting lines n_k . p = h_k.
+    k1 = np.roll(np.arange(_HULL_DIRECTIONS), -1)
+    det = c * s[k1] - s * c[k1]  # sin(2 pi / 16), the same for all k
+    vx = (h * s[k1] - h[:, k1] * s) / det
+    vy = (c * h[:, k1] - c[k1] * h) / det
+    dx, dy = np.roll(vx, -1, axis=1) - vx, np.roll(vy, -1, axis=1) - vy
+    hull_area = 0.5 * np.abs(np.sum(vx * np.roll(vy, -1, axis=1) - np.roll(vx, -1, axis=1) * vy, axis=1))
+    hull_perimeter = np.sum(np.hypot(dx, dy), axis=1)
+    # Pixels inside a convex polygon through pixel centres ~ area + perimeter / 2 + 1 (Pick's theorem),
+    # which is what scikit-image's convex_image counts.
+    hull_pixels = hull_area + hull_perimeter / 2 + 1
+    area = np.bincount(obj, minlength=len(ids))
+    return np.minimum(1.0, area / np.maximum(hull_pixels, 1.0))
 
 
-def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float) -> np.ndarray:
-    """Per-object morphometry for labels 1..n (tile pixel positions, sizes in µm), all objects at once."""
+def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float, *, solidity: bool = True) -> np.ndarray:
+    """Per-object morphometry for labels 1..n (tile pixel positions, sizes in µm), all objects at once.
+
+    ``solidity=False`` leaves the solidity column at 1.
+    """
     out = np.zeros((n, len(NUCLEUS_COLUMNS)))
     if n == 0:
         return out
@@ -231,16 +274,13 @@ def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float) -> n
         edges += np.bincount(a[diff], minlength=m) + np.bincount(b[diff], minlength=m)
     padded_edges = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=m)
     perim = (edges + padded_edges)[1:] * (math.pi / 4)
-    solidity = np.ones(n)
-    for i, sl in enumerate(ndimage.find_objects(labels)):
-        if sl is not None:
-            solidity[i] = min(1.0, _solidity(labels[sl] == i + 1))
+    solid = solidity_many(labels, np.arange(1, n + 1)) if solidity else np.ones(n)
     out[:, 0], out[:, 1] = cx, cy
     out[:, 2] = area * mpp * mpp
     out[:, 3] = perim * mpp
     out[:, 4], out[:, 5] = major * mpp, minor * mpp
     out[:, 6] = ecc
-    out[:, 7] = solidity
+    out[:, 7] = solid
     out[:, 8] = mean_h
     out[:, 11] = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # major axis angle from +x towards +y (image rows)
     return out

@@ -94,11 +94,15 @@ def _with_scale(stains: StainMatrix, rgb_pixels: np.ndarray) -> StainMatrix:
     return StainMatrix(stains.haematoxylin, stains.eosin, stains.method, max(p99, 1e-3))
 
 
-def haematoxylin_batch(rgb: torch.Tensor, stains: StainMatrix) -> torch.Tensor:
-    """Haematoxylin concentration (B, H, W) float32 from a (B, H, W, 3) uint8 batch on any device."""
-    # Per-channel lookup tables: H = sum_c inv[c] * OD(I_c), OD of each of the 256 grey levels precomputed.
+def haematoxylin_luts(stains: StainMatrix) -> np.ndarray:
+    """(3, 256) float32 tables: H = sum over channels c of lut[c][I_c] (OD of each grey level x pinv)."""
     inv = np.linalg.pinv(stains.matrix())[:, 0]
     od = -np.log10((np.arange(256) + 1.0) / 256.0)
-    lut = torch.as_tensor(np.stack([od * w for w in inv]), dtype=torch.float32, device=rgb.device)
+    return np.stack([od * w for w in inv]).astype(np.float32)
+
+
+def haematoxylin_batch(rgb: torch.Tensor, stains: StainMatrix) -> torch.Tensor:
+    """Haematoxylin concentration (B, H, W) float32 from a (B, H, W, 3) uint8 batch on any device."""
+    lut = torch.as_tensor(haematoxylin_luts(stains), device=rgb.device)
     idx = rgb.long()
     return lut[0][idx[..., 0]] + lut[1][idx[..., 1]] + lut[2][idx[..., 2]]
