@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         k.add_argument("--workers", type=int, default=1, metavar="K",
                        help="local processes, or Ray actors (0: one per CPU/GPU of the cluster); default 1")
         k.add_argument("--backend", choices=BACKENDS, default="local", help="local processes or a Ray cluster")
-        k.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
+        k.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
         k.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join ('auto' inside a cluster)")
         k.add_argument("--gpus-per-worker", type=float, default=1.0, metavar="G",
                        help="GPUs each Ray actor requests when the cluster has GPUs (default 1)")
