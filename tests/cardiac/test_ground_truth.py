@@ -69,3 +69,22 @@ def test_phase_search_agrees_with_all_phase_run(exam):
     assert (fast.phases.ed_phase, fast.phases.es_phase) == (full.phases.ed_phase, full.phases.es_phase)
     assert fast.provenance.slices_inferred * 3 < full.provenance.slices_inferred
     assert full.function.lv_volume_curve_ml == pytest.approx(gt["lv_volume_curve_ml"], rel=0.02)
+
+
+def test_cli_dicom_outputs_on_generated_exam(exam, tmp_path, monkeypatch, run_cli):
+    """``zeroclick cmr DICOM --dicom``: SEG/SR/PDF written next to report.json (network replaced by the truth)."""
+    import pipelines.cardiac.segmentation as segmentation
+
+    case, truth, gt = exam
+    segs = _segmenters(case, truth)
+    monkeypatch.setattr(segmentation, "CineSegmenter", lambda *a, **k: segs["cine_segmenter"])
+    monkeypatch.setattr(segmentation, "LgeSegmenter", lambda *a, **k: segs["lge_segmenter"])
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("cmr", case.source, "--out", str(out), "--dicom", "--device", "cpu")
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["outputs"]["errors"] == []
+    names = {p.split("/")[-1] for p in report["outputs"]["dicom"]}
+    assert {"seg_ed.dcm", "seg_es.dcm", "seg_lge.dcm", "sr.dcm"} <= names
+    assert report["measurements"]["lv_edv_ml"] == pytest.approx(gt["lv_edv_ml"], rel=0.01)
+    assert report["series"][0]["series_instance_uid"] == case.cine.series_instance_uid
