@@ -8,6 +8,8 @@ On one generated exam (3,000 images by default; cached between runs) it measures
 * ``scan_files_per_s``: :func:`imaging.dicom.scan` on the folder (headers, validation, grouping,
   classification and geometry of every series; all cores);
 * ``fast_reader_1proc_files_per_s``: the fast header reader alone in one process.
+
+The methods run interleaved (one of each per round) so that a shared machine's load hits them alike.
 """
 
 from __future__ import annotations
@@ -51,13 +53,16 @@ def _files(folder: Path) -> list[str]:
     return sorted(str(p) for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
-def _rate(n: int, fn, repeats: int) -> tuple[float, list[float]]:
-    times = []
+def _interleaved(n: int, methods: dict[str, Any], repeats: int) -> dict[str, list[float]]:
+    """files/s of every method, ``repeats`` rounds with each method once per round (A B C D A B C D ...),
+    so that load changes on a shared machine hit all methods alike."""
+    rates: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return n / statistics.median(times), [round(n / t, 1) for t in times]
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            fn()
+            rates[name].append(n / (time.perf_counter() - t0))
+    return rates
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,10 +96,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         exam_holder[:] = [scan(folder, strictness="ignore", workers=args.workers)]
 
     raw()  # warm the page cache
-    raw_rate, raw_runs = _rate(n, raw, args.repeats)
-    pyd_rate, pyd_runs = _rate(n, loop_pydicom, args.repeats)
-    fast_rate, fast_runs = _rate(n, fast_1proc, args.repeats)
-    scan_rate, scan_runs = _rate(n, do_scan, args.repeats)
+    runs = _interleaved(n, {"raw_read": raw, "pydicom": loop_pydicom, "fast_1proc": fast_1proc, "scan": do_scan},
+                        args.repeats)
+    med = {name: statistics.median(r) for name, r in runs.items()}
+    raw_rate, pyd_rate, fast_rate, scan_rate = med["raw_read"], med["pydicom"], med["fast_1proc"], med["scan"]
     exam = exam_holder[0]
     return {
         "files": n,
@@ -110,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "speedup_vs_pydicom": round(scan_rate / pyd_rate, 2),
         "scan_vs_raw_read": round(scan_rate / raw_rate, 3),
         "fast_reader_1proc_speedup_vs_pydicom": round(fast_rate / pyd_rate, 2),
-        "runs_files_per_s": {"scan": scan_runs, "pydicom": pyd_runs, "raw_read": raw_runs, "fast_1proc": fast_runs},
+        "runs_files_per_s": {name: [round(v, 1) for v in r] for name, r in runs.items()},
         "series": len(exam.series),
         "rejected": len(exam.rejected),
         "classes": sorted({s.label for s in exam.series}),
