@@ -108,7 +108,10 @@ def listener(tmp_path, destination):
     lst.stop()
 
 
-def test_receives_then_analyses_and_sends_results_once(listener, destination, pacs_exam):
+def test_receives_then_analyses_and_sends_results_once(listener, destination, pacs_exam, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
     _, received = destination
     t0 = time.time()
     statuses = push(exam_files(pacs_exam), listener.port)
@@ -121,6 +124,8 @@ def test_receives_then_analyses_and_sends_results_once(listener, destination, pa
     status = listener.spool.status()
     assert status["instances"] == 18
     assert [j["state"] for j in status["jobs"]] == ["sent"]
+    # no patient identifier in any log line, even at debug level
+    assert caplog.text and "Test^Patient" not in caplog.text and "ZC-TEST-1" not in caplog.text
     print(f"\nlistener: reception {18 / (t_last - t0):.0f} images/s, last image -> results sent {elapsed:.2f} s")
 
 
