@@ -277,7 +277,7 @@ class Engine:
         model.eval()
         model.to(self.device)
         if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         runner: torch.nn.Module = model
         if self.compile:
             runner = torch.compile(model)  # type: ignore[assignment]

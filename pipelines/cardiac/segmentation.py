@@ -118,7 +118,8 @@ def prepare_volume(volume: Volume | np.ndarray, slices: Sequence[int] | None = N
     if side != size and kept:
         square = resize(square, (size, size, len(kept)), order=1, anti_aliasing=True)
     inputs = np.ascontiguousarray(square.transpose(2, 0, 1)[:, None], dtype=np.float32)
-    return PreparedVolume(inputs, kept, (x0, x0 + side, y0, y0 + side), tuple(int(n) for n in zyx.shape))
+    n_z, n_y, n_x = (int(n) for n in zyx.shape)
+    return PreparedVolume(inputs, kept, (x0, x0 + side, y0, y0 + side), (n_z, n_y, n_x))
 
 
 def postprocess(labels: np.ndarray, prepared: PreparedVolume, *, min_component_voxels: int,
