@@ -165,13 +165,13 @@ def run(
         ed_i, es_i = _array_phase(case, phases.ed_phase), _array_phase(case, phases.es_phase)
         masks["cine_ed"] = case.cine.phase(ed_i).with_array(search.full_stacks[ed_i].astype(np.uint8))
         masks["cine_es"] = case.cine.phase(es_i).with_array(search.full_stacks[es_i].astype(np.uint8))
-        if all_phases and len(search.full_stacks) == case.cine.n_phases:
+        if phases.method == "all_phases":
             stack = np.stack([search.full_stacks[p] for p in range(case.cine.n_phases)]).astype(np.uint8)
             masks["cine_all"] = case.cine.with_array(stack)
         qc += check_masks(masks["cine_ed"], phase="ED") + check_masks(masks["cine_es"], phase="ES")
         if not any(q.code == "cine_ED_no_lv" for q in qc):
             curve = [search.choice.full_stack_lv_ml[p] for p in range(case.cine.n_phases)] \
-                if all_phases and len(search.choice.full_stack_lv_ml) == case.cine.n_phases else []
+                if phases.method == "all_phases" else []
             rv_curve = [float(np.count_nonzero(search.full_stacks[p] == 1)) * case.cine.voxel_volume_ml
                         for p in range(case.cine.n_phases)] if curve else []
             function = compute_function(masks["cine_ed"], masks["cine_es"], heart_rate_bpm=case.heart_rate_bpm,
@@ -234,14 +234,15 @@ def run(
         options={"all_phases": all_phases, "n_search_slices": n_search_slices, "phase_step": phase_step,
                  "margin_fraction": margin_fraction, "prior": prior is not None},
     )
-    cine_es_image = None
+    cine_ed_image = cine_es_image = None
     if case.cine is not None and phases is not None:
+        cine_ed_image = case.cine.phase(_array_phase(case, phases.ed_phase))
         cine_es_image = case.cine.phase(_array_phase(case, phases.es_phase))
     return CardiacResult(
         status=status, source=case.source, function=function, aha=aha, lge=lge, risk=risk, phases=phases,
         series=case.series, qc=tuple(qc), warnings=tuple(warnings), provenance=provenance,
         masks=CardiacMasks(**masks),
-        images=CardiacImages(cine=case.cine, cine_es=cine_es_image, lge=case.lge),
+        images=CardiacImages(cine=case.cine, cine_es=cine_es_image, lge=case.lge, cine_ed=cine_ed_image),
     )
 
 
@@ -280,7 +281,8 @@ def _cine_phases(case: CaseInputs, segmenter: Any, *, all_phases: bool, n_search
     assert cine is not None
     seg = _slice_segmenter(cine, segmenter)
     tt = cine.trigger_times_ms
-    if case.given_phases is not None and not all_phases:
+    # only the named frames exist (ACDC frame files): nothing to search, even with all_phases
+    if case.given_phases is not None and (not all_phases or case.phase_numbers is not None):
         ed_i, es_i = case.given_phases
         n = cine.spatial_shape[0]
         stacks = dict(zip((ed_i, es_i), seg([(ed_i, tuple(range(n))), (es_i, tuple(range(n)))])))

@@ -38,8 +38,8 @@ class CaseInputs:
     """The images of one case, ready for segmentation.
 
     ``cine`` is 4-D ``[phase, slice, row, col]`` (or ``None``); ``phase_numbers`` gives the original 0-based
-    phase number of each entry of its phase axis (ACDC frames); ``given_phases`` = (ED, ES) indices into that
-    axis when the input names them.
+    phase number of each entry of its phase axis when only some frames exist (ACDC frame files; ``None`` =
+    the axis is complete); ``given_phases`` = (ED, ES) indices into that axis when the input names them.
     """
 
     kind: str
@@ -116,7 +116,8 @@ def load_acdc(folder: Path) -> CaseInputs:
         ed_frame, es_frame = int(info["ed"]), int(info["es"])
     except (KeyError, ValueError) as exc:
         raise InvalidInputError(f"{info_path.name}: needs integer 'ED:' and 'ES:' lines (1-based frames)") from exc
-    frames = {int(m.group(1)): p for p in folder.iterdir() if (m := _FRAME_RE.search(p.name)) and "_gt" not in p.name}
+    frames = {int(m.group(1)): p for p in folder.iterdir()
+              if (m := _FRAME_RE.search(p.name)) and "_gt" not in p.name}
     missing = [f for f in (ed_frame, es_frame) if f not in frames]
     if missing:
         four_d = sorted(folder.glob("*_4d.nii*"))
@@ -125,7 +126,7 @@ def load_acdc(folder: Path) -> CaseInputs:
                                     "(expected patientNNN_frameXX.nii.gz or patientNNN_4d.nii.gz)")
         cine = nifti_to_volume(four_d[0])
         given = (ed_frame - 1, es_frame - 1)
-        numbers = tuple(range(cine.n_phases))
+        numbers = None  # the phase axis is the frame axis
     else:
         ed, es = nifti_to_volume(frames[ed_frame]), nifti_to_volume(frames[es_frame])
         if ed.array.shape != es.array.shape:

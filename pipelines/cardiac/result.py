@@ -291,11 +291,17 @@ class CardiacMasks:
 
 @dataclass(frozen=True, eq=False)
 class CardiacImages:
-    """The source images the masks belong to: ``cine`` (4-D, or 3-D ED only) and ``lge`` (3-D)."""
+    """The source images the masks belong to.
+
+    ``cine`` is the cine as read (4-D; for an ACDC folder only the ED and ES frames, so index it with
+    ``cine_ed``/``cine_es`` rather than ``phases.ed_phase``); ``cine_ed``/``cine_es`` are the 3-D images on the
+    grids of ``masks.cine_ed``/``masks.cine_es``; ``lge`` is 3-D.
+    """
 
     cine: Volume | None = None
     cine_es: Volume | None = None
     lge: Volume | None = None
+    cine_ed: Volume | None = None
 
 
 #: measurement key in report.json -> (attribute of CardiacResult, field name).

@@ -41,6 +41,14 @@ def test_cmr_on_acdc_folder_writes_reference_keys(tmp_path, run_cli, lut_network
     assert features["adverse_lv_remodeling"]["above_threshold"] is False
 
 
+def test_cmr_all_phases_on_acdc_frames_keeps_the_given_phases(tmp_path, run_cli, lut_network):
+    case = write_acdc_folder(tmp_path / "p", cine_phantom(), ed=0, es=6)
+    code, out, err = run_cli("cmr", str(case), "--out", str(tmp_path / "out"), "--json", "--all-phases")
+    assert code == 0, err
+    phases = json.loads(out)["phases"]
+    assert (phases["method"], phases["ed_phase"], phases["es_phase"]) == ("given", 0, 6)
+
+
 def test_cmr_failure_exit_3_with_reason_in_report(tmp_path, run_cli):
     code, out, err = run_cli("cmr", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "out"))
     assert code == 3
