@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -533,20 +534,30 @@ def _render_bytes(result: CardiacResult, *, study_date: str | None, png: bool = 
 
 
 def _index_source_headers(uids: set[str], search: Sequence[Path]) -> dict[str, Dataset]:
-    """Read the headers of the source instances named by ``uids`` from the files under ``search``."""
+    """Read the headers of the source instances named by ``uids`` from files, folders or zip files."""
     found: dict[str, Dataset] = {}
+
+    def consider(fp) -> bool:
+        try:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - non-DICOM files in the folder are expected
+            return False
+        uid = str(ds.get("SOPInstanceUID", ""))
+        if uid in uids and uid not in found:
+            found[uid] = ds
+        return len(found) == len(uids)
+
     for root in search:
+        if root.is_file() and zipfile.is_zipfile(root):
+            with zipfile.ZipFile(root) as zf:
+                for name in zf.namelist():
+                    if not name.endswith("/") and consider(io.BytesIO(zf.read(name))):
+                        return found
+            continue
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in files:
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=True)
-            except Exception:  # noqa: BLE001 - non-DICOM files in the folder are expected
-                continue
-            uid = str(ds.get("SOPInstanceUID", ""))
-            if uid in uids and uid not in found:
-                found[uid] = ds
-                if len(found) == len(uids):
-                    return found
+            if consider(path):
+                return found
     return found
 
 

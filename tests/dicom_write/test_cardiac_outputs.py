@@ -92,3 +92,22 @@ def test_nifti_result_is_refused_with_a_reason(mini_result):
         mini_result.masks.cine_ed.array, sop_instance_uids=None)))
     with pytest.raises(InvalidInputError, match="DICOM input"):
         write_dicom_outputs(bare, "/nonexistent")
+
+
+def test_zip_source_and_missing_lge(mini_result, mini_exam, tmp_path):
+    import zipfile
+    from dataclasses import replace
+
+    from pipelines.cardiac.result import CardiacMasks
+
+    archive = tmp_path / "exam.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in mini_exam.cine.paths:
+            zf.write(p, f"cine/{p.name}")
+    no_lge = replace(mini_result, lge=None, masks=CardiacMasks(cine_ed=mini_result.masks.cine_ed,
+                                                                 cine_es=mini_result.masks.cine_es))
+    paths = write_dicom_outputs(no_lge, tmp_path / "out", source=archive)
+    assert [p.name for p in paths] == ["seg_ed.dcm", "seg_es.dcm", "sr.dcm", "report_pdf.dcm"]
+    sr = hd.sr.srread(paths[2])
+    names = {m.name.value for g in sr.content.get_volumetric_roi_measurement_groups() for m in g.get_measurements()}
+    assert "10230-1" in names and "ZC0001" not in names
