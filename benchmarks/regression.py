@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from imaging.errors import ZeroClickError
+from imaging.errors import WeightsError, ZeroClickError
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class CheckRow:
     ratio: float | None
     baseline: float | None
     change_percent: float | None
-    status: str  # ok, REGRESSED, new (no baseline), unavailable (benchmark not installed), error
+    status: str  # ok, REGRESSED, new (no baseline), unavailable (not installed, weights not fetched), error
     note: str = ""
 
 
@@ -169,6 +169,9 @@ def check(config: dict[str, Any], *, tolerance: float, only: list[str] | None = 
         try:
             record = _run_benchmark(name, list(bench.get("argv", [])))
             note = "" if record is not None else "unavailable"
+        except WeightsError as exc:  # weights not fetched on this machine: nothing to measure, not a regression
+            logger.warning("benchmark %s skipped: %s", name, exc)
+            record, note = None, f"unavailable: {exc}"
         except Exception as exc:  # a broken benchmark fails the check, it does not crash it
             logger.exception("benchmark %s failed", name)
             record, note = None, f"error: {type(exc).__name__}: {exc}"
@@ -192,8 +195,8 @@ def _check_row(name: str, metric: str, spec: dict[str, Any], raw: Any, note: str
     kind = spec.get("kind", "ratio")
     higher = spec.get("higher_is_better", kind != "seconds")
     baseline = spec.get("baseline")
-    if note == "unavailable":
-        return CheckRow(name, metric, kind, None, None, baseline, None, "unavailable")
+    if note.startswith("unavailable"):
+        return CheckRow(name, metric, kind, None, None, baseline, None, "unavailable", note[len("unavailable: "):])
     if not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
         why = note or f"the benchmark did not report a positive number for {metric!r}"
         return CheckRow(name, metric, kind, None, None, baseline, None, "error", why)

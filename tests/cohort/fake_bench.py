@@ -10,7 +10,12 @@ DESCRIPTION = "fake benchmark for tests"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speedup", type=float, default=4.0)
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--no-weights", action="store_true")
 
 
 def run(args: argparse.Namespace) -> dict:
+    if args.no_weights:
+        from imaging.errors import WeightsError
+
+        raise WeightsError("weights not fetched: run `zeroclick weights fetch`")
     return {"speedup_vs_slow": args.speedup, "stages": {"total_s": args.seconds}, "tiles_per_s": 10.0 / args.seconds}

@@ -73,6 +73,19 @@ def test_a_configuration_the_benchmark_no_longer_accepts_fails(fake_registry):
     assert "no longer accepted" in record["checks"][0]["note"]
 
 
+def test_missing_weights_make_a_benchmark_unavailable_not_a_regression(fake_registry):
+    record = regression.check(_config(["--no-weights"]), tolerance=0.3)
+    assert record["regressed"] == []
+    rows = [c for c in record["checks"] if c["benchmark"] == "fake"]
+    assert {c["status"] for c in rows} == {"unavailable"} and "weights fetch" in rows[0]["note"]
+
+
+def test_a_crashing_benchmark_is_a_failure(fake_registry):
+    record = regression.check(_config(["--seconds", "0"]), tolerance=0.3)  # ZeroDivisionError inside
+    assert record["regressed"] == ["fake.speedup_vs_slow", "fake.stages.total_s", "fake.tiles_per_s"]
+    assert "ZeroDivisionError" in record["checks"][0]["note"]
+
+
 def test_reference_workload_is_positive_and_combines_both_parts():
     ref = regression.reference_seconds(repeats=1)
     assert ref["blas_s"] > 0 and ref["python_s"] > 0
