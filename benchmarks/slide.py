@@ -83,21 +83,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             record.update(slide_size=[width, height], slide_mpp=args.mpp, generate_s=round(info.elapsed_s, 2),
                           slide_file_mb=round(info.file_size_mb, 1), truth_nuclei=info.n_nuclei)
         with open_slide(path) as slide:
-            if not slide.has_fast_path:
+            fast = slide.fast_reader
+            if fast is None:
                 raise SystemExit(f"{path} has no direct-tile path (not a tiled TIFF); nothing to compare")
-            lay = slide.fast_reader.levels[0]
+            lay = fast.levels[0]
             tiles = _tissue_tiles(slide, args.read_tiles)
             osr = slide.openslide
             # Warm the page cache once so both readers see the same (warm) file.
             for tx, ty in tiles:
-                slide.fast_reader.tile_bytes(0, tx, ty)
+                fast.tile_bytes(0, tx, ty)
             t = time.perf_counter()
             for tx, ty in tiles:
                 osr.read_region((tx * lay.tile_w, ty * lay.tile_h), 0, (lay.tile_w, lay.tile_h))
             os_s = time.perf_counter() - t
             t = time.perf_counter()
             for tx, ty in tiles:
-                slide.fast_reader.decode_tile(0, tx, ty)
+                fast.decode_tile(0, tx, ty)
             fast_s = time.perf_counter() - t
         record.update(
             read_tiles=len(tiles),

@@ -73,7 +73,7 @@ class TiffTileReader:
 
         self.path = os.fspath(path)
         self._tif = tifffile.TiffFile(self.path)
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd: int | None = os.open(self.path, os.O_RDONLY)
         pages = [p for p in self._iter_pages() if p.is_tiled]
         self._pages = []
         layouts = []
@@ -124,6 +124,8 @@ class TiffTileReader:
         offset, count = int(page.dataoffsets[index]), int(page.databytecounts[index])
         if count == 0:
             return b""
+        if self._fd is None:
+            raise SlideUnreadableError("the tile reader is closed")
         data = os.pread(self._fd, count, offset)
         if len(data) != count:
             raise CorruptTileError(
@@ -221,8 +223,9 @@ class TiffTileReader:
         return worst
 
     def close(self) -> None:
-        if getattr(self, "_fd", None) is not None:
-            os.close(self._fd)
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
             self._fd = None
         self._tif.close()
 

@@ -247,7 +247,7 @@ def open_slide(
     meta = SlideMeta(
         path=str(p),
         vendor=str(props.get("openslide.vendor", fmt)),
-        level_dimensions=tuple(tuple(int(v) for v in d) for d in osr.level_dimensions),
+        level_dimensions=tuple((int(d[0]), int(d[1])) for d in osr.level_dimensions),
         level_downsamples=tuple(float(d) for d in osr.level_downsamples),
         mpp_x=mpp_x,
         mpp_y=mpp_y,
@@ -286,7 +286,7 @@ def _is_tiff(p: Path) -> bool:
 
 def _try_fast(p: Path, osr, n_tiles: int, tolerance: int) -> tuple[TiffTileReader | None, int | None]:
     try:
-        reader = TiffTileReader(p, tuple(tuple(int(v) for v in d) for d in osr.level_dimensions))
+        reader = TiffTileReader(p, tuple((int(d[0]), int(d[1])) for d in osr.level_dimensions))
     except Exception as exc:  # not eligible: OpenSlide stays the reader
         logger.debug("direct-tile path not used for %s: %s", p.name, exc)
         return None, None

@@ -16,6 +16,7 @@ import queue
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -119,7 +120,7 @@ class TileReader:
                 yield TileRead(tile, None, f"{type(exc).__name__}: {exc}")
 
     def _parallel(self) -> Iterator[TileRead]:
-        ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+        ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         n_workers = min(self.workers, len(self.grid))
         tasks = ctx.Queue()
         results = ctx.Queue(maxsize=self.prefetch)

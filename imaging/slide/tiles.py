@@ -101,7 +101,7 @@ def tile_grid(
     half = overlap_px // 2
     n_cols = math.ceil(w0 / (stride * scale0))
     n_rows = math.ceil(h0 / (stride * scale0))
-    tiles = []
+    tiles: list[Tile] = []
     for r in range(n_rows):
         for c in range(n_cols):
             cx0, cy0 = c * stride * scale0, r * stride * scale0

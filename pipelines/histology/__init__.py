@@ -109,7 +109,7 @@ def run(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     own = not isinstance(slide, Slide)
-    sl = open_slide(slide, mpp=mpp) if own else slide  # type: ignore[arg-type]
+    sl: Slide = slide if isinstance(slide, Slide) else open_slide(slide, mpp=mpp)
     try:
         return _run_open(sl, out_dir=out_dir, engine=engine, target_mpp=target_mpp, tile_px=tile_px,
                          overlap_px=overlap_px, workers=workers, prefetch=prefetch, batch_size=batch_size,

@@ -207,7 +207,8 @@ class HoVerNetEngine:
             maps = self.predict_tile(rgb_batch[i])
             hv = maps["horizontal_vertical"]
             if float(hv.amax() - hv.amin()) == 0.0:  # flat HV map (e.g. blank tile): MONAI rejects it
-                inst, info = np.zeros(rgb_batch.shape[1:3], np.int32), {}
+                info: dict = {}
+                inst = np.zeros(rgb_batch.shape[1:3], np.int32)
             else:
                 info, inst_t = inst_post(maps["nucleus_prediction"], hv)
                 inst = np.asarray(inst_t)[0].astype(np.int32)
@@ -317,7 +318,7 @@ def classify_patches(
                    key=lambda r: r.tile.index)
     probs, embs = [], []
     for sl in batches(len(reads), batch_size):
-        x = torch.from_numpy(np.stack([r.rgb for r in reads[sl]])).to(dev).permute(0, 3, 1, 2).float() / 255.0
+        x = torch.from_numpy(np.stack([r.rgb for r in reads[sl] if r.rgb is not None])).to(dev).permute(0, 3, 1, 2).float() / 255.0
         x = (x - mean) / std
         with torch.no_grad():
             probs.append(torch.softmax(model(x), dim=1).cpu().numpy())

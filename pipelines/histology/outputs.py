@@ -45,7 +45,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text))
+    def write(p: Path) -> None:
+        p.write_text(text)
+
+    return atomic_write(path, write)
 
 
 def write_geojson(path: Path, tissue_polygons: list, nuclei: np.ndarray, *, mpp0: float) -> Path:
