@@ -7,7 +7,8 @@ import pytest
 
 from pipelines.cardiac import run
 
-pytestmark = pytest.mark.slow
+# 20 + 6 slices through the network: ~30 s on a quiet 2-core machine, minutes when it is shared
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _reference(shared_data):
