@@ -11,7 +11,10 @@ DEMO   ?= demo-out
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch>=2.4" || echo "torch==2.13.0")
 PYTEST_ARGS ?=
 
-.PHONY: demo test install lint clean-venv
+.PHONY: demo test install lint clean-venv weights
+
+weights: $(STAMP)
+	$(ZC) weights fetch
 
 install: $(STAMP)
 
@@ -25,7 +28,9 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m pipelines.demo --out $(DEMO)
 
+# The real-weight tests need the fetched, SHA-256-verified weights; tests themselves never download.
 test: $(STAMP)
+	$(ZC) weights fetch
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
