@@ -50,3 +50,20 @@ def test_ray_actor_crash_fails_only_its_unit(tmp_path, ray_cluster):
     run = run_cohort(FAKE, [inputs], tmp_path / "out", backend="ray", workers=2, gpus_per_worker=0.5)
     assert [r.status for r in run.rows] == ["ok", "failed", "ok", "ok"]
     assert run.rows[1].error.startswith("WorkerDied")
+
+
+def test_real_slide_kind_on_ray_matches_local_on_its_deterministic_files(tmp_path, ray_cluster, shared_data):
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    (slides / "tiny.dcm").symlink_to(shared_data / "slides" / "highdicom_sm_image.dcm")
+    (slides / "broken.svs").write_bytes(b"not a slide at all")
+    local = run_cohort("slide", [slides], tmp_path / "local", device="cpu")
+    distributed = run_cohort("slide", [slides], tmp_path / "ray", device="cpu", backend="ray", workers=2)
+    assert [(r.id, r.status) for r in distributed.rows] == [("broken.svs", "failed"), ("tiny.dcm", "ok")]
+    assert [r.outputs for r in distributed.rows] == [r.outputs for r in local.rows]
+
+    # result.json and run_metadata.json record each run's own timings; every other file must be identical
+    def canonical(root: Path) -> dict[str, bytes]:
+        return {k: v for k, v in tree_bytes(root).items() if not k.endswith(("result.json", "run_metadata.json"))}
+
+    assert canonical(tmp_path / "ray") == canonical(tmp_path / "local") != {}
