@@ -8,6 +8,7 @@ weights are loaded once per worker and reused for every exam.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def cmr_load(device: str) -> CardiacContext:
             f"the cardiac pipeline is not available in this installation ({exc}); "
             "install the full zeroclick package and check that `zeroclick cmr --help` works"
         ) from exc
-    engine = Engine(device=device)
+    # Cohort workers share the cores out through OMP_NUM_THREADS (set by the runner and by Ray for its actors).
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    engine = Engine(device=device, num_threads=int(threads) if threads.isdigit() and int(threads) > 0 else None)
     return CardiacContext(device, CineSegmenter(engine=engine), LgeSegmenter(engine=engine))
 
 

@@ -74,3 +74,16 @@ def test_real_dicom_slide_and_a_broken_svs_through_the_slide_cohort(tmp_path, sh
     features = json.loads((tmp_path / "out" / "tiny.dcm" / "result.json").read_text())
     assert ok.summary["nuclei_count"] == features["nuclei_count"]
     assert all((tmp_path / "out" / o).is_file() for o in ok.outputs)
+
+
+def test_cmr_workers_use_their_share_of_the_cores(monkeypatch, weights_ready):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what the runner gives each of K workers on K cores
+    try:
+        context = cmr_load("cpu")
+        assert context.cine_segmenter.engine.num_threads == 1
+        assert context.lge_segmenter.engine is context.cine_segmenter.engine  # one engine, weights loaded once
+    finally:
+        torch.set_num_threads(before)
