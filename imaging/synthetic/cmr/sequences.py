@@ -10,51 +10,43 @@ first-pass perfusion (gamma-variate bolus through RV, LV, then myocardium; the i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
 
 from . import phantom as ph
 
-# SSFP cine. ACDC patient101 (0..255): blood ~185, myocardium ~65, fat ~210, liver ~80, lung ~12.
-_CINE = {ph.AIR: 0, ph.FAT: 900, ph.MUSCLE: 270, ph.LUNG: 45, ph.LIVER: 360, ph.BLOOD: 820, ph.MYO: 280,
-         ph.INFARCT: 290, ph.MVO: 280, ph.SOFT: 300, ph.BONE: 90, ph.MARROW: 560, ph.STOMACH: 620,
-         ph.VESSEL: 520}
-# LGE magnitude (TI chosen to null myocardium)
-_LGE = {ph.AIR: 0, ph.FAT: 620, ph.MUSCLE: 120, ph.LUNG: 30, ph.LIVER: 330, ph.BLOOD: 560, ph.MYO: 35,
-        ph.INFARCT: 1150, ph.MVO: 70, ph.SOFT: 260, ph.BONE: 60, ph.MARROW: 420, ph.STOMACH: 300,
-        ph.VESSEL: 380}
-# native T1 at 1.5 T (ms) and proton density (relative)
-_T1_MS = {ph.AIR: 0, ph.FAT: 260, ph.MUSCLE: 1010, ph.LUNG: 1200, ph.LIVER: 580, ph.BLOOD: 1580, ph.MYO: 990,
-          ph.INFARCT: 1280, ph.MVO: 1350, ph.SOFT: 900, ph.BONE: 400, ph.MARROW: 550, ph.STOMACH: 2500,
-          ph.VESSEL: 1500}
-_PD = {ph.AIR: 0, ph.FAT: 0.9, ph.MUSCLE: 0.7, ph.LUNG: 0.12, ph.LIVER: 0.7, ph.BLOOD: 0.95, ph.MYO: 0.75,
-       ph.INFARCT: 0.8, ph.MVO: 0.8, ph.SOFT: 0.75, ph.BONE: 0.2, ph.MARROW: 0.8, ph.STOMACH: 0.9,
-       ph.VESSEL: 0.9}
-# perfusion: baseline (saturation recovery) and peak enhancement
-_PERF_BASE = {ph.AIR: 0, ph.FAT: 260, ph.MUSCLE: 110, ph.LUNG: 25, ph.LIVER: 170, ph.BLOOD: 120, ph.MYO: 110,
-              ph.INFARCT: 115, ph.MVO: 115, ph.SOFT: 140, ph.BONE: 50, ph.MARROW: 200, ph.STOMACH: 120,
-              ph.VESSEL: 150}
-# texture amplitude per tissue (relative, low-frequency)
-_TEXTURE = {ph.FAT: 0.07, ph.MUSCLE: 0.08, ph.LIVER: 0.06, ph.BLOOD: 0.05, ph.MYO: 0.07, ph.SOFT: 0.25,
-            ph.STOMACH: 0.2, ph.MARROW: 0.1, ph.INFARCT: 0.08}
+# One row per tissue: SSFP cine, LGE magnitude (TI nulling myocardium), native T1 at 1.5 T (ms), proton
+# density, first-pass perfusion baseline, texture amplitude. Cine ratios follow ACDC patient101 (0..255):
+# blood ~185, myocardium ~65, fat ~210, liver ~80, lung ~12.
+_PROPERTIES: dict[int, tuple[float, float, float, float, float, float]] = {
+    #             cine   LGE     T1    PD   perf  texture
+    ph.AIR:     (0.0,    0.0,    0.0, 0.0,    0.0, 0.0),
+    ph.FAT:     (900.0,  620.0,  260.0, 0.9,  260.0, 0.07),
+    ph.MUSCLE:  (270.0,  120.0, 1010.0, 0.7,  110.0, 0.08),
+    ph.LUNG:    (45.0,   30.0,  1200.0, 0.12,  25.0, 0.0),
+    ph.LIVER:   (360.0,  330.0,  580.0, 0.7,  170.0, 0.06),
+    ph.BLOOD:   (820.0,  560.0, 1580.0, 0.95, 120.0, 0.05),
+    ph.MYO:     (280.0,  35.0,   990.0, 0.75, 110.0, 0.07),
+    ph.INFARCT: (290.0,  1150.0, 1280.0, 0.8, 115.0, 0.08),
+    ph.MVO:     (280.0,  70.0,  1350.0, 0.8,  115.0, 0.0),
+    ph.SOFT:    (300.0,  260.0,  900.0, 0.75, 140.0, 0.25),
+    ph.BONE:    (90.0,   60.0,   400.0, 0.2,   50.0, 0.0),
+    ph.MARROW:  (560.0,  420.0,  550.0, 0.8,  200.0, 0.1),
+    ph.STOMACH: (620.0,  300.0, 2500.0, 0.9,  120.0, 0.2),
+    ph.VESSEL:  (520.0,  380.0, 1500.0, 0.9,  150.0, 0.0),
+}
 
 
-def _table(values: Mapping[int, float]) -> np.ndarray:
+def _column(index: int) -> np.ndarray:
     t = np.zeros(ph.N_TISSUES, np.float32)
-    for k, v in values.items():
-        t[k] = v
+    for tissue, values in _PROPERTIES.items():
+        t[tissue] = values[index]
     t[ph.BLOOD_RV] = t[ph.BLOOD]
     return t
 
 
-CINE = _table(_CINE)
-LGE = _table(_LGE)
-T1_MS = _table(_T1_MS)
-PD = _table(_PD)
-PERF_BASE = _table(_PERF_BASE)
-TEXTURE = _table(_TEXTURE)
+CINE, LGE, T1_MS, PD, PERF_BASE, TEXTURE = (_column(i) for i in range(6))
 LOCALIZER = CINE * 0.8
 
 
