@@ -155,11 +155,17 @@ def run(
     function: FunctionResult | None = None
     phases: PhaseChoice | None = None
     t_inf = 0.0
+    search: PhaseSearchResult | None = None
     if case.cine is not None:
         t0 = time.perf_counter()
-        search = _cine_phases(case, cine_segmenter, all_phases=all_phases, n_search=n_search_slices,
-                              phase_step=phase_step, margin_fraction=margin_fraction)
+        try:
+            search = _cine_phases(case, cine_segmenter, all_phases=all_phases, n_search=n_search_slices,
+                                  phase_step=phase_step, margin_fraction=margin_fraction)
+        except (InvalidInputError, AnalysisError) as exc:  # a bad cine must not cost the LGE result
+            qc.append(QcFlag("cine_segmentation_failed", "error", f"cine segmentation failed: {exc}", "cine",
+                             ("lv_edv_ml", "lv_esv_ml", "lv_ef_percent")))
         t_inf += time.perf_counter() - t0
+    if case.cine is not None and search is not None:
         slices_inferred += search.slices_inferred
         phases = search.choice
         ed_i, es_i = _array_phase(case, phases.ed_phase), _array_phase(case, phases.es_phase)
@@ -187,12 +193,18 @@ def run(
     lge: LgeResult | None = None
     if case.lge is not None:
         t0 = time.perf_counter()
-        labels = np.asarray(_labels_of(lge_segmenter.segment(case.lge)), dtype=np.uint8)
+        try:
+            labels = np.asarray(_labels_of(lge_segmenter.segment(case.lge)), dtype=np.uint8)
+        except (InvalidInputError, AnalysisError) as exc:  # a bad LGE must not cost the cine result
+            labels = None
+            qc.append(QcFlag("lge_segmentation_failed", "error", f"LGE segmentation failed: {exc}", "lge",
+                             ("myocardium_ml", "infarct_ml", "infarct_percent_of_myocardium")))
         t_inf += time.perf_counter() - t0
-        slices_inferred += case.lge.spatial_shape[0]
-        masks["lge"] = case.lge.with_array(labels)
-        lge = compute_lge(masks["lge"], case.lge)
-        qc += check_masks(masks["lge"], phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
+        if labels is not None:
+            slices_inferred += case.lge.spatial_shape[0]
+            masks["lge"] = case.lge.with_array(labels)
+            lge = compute_lge(masks["lge"], case.lge)
+            qc += check_masks(masks["lge"], phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
     seconds["inference"] = t_inf
 
     # --- AHA segments, geometry QC, risk ---------------------------------------------------------
@@ -210,7 +222,8 @@ def run(
         qc += check_geometry(case.cine, case.lge)
     if function is not None and lge is not None:
         qc += check_lge_against_cine(lge, function)
-    risk = compute_risk(function, lge, prior_measurements=_prior_measurements(prior, warnings))
+    invalid = {f for q in qc if q.severity == "error" for f in q.affects}
+    risk = compute_risk(function, lge, prior_measurements=_prior_measurements(prior, warnings), invalid=invalid)
     seconds["quantification"] = time.perf_counter() - t0 + seconds.get("quantification", 0.0)
 
     status = "ok"

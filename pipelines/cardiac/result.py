@@ -376,6 +376,7 @@ class CardiacResult:
             "failure_reason": self.failure_reason,
             "source": self.source,
             "measurements": self.measurements,
+            "measurements_not_valid": sorted({f for q in self.qc_errors for f in q.affects}),
             "function": _plain(self.function),
             "aha": _plain(self.aha),
             "lge": _plain(self.lge),

@@ -58,13 +58,21 @@ def compute_risk(
     lge: LgeResult | None,
     *,
     prior_measurements: dict[str, float | None] | None = None,
+    invalid: set[str] | frozenset[str] = frozenset(),
 ) -> RiskFeatures:
-    """Risk features from this exam (and ``prior_measurements`` from an earlier report.json, for remodeling)."""
-    ef = None if function is None else function.lv_ef_percent
-    esvi = None if function is None else function.lv_esv_index_ml_per_m2
-    infarct = None if lge is None else lge.infarct_percent_of_myocardium
-    mvo = None if lge is None else lge.mvo_percent_of_myocardium
-    gray = None if lge is None else lge.gray_zone_g
+    """Risk features from this exam (and ``prior_measurements`` from an earlier report.json, for remodeling).
+
+    ``invalid`` names measurements that QC declared not valid: features built on them get ``value=None``.
+    """
+
+    def ok(name: str, value: float | None) -> float | None:
+        return None if name in invalid else value
+
+    ef = None if function is None else ok("lv_ef_percent", function.lv_ef_percent)
+    esvi = None if function is None else ok("lv_esv_ml", function.lv_esv_index_ml_per_m2)
+    infarct = None if lge is None else ok("infarct_percent_of_myocardium", lge.infarct_percent_of_myocardium)
+    mvo = None if lge is None else ok("mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium)
+    gray = None if lge is None else ok("infarct_percent_of_myocardium", lge.gray_zone_g)
     features = [
         RiskFeature("lvef_le_35", ef, "%", _le(ef, 35.0), "LVEF <= 35%",
                     "ICD for primary prevention in ischaemic heart disease with LVEF <= 35% despite >= 3 months of "
@@ -85,8 +93,8 @@ def compute_risk(
                     WHITE_1987, "needs height and weight (BSA)"),
     ]
     if prior_measurements is not None and function is not None:
-        d_edv = _rise_percent(function.lv_edv_ml, prior_measurements.get("lv_edv_ml"))
-        d_esv = _rise_percent(function.lv_esv_ml, prior_measurements.get("lv_esv_ml"))
+        d_edv = _rise_percent(ok("lv_edv_ml", function.lv_edv_ml), prior_measurements.get("lv_edv_ml"))
+        d_esv = _rise_percent(ok("lv_esv_ml", function.lv_esv_ml), prior_measurements.get("lv_esv_ml"))
         adverse = None if d_edv is None or d_esv is None else bool(
             d_edv >= REMODELING_RISE_PERCENT and d_esv >= REMODELING_RISE_PERCENT)
         for name, value in (("lv_edv_rise_percent", d_edv), ("lv_esv_rise_percent", d_esv)):

@@ -118,3 +118,29 @@ def test_lge_failure_is_flagged_against_the_cine():
     assert "lge_cine_myocardium_mismatch" in codes and "lge_infarct_implausible" in codes
     assert "infarct_percent_of_myocardium" in codes["lge_cine_myocardium_mismatch"].affects
     assert res.status == "partial"
+
+
+def test_blank_lge_costs_only_the_lge_part():
+    case, labels, _, segs = _case()
+    blank = CaseInputs(kind=case.kind, source=case.source, cine=case.cine,
+                       lge=case.lge.with_array(np.zeros_like(case.lge.array)), height_m=1.8, weight_kg=80.0)
+
+    class Refuses:
+        def segment(self, volume, slices=None):
+            raise InvalidInputError("the volume has no positive voxels")
+
+    res = run(blank, cine_segmenter=segs["cine_segmenter"], lge_segmenter=Refuses())
+    assert res.status == "partial" and res.lge is None and res.function is not None
+    assert any(q.code == "lge_segmentation_failed" for q in res.qc)
+    assert "infarct_percent_of_myocardium" in res.to_dict()["measurements_not_valid"]
+
+
+def test_invalid_measurements_do_not_feed_risk_features():
+    case, labels, lge_labels, segs = _case()
+    broken = np.zeros_like(lge_labels)
+    broken[4, 40:46, 40:46] = 3
+    broken[4, 46:48, 40:46] = 2
+    res = run(case, cine_segmenter=segs["cine_segmenter"], lge_segmenter=TruthSegmenter(case.lge, broken))
+    assert res.lge.infarct_percent_of_myocardium > 75
+    assert res.risk.get("infarct_size_percent_lv").value is None
+    assert res.risk.get("lvef_le_35").value == pytest.approx(res.function.lv_ef_percent)
