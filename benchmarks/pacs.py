@@ -21,9 +21,56 @@ DESCRIPTION = "zeroclick listen: reception images/s and end-to-end seconds from 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=600, help="images in the generated exam (default 600)")
     parser.add_argument("--stable-seconds", type=float, default=2.0, help="listener stable-study delay")
-    parser.add_argument("--analysis", default="", help="module:function (default: the cardiac pipeline)")
+    parser.add_argument("--analysis", default="",
+                        help="module:function (default: the cardiac pipeline with its networks); 'truth' = the "
+                             "same pipeline with the generator's truth masks in place of the networks (times "
+                             "transport, spool, queue, quantification and DICOM writers without inference)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=0)
+
+
+TRUTH_ENV = "ZC_BENCH_TRUTH_DIR"
+
+
+class _TruthSegmenter:
+    """Stands in for a network: returns the generator's truth labels of the phase it is shown."""
+
+    def __init__(self, images, labels) -> None:
+        self.images, self.labels = images, labels
+        self.provenance = {"weights_id": "ground-truth", "weights_sha256": "0" * 64, "device": "cpu"}
+
+    def segment(self, volume, slices=None):
+        import numpy as np
+
+        arr = getattr(volume, "array", volume)
+        if self.labels.ndim == 3:
+            out = self.labels.copy()
+        else:
+            phase = next(p for p in range(self.images.array.shape[0]) if np.array_equal(self.images.array[p], arr))
+            out = self.labels[phase].copy()
+        if slices is not None:
+            keep = np.zeros(out.shape[0], bool)
+            keep[list(slices)] = True
+            out[~keep] = 0
+        return out
+
+
+def truth_analysis(in_dir: Path, out_dir: Path) -> list[Path]:
+    """The cardiac pipeline on the received study with the generator's truth masks (``$ZC_BENCH_TRUTH_DIR``)."""
+    import os
+
+    import numpy as np
+
+    from imaging.synthetic.cmr import load_truth
+    from pipelines.cardiac import run as run_cardiac
+    from pipelines.cardiac.inputs import load_case
+    from pipelines.cardiac.report import write_dicom_outputs
+
+    truth = load_truth(os.environ[TRUTH_ENV])
+    case = load_case(in_dir)
+    result = run_cardiac(case, cine_segmenter=_TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8)),
+                         lge_segmenter=_TruthSegmenter(case.lge, truth["lge"].array.astype(np.uint8)))
+    return write_dicom_outputs(result, out_dir, source=in_dir)
 
 
 def _free_port() -> int:
@@ -52,6 +99,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zc-bench-pacs-") as tmp:
         root = Path(tmp)
         generate_exam(root / "exam", n_images=args.images, seed=args.seed)
+        analysis = args.analysis or None
+        extra_env = {}
+        if analysis == "truth":
+            analysis, extra_env = "benchmarks.pacs:truth_analysis", {TRUTH_ENV: str(root / "exam")}
         files = sorted(p for p in (root / "exam" / "dicom").rglob("*") if p.is_file())
         datasets = [pydicom.dcmread(p) for p in files]  # decoded before timing: we time the network + spool
 
@@ -64,7 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         listener = Listener(ListenerConfig(
             spool_dir=root / "spool", port=_free_port(), allowed_aets=("BENCHSCU",),
             destination=f"BENCHPACS@127.0.0.1:{dest_port}", stable_s=args.stable_seconds,
-            analysis=args.analysis or None, min_free_bytes=0, poll_s=0.05))
+            analysis=analysis, min_free_bytes=0, poll_s=0.05, extra_env=extra_env))
         listener.start()
         try:
             scu = AE(ae_title="BENCHSCU")
@@ -95,5 +146,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "last_image_to_results_sent_s": (t_results - t_last) if t_results else None,
         "analysis_s": (job[1] - job[0]) if job[0] and job[1] else None,
         "job_state": job[3],
-        "analysis": args.analysis or "pipelines.pacs.analysis:cardiac_analysis",
+        "analysis": analysis or "pipelines.pacs.analysis:cardiac_analysis",
     }

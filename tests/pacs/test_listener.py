@@ -32,13 +32,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:
+def wait_for(predicate, timeout_s: float, what: str, detail=lambda: "") -> None:
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{detail()}")
 
 
 @pytest.fixture
@@ -246,7 +246,7 @@ def test_sigkill_during_reception_loses_no_acknowledged_instance(tmp_path, desti
         assert set(acked) <= known
         # the modality resends the whole study at once (it never got answers for the rest)
         assert push(exam_files(pacs_exam), lp.port) == [0] * 18, lp.log()
-        wait_for(lambda: len(received) >= 5, 45, "results at the destination")
+        wait_for(lambda: len(received) >= 5, 120, "results at the destination", lp.log)
         time.sleep(1.5)
         assert len(received) == 5 and len({u for u, _ in received}) == 5
         final = lp.status()
@@ -273,7 +273,7 @@ def test_sigkill_during_analysis_requeues_the_job_and_sends_once(tmp_path, desti
         wait_for(lambda: not Path(f"/proc/{first_pid}").exists(), 10, "the orphaned analysis to die with the listener")
         assert received == []
         lp.start()
-        wait_for(lambda: len(received) >= 5, 50, "results at the destination after restart")
+        wait_for(lambda: len(received) >= 5, 120, "results at the destination after restart", lp.log)
         time.sleep(1.5)
         assert len(received) == 5 and len({u for u, _ in received}) == 5
         final = lp.status()
