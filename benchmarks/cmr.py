@@ -117,7 +117,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_outputs(result, tmp / "out")
         outputs_s = time.perf_counter() - t0
         total_s = time.perf_counter() - t_start
-        st = result.provenance.stage_seconds
+        prov = result.provenance
+        assert prov is not None
+        st = prov.stage_seconds
         stages = {"scan": st.get("scan", 0.0), "decode": st.get("decode", 0.0), "inference": st.get("inference", 0.0),
                   "quantification": st.get("quantification", 0.0), "outputs": outputs_s}
         record: dict[str, Any] = {
@@ -125,8 +127,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "generate_s": generate_s,
             "total_s": round(total_s, 3),
             "stages": {k: round(v, 3) for k, v in stages.items()},
-            "slices_inferred": result.provenance.slices_inferred,
-            "device": result.provenance.device,
+            "slices_inferred": prov.slices_inferred,
+            "device": prov.device,
             "status": result.status,
             "phases": {"ed": result.phases.ed_phase, "es": result.phases.es_phase, "method": result.phases.method}
             if result.phases else None,

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -169,18 +169,19 @@ def run(
         slices_inferred += search.slices_inferred
         phases = search.choice
         ed_i, es_i = _array_phase(case, phases.ed_phase), _array_phase(case, phases.es_phase)
-        masks["cine_ed"] = case.cine.phase(ed_i).with_array(search.full_stacks[ed_i].astype(np.uint8))
-        masks["cine_es"] = case.cine.phase(es_i).with_array(search.full_stacks[es_i].astype(np.uint8))
+        ed_mask = case.cine.phase(ed_i).with_array(search.full_stacks[ed_i].astype(np.uint8))
+        es_mask = case.cine.phase(es_i).with_array(search.full_stacks[es_i].astype(np.uint8))
+        masks["cine_ed"], masks["cine_es"] = ed_mask, es_mask
         if phases.method == "all_phases":
             stack = np.stack([search.full_stacks[p] for p in range(case.cine.n_phases)]).astype(np.uint8)
             masks["cine_all"] = case.cine.with_array(stack)
-        qc += check_masks(masks["cine_ed"], phase="ED") + check_masks(masks["cine_es"], phase="ES")
+        qc += check_masks(ed_mask, phase="ED") + check_masks(es_mask, phase="ES")
         if not any(q.code == "cine_ED_no_lv" for q in qc):
             curve = [search.choice.full_stack_lv_ml[p] for p in range(case.cine.n_phases)] \
                 if phases.method == "all_phases" else []
             rv_curve = [float(np.count_nonzero(search.full_stacks[p] == 1)) * case.cine.voxel_volume_ml
                         for p in range(case.cine.n_phases)] if curve else []
-            function = compute_function(masks["cine_ed"], masks["cine_es"], heart_rate_bpm=case.heart_rate_bpm,
+            function = compute_function(ed_mask, es_mask, heart_rate_bpm=case.heart_rate_bpm,
                                         height_m=case.height_m, weight_kg=case.weight_kg,
                                         lv_curve_ml=curve, rv_curve_ml=rv_curve)
             qc += check_function(function)
@@ -191,7 +192,7 @@ def run(
 
     # --- LGE -----------------------------------------------------------------------------------
     lge: LgeResult | None = None
-    if case.lge is not None:
+    if case.lge is not None and lge_segmenter is not None:
         t0 = time.perf_counter()
         try:
             labels = np.asarray(_labels_of(lge_segmenter.segment(case.lge)), dtype=np.uint8)
@@ -202,9 +203,10 @@ def run(
         t_inf += time.perf_counter() - t0
         if labels is not None:
             slices_inferred += case.lge.spatial_shape[0]
-            masks["lge"] = case.lge.with_array(labels)
-            lge = compute_lge(masks["lge"], case.lge)
-            qc += check_masks(masks["lge"], phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
+            lge_mask = case.lge.with_array(labels)
+            masks["lge"] = lge_mask
+            lge = compute_lge(lge_mask, case.lge)
+            qc += check_masks(lge_mask, phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
     seconds["inference"] = t_inf
 
     # --- AHA segments, geometry QC, risk ---------------------------------------------------------
@@ -226,7 +228,7 @@ def run(
     risk = compute_risk(function, lge, prior_measurements=_prior_measurements(prior, warnings), invalid=invalid)
     seconds["quantification"] = time.perf_counter() - t0 + seconds.get("quantification", 0.0)
 
-    status = "ok"
+    status: Literal["ok", "partial", "failed"] = "ok"
     if (case.cine is not None and function is None) or (case.lge is not None and lge is None) or \
             any(q.severity == "error" for q in qc):
         status = "partial"

@@ -8,8 +8,7 @@
   and, when present, ``patientNNN_4d.nii.gz``.
 * EMIDEC-style LGE NIfTI file (``.nii`` / ``.nii.gz``): LGE only.
 
-NIfTI files become Volumes with the orientation of .devwork/CONTRACTS.md (``imaging.nifti.load`` when that
-module exists, the same conversion here otherwise).
+NIfTI files become Volumes through :func:`imaging.nifti.load` (orientation of .devwork/CONTRACTS.md).
 """
 
 from __future__ import annotations
@@ -57,28 +56,10 @@ class CaseInputs:
 
 
 def nifti_to_volume(path: str | Path) -> Volume:
-    """Load a NIfTI file into a Volume (CONTRACTS.md orientation: ``array[z, y, x] = data[x, y, z]``)."""
-    try:
-        from imaging.nifti import load  # type: ignore[import-not-found]
-    except ImportError:
-        load = None
-    if load is not None:
-        return load(path)
-    import nibabel as nib
+    """Load a NIfTI file into a Volume (CONTRACTS.md orientation, through :func:`imaging.nifti.load`)."""
+    from imaging.nifti import load
 
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # nibabel raises several types for broken files
-        raise InvalidInputError(f"{Path(path).name}: not a readable NIfTI file ({exc}); check the file") from exc
-    if data.ndim not in (3, 4):
-        raise InvalidInputError(f"{Path(path).name}: NIfTI with {data.ndim} dimensions; expected 3-D or 4-D")
-    array = data.transpose(2, 1, 0) if data.ndim == 3 else data.transpose(3, 2, 1, 0)
-    perm = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ img.affine @ perm
-    zooms = img.header.get_zooms()
-    return Volume(np.ascontiguousarray(array, dtype=np.float32), affine,
-                  (float(zooms[2]), float(zooms[1]), float(zooms[0])), source=str(path))
+    return load(path)
 
 
 def _parse_info_cfg(path: Path) -> dict[str, str]:
