@@ -133,5 +133,13 @@ def _dicom_and_send(result, out: Path, destination: tuple[str, str, int] | None,
         extra["errors"].append(msg)
         return extra, 4
     extra["sent_to"] = f"{aet}@{host}:{port}"
-    extra["send_result"] = sent if isinstance(sent, (dict, list, str, int, float, type(None))) else str(sent)
+    stored = getattr(sent, "stored", ())
+    failed = list(getattr(sent, "failed", ()))
+    extra["send_result"] = {"stored": len(stored), "failed": [list(f) for f in failed],
+                            "attempts": getattr(sent, "attempts", None), "seconds": getattr(sent, "seconds", None)}
+    if failed:
+        msg = f"{len(failed)} of {len(paths)} DICOM outputs were not stored by {aet}@{host}:{port}"
+        print(f"zeroclick: {msg}", file=sys.stderr)
+        extra["errors"].append(msg)
+        return extra, 4
     return extra, 0
