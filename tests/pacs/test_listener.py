@@ -309,3 +309,39 @@ def test_tls_reception_and_send_files_over_tls(tmp_path, pacs_exam):
         assert lst.spool.status()["instances"] == 3
     finally:
         lst.stop()
+
+
+def test_send_files_decompresses_for_a_peer_without_jpeg_ls(pacs_exam, tmp_path):
+    import numpy as np
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+
+    from imaging.dicom.write import SegmentSpec, derived_uid, save_atomically, segmentation_from_labels
+    from imaging.dicom.write import codes as K
+
+    seg = segmentation_from_labels(
+        pacs_exam.lge.datasets, pacs_exam.lge.labels,
+        [SegmentSpec("Infarct", K.MORPHOLOGICALLY_ABNORMAL, K.INFARCT, (3, 4))],
+        series_instance_uid=derived_uid("t", "s"), sop_instance_uid=derived_uid("t", "i"), series_number=1,
+        series_description="zeroclick test", algorithm_name="t", algorithm_version="1")
+    path = save_atomically(seg, tmp_path / "seg.dcm")
+    assert seg.file_meta.TransferSyntaxUID == JPEGLSLossless
+    got = []
+
+    def on_store(event):
+        got.append((str(event.context.transfer_syntax), event.dataset))
+        return 0
+
+    ae = AE(ae_title="OLDPACS")
+    ae.add_supported_context(seg.SOPClassUID, [ExplicitVRLittleEndian])  # no JPEG-LS
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        report = send_files([path], f"OLDPACS@127.0.0.1:{port}", retries=0)
+    finally:
+        server.shutdown()
+    assert report.ok, report.failed
+    assert got[0][0] == ExplicitVRLittleEndian
+    received = got[0][1]
+    received.file_meta = pydicom.dataset.FileMetaDataset()
+    received.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    np.testing.assert_array_equal(received.pixel_array, pydicom.dcmread(path).pixel_array)
