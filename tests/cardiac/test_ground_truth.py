@@ -88,3 +88,44 @@ def test_cli_dicom_outputs_on_generated_exam(exam, tmp_path, monkeypatch, run_cl
     assert {"seg_ed.dcm", "seg_es.dcm", "seg_lge.dcm", "sr.dcm"} <= names
     assert report["measurements"]["lv_edv_ml"] == pytest.approx(gt["lv_edv_ml"], rel=0.01)
     assert report["series"][0]["series_instance_uid"] == case.cine.series_instance_uid
+
+
+@pytest.mark.pacs
+def test_cli_send_stores_every_output_in_a_scp(exam, tmp_path, monkeypatch, run_cli):
+    """``zeroclick cmr DICOM --send AET@HOST:PORT``: every SEG/SR/PDF reaches a Storage SCP on loopback."""
+    import socket
+    import threading
+
+    from pydicom.uid import AllTransferSyntaxes
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+    import pipelines.cardiac.segmentation as segmentation
+
+    case, truth, gt = exam
+    segs = _segmenters(case, truth)
+    monkeypatch.setattr(segmentation, "CineSegmenter", lambda *a, **k: segs["cine_segmenter"])
+    monkeypatch.setattr(segmentation, "LgeSegmenter", lambda *a, **k: segs["lge_segmenter"])
+    received: list[str] = []
+    lock = threading.Lock()
+
+    def on_store(event):
+        with lock:
+            received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    ae = AE(ae_title="DEST")
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, AllTransferSyntaxes)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        out = tmp_path / "out"
+        code, _, err = run_cli("cmr", case.source, "--out", str(out), "--send", f"DEST@127.0.0.1:{port}")
+    finally:
+        server.shutdown()
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert report["outputs"]["send_result"]["failed"] == []
+    assert report["outputs"]["send_result"]["stored"] == len(report["outputs"]["dicom"]) == len(received) >= 4
