@@ -121,11 +121,11 @@ def test_monai_hovernet_random_weights_round_trip_shapes_determinism(tmp_path):
     torch.save({"state_dict": ref.state_dict()}, path)
     engine = HoVerNetEngine.from_weights(path, mpp=0.25, device=torch.device("cpu"))
     assert engine.weights_info["sha256"] and engine.out_px == 164
-    rgb = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(0).integers(0, 255, (164, 200, 3), dtype=np.uint8)  # 2 network patches
     a = engine.predict_tile(rgb)
     b = engine.predict_tile(rgb)
-    assert a["nucleus_prediction"].shape == (2, 256, 256)
-    assert a["horizontal_vertical"].shape == (2, 256, 256) and a["type_prediction"].shape == (5, 256, 256)
+    assert a["nucleus_prediction"].shape == (2, 164, 200)
+    assert a["horizontal_vertical"].shape == (2, 164, 200) and a["type_prediction"].shape == (5, 164, 200)
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(WeightsError):
         hovernet_from_state_dict({"conv0.conv.weight": torch.zeros(1)})
