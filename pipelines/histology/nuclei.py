@@ -113,8 +113,8 @@ class ClassicalEngine:
         mask = _fill_holes(mask)
         labels, n = ndimage.label(mask)
         if n:
-            labels = self._split_clumps(labels, n, hae, px_um2)
-            labels, n = _relabel(labels, p.min_area_um2 / px_um2)
+            labels, n = self._split_clumps(labels, n, hae, px_um2)
+        # Labels 1..n (split pieces appended); empty or tiny ones fall out with the area filter below.
         table = measure_nuclei(labels, n, hae, self.mpp, solidity=False)
         ids = np.arange(1, n + 1)
         # Tile pixels -> level-0 pixels; keep the nuclei centred in this tile's core.
@@ -134,7 +134,7 @@ class ClassicalEngine:
         return TileNuclei(tile, table, float(table[:, 2].sum()) if len(table) else 0.0,
                           labels if keep_labels else None)
 
-    def _split_clumps(self, labels: np.ndarray, n: int, hae: np.ndarray, px_um2: float) -> np.ndarray:
+    def _split_clumps(self, labels: np.ndarray, n: int, hae: np.ndarray, px_um2: float) -> tuple[np.ndarray, int]:
         """Distance-transform watershed on objects that are too large or not ellipse-like.
 
         "Not ellipse-like": area below ``split_ellipse_ratio`` of the area of the object's moment
@@ -146,7 +146,7 @@ class ClassicalEngine:
         ratio = area / np.maximum(np.pi / 4 * m[:, 4] * m[:, 5], 1e-9)
         candidates = (area >= p.min_area_um2) & ((area > p.split_area_um2) | (ratio < p.split_ellipse_ratio))
         if not candidates.any():
-            return labels
+            return labels, n
         out = labels
         next_label = n + 1
         slices = ndimage.find_objects(labels)
@@ -164,7 +164,7 @@ class ClassicalEngine:
             region = out[sl]
             region[obj] = np.where(parts[obj] == 1, idx, parts[obj] - 2 + next_label)
             next_label += len(peaks) - 1
-        return out
+        return out, next_label - 1
 
     def classify(self, table: np.ndarray) -> np.ndarray:
         """Lymphocyte-like (small, round, dark), spindle (elongated), other: index into NUCLEUS_CLASSES."""
@@ -183,16 +183,6 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     bg, _ = ndimage.label(~mask)
     border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
     return ~np.isin(bg, border[border > 0])
-
-
-def _relabel(labels: np.ndarray, min_px: float) -> tuple[np.ndarray, int]:
-    """Drop objects smaller than ``min_px`` and number the rest 1..n."""
-    areas = np.bincount(labels.ravel())
-    keep = areas >= min_px
-    keep[0] = False
-    lut = np.zeros(len(areas), np.int32)
-    lut[keep] = np.arange(1, int(keep.sum()) + 1)
-    return lut[labels], int(keep.sum())
 
 
 _HULL_DIRECTIONS = 16
@@ -220,10 +210,15 @@ def solidity_many(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     y, x = np.divmod(fg, labels.shape[1])
     theta = np.arange(_HULL_DIRECTIONS) * (2 * np.pi / _HULL_DIRECTIONS)
     c, s = np.cos(theta), np.sin(theta)
-    # Support offset of each object along each normal (through pixel centres).
-    h = np.full((len(ids), _HULL_DIRECTIONS), -np.inf)
+    # Support offset of each object along each normal (through pixel centres): pixels grouped by object
+    # once, then one maximum.reduceat per direction (ufunc.at is ~20x slower per element).
+    order = np.argsort(obj, kind="stable")
+    obj, x, y = obj[order], x[order].astype(np.float64), y[order].astype(np.float64)
+    starts = np.flatnonzero(np.r_[True, obj[1:] != obj[:-1]])
+    present = obj[starts]
+    h = np.zeros((len(ids), _HULL_DIRECTIONS))
     for k in range(_HULL_DIRECTIONS):
-        np.maximum.at(h[:, k], obj, x * c[k] + y * s[k])
+        h[present, k] = np.maximum.reduceat(x * c[k] + y * s[k], starts)
     # Vertices: intersections of consecutive supporting lines n_k . p = h_k.
     k1 = np.roll(np.arange(_HULL_DIRECTIONS), -1)
     det = c * s[k1] - s * c[k1]  # sin(2 pi / 16), the same for all k
