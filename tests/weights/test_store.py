@@ -104,11 +104,10 @@ def test_import_onnx_safetensors_and_bundle(tmp_path: Path, fetched_cache: Path)
     onnx_file = store.onnx_cache_path(store.resolve("acdc"), fetched_cache)
     entry = store.import_weights(onnx_file, model_id="my-acdc", cache=tmp_path)
     assert entry.n_classes == 4 and entry.label_map[3] == "lv_cavity" and entry.origin == "imported"
-    reference = store.load_model("acdc", cache=fetched_cache).model
-    imported = store.load_model("my-acdc", cache=tmp_path).model
-    x = torch.rand(1, 1, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(reference(x), imported(x))
+    reference = store.load_model("acdc", cache=fetched_cache).model.state_dict()
+    imported = store.load_model("my-acdc", cache=tmp_path).model.state_dict()
+    assert reference.keys() == imported.keys()
+    assert all(torch.equal(reference[k], imported[k]) for k in reference)
 
     net = fcdensenet_myopari(5).eval()
     from safetensors.torch import save_file
@@ -127,8 +126,8 @@ def test_import_onnx_safetensors_and_bundle(tmp_path: Path, fetched_cache: Path)
     assert (e3.id, e3.version, e3.licence) == ("cine-bundle", "2.0", "Apache-2.0")
     listed = {s.entry.id: s.state for s in store.status(cache=tmp_path)}
     assert listed["my-acdc"] == listed["mine"] == listed["cine-bundle"] == "ok"
-    with torch.no_grad():
-        assert torch.equal(store.load_model("cine-bundle", cache=tmp_path).model(x), net(x))
+    from_bundle = store.load_model("cine-bundle", cache=tmp_path).model.state_dict()
+    assert all(torch.equal(from_bundle[k], v) for k, v in net.state_dict().items())
 
 
 def test_import_refuses_other_architectures(tmp_path: Path) -> None:
