@@ -1,6 +1,6 @@
 """AHA 16-segment model: per-segment wall thickness (ED, ES), systolic thickening and LGE transmurality.
 
-Convention (shared with the synthetic generator, .devwork/CONTRACTS.md):
+Convention (shared with the synthetic generator, docs/conventions.md):
 
 * LV slices = slices containing LV myocardium, ordered base -> apex
   (:func:`pipelines.cardiac.function.order_base_to_apex`), split with ``numpy.array_split(..., 3)`` into

@@ -9,7 +9,7 @@ Slice rules (documented in the README):
   when the cavity is mostly surrounded by myocardium; papillary muscles and trabeculae belong to the cavity),
   so no slice is dropped or added here: doing so would move the numbers away from the validated reference.
 * LV slices are the slices whose ED mask contains LV myocardium. The base is the end of that range whose
-  outer quarter holds the slice with the largest LV cavity area (CONTRACTS.md); the apex is the other end.
+  outer quarter holds the slice with the largest LV cavity area (docs/conventions.md); the apex is the other end.
 * Myocardial mass = myocardial volume x 1.05 g/mL.
 """
 
@@ -41,7 +41,7 @@ def slices_with(labels: np.ndarray, values: Sequence[int]) -> tuple[int, ...]:
 def order_base_to_apex(
     labels: np.ndarray, *, lv_values: Sequence[int] = (MYO,), cavity_values: Sequence[int] = (LV,)
 ) -> tuple[int, ...]:
-    """LV slice indices ordered base -> apex (CONTRACTS.md rule).
+    """LV slice indices ordered base -> apex (docs/conventions.md rule).
 
     The LV slices are those containing ``lv_values``; the base is the end whose outer quarter holds the
     slice with the largest cavity area. Ties go to the lower slice index.

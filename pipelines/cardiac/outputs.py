@@ -6,7 +6,7 @@ half-written report that looks complete.
 * ``report.json``: ``CardiacResult.to_dict()``; its top-level ``measurements`` has the keys of
   ``reference.json``'s ``model_reference`` blocks (``lv_edv_ml`` ... ``infarct_percent_of_myocardium``).
 * ``measurements.csv``: ``name,value,unit`` for every measurement and AHA segment value.
-* ``masks/*.nii.gz``: label masks (NIfTI orientation as in .devwork/CONTRACTS.md, the inverse of the reader).
+* ``masks/*.nii.gz``: label masks (NIfTI orientation as in docs/conventions.md, the inverse of the reader).
 * ``run.json``: provenance (versions, weights id + SHA-256, device, per-stage seconds, phase choice).
 """
 

@@ -162,7 +162,7 @@ class SegmentValues:
 
 @dataclass(frozen=True)
 class AhaResult:
-    """AHA 16-segment model (convention in .devwork/CONTRACTS.md, documented in :mod:`pipelines.cardiac.aha`)."""
+    """AHA 16-segment model (convention in docs/conventions.md, documented in :mod:`pipelines.cardiac.aha`)."""
 
     segments: tuple[SegmentValues, ...]
     thin_wall_threshold_mm: float = 5.5

@@ -2,7 +2,7 @@
 
 The reference (``myopari==0.1.6``, ``processors/functions_utils.py``) works on a NIfTI-ordered volume
 ``v[x, y, z]``; a zeroclick :class:`~imaging.volume.Volume` is ``array[z, y, x]``, so ``v = array.transpose(2, 1, 0)``
-and the network input for slice ``s`` is ``array[s].T`` (CONTRACTS.md). Per 3-D volume:
+and the network input for slice ``s`` is ``array[s].T`` (docs/conventions.md). Per 3-D volume:
 
 1. clip to the 0.05th / 99.05th percentiles of the non-zero voxels and min-max scale to [0, 1];
 2. crop to the bounding box of the non-zero *scaled* voxels (x, y and z), then to the centred square of side

@@ -1,6 +1,6 @@
 """``nifti_to_dicom``: wrap a NIfTI volume (e.g. a real ACDC / EMIDEC case) into a DICOM MR series.
 
-Orientation follows CONTRACTS.md: DICOM pixel rows/columns are NIfTI y/x (the 2-D image of slice ``z`` is
+Orientation follows docs/conventions.md: DICOM pixel rows/columns are NIfTI y/x (the 2-D image of slice ``z`` is
 ``data[:, :, z].T``), and the patient geometry is the NIfTI affine converted from RAS to LPS, so that
 ``Volume.affine = diag(-1, -1, 1, 1) @ nifti_affine @ P`` holds for the series read back from DICOM.
 """

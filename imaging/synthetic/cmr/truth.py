@@ -2,7 +2,7 @@
 
 Analytic figures integrate the phantom's cross-sections (closed forms for the LV circles, 1-D quadrature
 with 7,200 angular steps for the RV crescent, the infarct band and the AHA sectors); label figures count
-voxels of the truth labels (voxel volume = pixel area x slice spacing, the CONTRACTS.md convention).
+voxels of the truth labels (voxel volume = pixel area x slice spacing, the docs/conventions.md convention).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from .geometry import Plane
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
 TRUTH_FILES = {"cine_sax": "cine_sax_labels.nii.gz", "lge": "lge_labels.nii.gz"}
 
-# AHA sectors (CONTRACTS.md): psi in degrees from the anterior insertion point through the septum.
+# AHA sectors (docs/conventions.md): psi in degrees from the anterior insertion point through the septum.
 _BASAL = (2, 3, 4, 5, 6, 1)
 _APICAL = (14, 15, 16, 13)
 
