@@ -25,8 +25,13 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[test,pacs,dev]"
 	touch $(STAMP)
 
+# jemalloc (Debian libjemalloc2) roughly halves CPU inference time; it must be preloaded at process start.
+, := ,
+JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
+JEMALLOC_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true,)
+
 demo: $(STAMP)
-	$(PY) -m pipelines.demo --out $(DEMO)
+	$(JEMALLOC_ENV) $(PY) -m pipelines.demo --out $(DEMO)
 
 # The real-weight tests need the fetched, SHA-256-verified weights; tests themselves never download.
 test: $(STAMP)
