@@ -211,3 +211,18 @@ def test_emidec_p087_matches_reference_and_naive_onnx(shared_data: Path, weights
     assert np.sum(labels == 4) * ml == pytest.approx(ref["mvo_ml"], abs=0.5)
     naive = naive_onnx_segment(lge, store.onnx_cache_path(store.resolve("emidec")))
     assert np.mean(naive == labels) > 0.9999
+
+
+def test_keep_largest_heart_component_drops_a_second_ventricle() -> None:
+    from pipelines.cardiac.segmentation import keep_largest_heart_component
+
+    labels = np.zeros((4, 40, 40), np.uint8)
+    labels[:, 5:20, 5:20] = 2          # LV myocardium ring around the cavity, through all slices
+    labels[:, 8:17, 8:17] = 3
+    labels[1, 30:36, 30:36] = 3        # an isolated bright blob called "LV cavity" on one slice
+    labels[:, 5:20, 21:25] = 1         # RV beside the LV: not an LV label, must stay
+    kept = keep_largest_heart_component(labels)
+    assert (kept[1, 30:36, 30:36] == 0).all()
+    assert np.count_nonzero(kept == 3) == 4 * 9 * 9
+    assert np.count_nonzero(kept == 2) == np.count_nonzero(labels == 2)
+    assert np.count_nonzero(kept == 1) == np.count_nonzero(labels == 1)
