@@ -202,6 +202,11 @@ def _check_row(name: str, metric: str, spec: dict[str, Any], raw: Any, note: str
         return CheckRow(name, metric, kind, None, None, baseline, None, "error", why)
     ratio = {"ratio": raw, "seconds": raw / reference, "rate": raw * reference}[kind]
     change, status = _judge(ratio, baseline, higher, tolerance)
+    if status == "REGRESSED" and not spec.get("enforce", kind == "ratio"):
+        # Normalised seconds/rates are shown but do not fail the check unless the baseline says "enforce": a tiny
+        # reference workload scales differently from multi-process benchmarks on a shared 2-core machine
+        # (measured: scan files/s +600% raw but -61% normalised between a loaded and a quiet run).
+        status = "worse (informational)"
     return CheckRow(name, metric, kind, float(raw), round(ratio, 6), baseline,
                     None if change is None else round(change, 1), status)
 

@@ -22,8 +22,8 @@ def _config(argv, speedup=4.0, total=4.0, rate=2.5):
     return {"tolerance": 0.3, "benchmarks": {
         "fake": {"argv": argv, "metrics": {
             "speedup_vs_slow": {"kind": "ratio", "baseline": speedup},
-            "stages.total_s": {"kind": "seconds", "baseline": total},
-            "tiles_per_s": {"kind": "rate", "baseline": rate}}},
+            "stages.total_s": {"kind": "seconds", "baseline": total, "enforce": True},
+            "tiles_per_s": {"kind": "rate", "baseline": rate, "enforce": True}}},
         "absent": {"argv": [], "metrics": {"x_per_s": {"kind": "rate", "baseline": 1.0}}}}}
 
 
@@ -51,6 +51,16 @@ def test_same_performance_passes_and_absent_benchmarks_are_reported(fake_registr
 def test_more_than_30_percent_worse_regresses(fake_registry, argv, regressed):
     record = regression.check(_config(argv), tolerance=0.3)
     assert record["regressed"] == regressed
+
+
+def test_normalised_seconds_are_informational_unless_enforced(fake_registry):
+    config = _config(["--seconds", "3.0"])
+    for spec in config["benchmarks"]["fake"]["metrics"].values():
+        spec.pop("enforce", None)
+    record = regression.check(config, tolerance=0.3)
+    assert record["regressed"] == []
+    assert _statuses(record)[("fake", "stages.total_s")] == "worse (informational)"
+    assert _statuses(record)[("fake", "tiles_per_s")] == "worse (informational)"
 
 
 def test_cli_exit_code_table_and_update(fake_registry, tmp_path, run_cli):
