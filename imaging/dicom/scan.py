@@ -143,6 +143,8 @@ class Series:
         meta["slice_positions_lps_mm"] = [list(images[i].position or ()) for i in range(n_slices)]
         if any(im.frame >= 0 for im in images):
             meta["frame_numbers"] = [im.frame + 1 for im in images]
+        # Where each image came from, so writers (DICOM SEG/SR) re-read exactly these headers, not the whole folder.
+        meta["source_paths_by_uid"] = {im.sop_instance_uid: im.path for im in images}
         return Volume(
             array=array,
             affine=g.affine,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -533,9 +534,25 @@ def _render_bytes(result: CardiacResult, *, study_date: str | None, png: bool = 
 # ------------------------------------------------------------------------------------------ DICOM outputs
 
 
-def _index_source_headers(uids: set[str], search: Sequence[Path]) -> dict[str, Dataset]:
-    """Read the headers of the source instances named by ``uids`` from files, folders or zip files."""
+def _index_source_headers(uids: set[str], search: Sequence[Path],
+                          known_paths: Mapping[str, str] | None = None) -> dict[str, Dataset]:
+    """Read the headers of the source instances named by ``uids``.
+
+    ``known_paths`` (SOP Instance UID -> file, recorded by :meth:`imaging.dicom.Series.volume`) is tried first,
+    so only the needed files are opened; whatever is still missing (e.g. files of an archive that was extracted
+    to a folder that no longer exists) is searched in ``search`` (files, folders or zip files).
+    """
     found: dict[str, Dataset] = {}
+    for uid, path in (known_paths or {}).items():
+        if uid in uids and os.path.isfile(path):
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=True)
+            except Exception:  # noqa: BLE001 - fall back to the folder search below
+                continue
+            if str(ds.get("SOPInstanceUID", "")) == uid:
+                found[uid] = ds
+    if len(found) == len(uids):
+        return found
 
     def consider(fp) -> bool:
         try:
@@ -617,7 +634,10 @@ def write_dicom_outputs(
         search = [Path(source or result.source)]
     else:
         search = [Path(r) for r in source]
-    headers = _index_source_headers(wanted, search)
+    known: dict[str, str] = {}
+    for mask in masks.values():
+        known.update(mask.meta.get("source_paths_by_uid") or {})
+    headers = _index_source_headers(wanted, search, known)
     missing = len(wanted) - len(headers)
     if missing:
         logger.warning("%d of %d source images were not found; their frames are left out of the SEGs",

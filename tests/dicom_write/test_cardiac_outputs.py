@@ -111,3 +111,37 @@ def test_zip_source_and_missing_lge(mini_result, mini_exam, tmp_path):
     sr = hd.sr.srread(paths[2])
     names = {m.name.value for g in sr.content.get_volumetric_roi_measurement_groups() for m in g.get_measurements()}
     assert "10230-1" in names and "ZC0001" not in names
+
+
+def test_source_paths_recorded_by_the_reader_are_used_without_a_folder_search(mini_result, mini_exam, tmp_path):
+    """Series.volume() records where each image came from; the writer reads exactly those headers."""
+    from dataclasses import replace
+
+    from pipelines.cardiac.result import CardiacMasks
+
+    def with_paths(mask, series):
+        by_uid = {str(ds.SOPInstanceUID): str(p) for ds, p in zip(series.datasets, series.paths)}
+        return mask.with_array(mask.array, meta={"source_paths_by_uid": by_uid})
+
+    masks = mini_result.masks
+    located = replace(mini_result, masks=CardiacMasks(cine_ed=with_paths(masks.cine_ed, mini_exam.cine),
+                                                      cine_es=with_paths(masks.cine_es, mini_exam.cine),
+                                                      lge=with_paths(masks.lge, mini_exam.lge)))
+    empty = tmp_path / "nothing_here"
+    empty.mkdir()
+    paths = write_dicom_outputs(located, tmp_path / "out", source=empty)
+    assert [p.name for p in paths] == ["seg_ed.dcm", "seg_es.dcm", "seg_lge.dcm", "sr.dcm", "report_pdf.dcm"]
+    with pytest.raises(InvalidInputError):
+        write_dicom_outputs(mini_result, tmp_path / "out2", source=empty)  # no recorded paths, nothing to search
+
+
+def test_issue_3_volume_records_source_path_of_every_image(mini_exam):
+    from imaging.dicom import scan
+
+    exam = scan(mini_exam.root)
+    cine_uid = str(mini_exam.cine.datasets[0].SeriesInstanceUID)
+    vol = next(s for s in exam.series if s.uid == cine_uid).volume()
+    recorded = vol.meta["source_paths_by_uid"]
+    assert set(recorded) == {str(u) for u in vol.sop_instance_uids.reshape(-1)}
+    for uid, path in recorded.items():
+        assert str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) == uid
