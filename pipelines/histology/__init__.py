@@ -19,6 +19,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -235,28 +236,38 @@ def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strict
     tables: list[np.ndarray] = []
     analysed: set[int] = set()
     failed: list[str] = []
-    batch_tiles, batch_rgb = [], []
 
-    def flush() -> None:
-        if not batch_tiles:
-            return
-        for res in engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid):
+    def skip(read) -> None:
+        msg = f"tile {read.tile.index} (col {read.tile.col}, row {read.tile.row}): {read.error}"
+        report_problem(msg, strictness, logger=logger)
+        failed.append(msg)
+
+    def keep(results) -> None:
+        for res in results:
             tables.append(res.table)
             analysed.add(res.tile.index)
-        batch_tiles.clear()
-        batch_rgb.clear()
 
-    for read in TileReader(sl, grid, workers=n_workers, prefetch=prefetch):
-        if read.rgb is None:
-            msg = f"tile {read.tile.index} (col {read.tile.col}, row {read.tile.row}): {read.error}"
-            report_problem(msg, strictness, logger=logger)
-            failed.append(msg)
-            continue
-        batch_tiles.append(read.tile)
-        batch_rgb.append(read.rgb)
-        if len(batch_tiles) >= batch_size:
-            flush()
-    flush()
+    reader = TileReader(sl, grid, workers=n_workers, prefetch=prefetch, chunk=batch_size)
+    if getattr(engine_obj, "runs_in_workers", False):
+        # CPU engine: each reader process analyses the tiles it reads (both cores busy, no pixels
+        # cross processes); only the nuclei tables come back.
+        for batch in reader.map_batches(functools.partial(engine_obj.segment_batch, grid=grid)):
+            for read in batch.failed:
+                skip(read)
+            keep(batch.result or ())
+    else:  # GPU or network engines run here, fed by the reader processes
+        batch_tiles, batch_rgb = [], []
+        for read in reader:
+            if read.rgb is None:
+                skip(read)
+                continue
+            batch_tiles.append(read.tile)
+            batch_rgb.append(read.rgb)
+            if len(batch_tiles) >= batch_size:
+                keep(engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid))
+                batch_tiles, batch_rgb = [], []
+        if batch_tiles:
+            keep(engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid))
     nuclei = np.concatenate(tables) if tables else np.zeros((0, len(NUCLEUS_COLUMNS)))
     # Reader order depends on process timing: sort so outputs are deterministic.
     if len(nuclei):

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
 from imaging.slide.tiles import Tile, TileGrid
@@ -69,7 +68,12 @@ class TileNuclei:
 
 
 class ClassicalEngine:
-    """Weights-free nuclei engine. ``device`` runs the per-pixel stage; the rest is CPU."""
+    """Weights-free nuclei engine. ``device`` runs the per-pixel stage; the rest is CPU.
+
+    Per 512² tile at 0.5 µm/px (~90 nuclei), measured on the 2-core development machine under load 3-4
+    (ms per tile, before -> after this implementation): deconvolution + smoothing 10.6 -> 4.5, opening
+    6.8 -> 0.5, hole filling 3.3 -> 2.4, clump splitting 8.4 -> 2.5, measurements 5.8 -> 2.3.
+    """
 
     name = "classical"
 
@@ -80,21 +84,29 @@ class ClassicalEngine:
         self.device = device or torch.device("cpu")
         self.params = params or NucleiParams()
         self.threshold = self.params.threshold_fraction * stains.max_h_concentration
+        self._luts = haematoxylin_luts(stains)
+
+    @property
+    def runs_in_workers(self) -> bool:
+        """True on the CPU: the pipeline then runs the engine inside its tile-reading processes."""
+        return self.device.type == "cpu"
 
     def foreground(self, rgb_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Haematoxylin concentration and nuclei mask for a (B, H, W, 3) uint8 batch (CPU numpy out)."""
         k = 2 * int(round(self.params.smooth_sigma_um / self.mpp)) + 1
         if self.device.type == "cpu":
-            # numpy lookup tables + scipy box filter: ~3x faster than the torch ops on these CPUs.
-            lut = haematoxylin_luts(self.stains)
-            h = lut[0][rgb_batch[..., 0]] + lut[1][rgb_batch[..., 1]] + lut[2][rgb_batch[..., 2]]
+            # Per-channel lookup tables (OD of the 256 grey levels x the stain inverse), np.take: 3.2 ms
+            # per 512² tile vs 5.6 for fancy indexing and ~10 for the torch ops on these CPUs.
+            lut = self._luts
+            h = np.take(lut[0], rgb_batch[..., 0])
+            h += np.take(lut[1], rgb_batch[..., 1])
+            h += np.take(lut[2], rgb_batch[..., 2])
             if k > 1:
-                h = ndimage.uniform_filter(h, size=(1, k, k), mode="nearest")
+                h = box_mean(h, k)
             return h, h > self.threshold
         x = torch.from_numpy(np.ascontiguousarray(rgb_batch)).to(self.device, non_blocking=True)
         with torch.no_grad():
             h = haematoxylin_batch(x, self.stains)
-            k = 2 * int(round(self.params.smooth_sigma_um / self.mpp)) + 1
             if k > 1:  # box smoothing: avg_pool2d is ~10x faster than a separable conv2d on CPU
                 h = F.avg_pool2d(h[:, None], k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
             mask = h > self.threshold
@@ -103,22 +115,30 @@ class ClassicalEngine:
     def segment_batch(self, tiles: list[Tile], rgb_batch: np.ndarray, grid: TileGrid,
                       *, keep_labels: bool = False) -> list[TileNuclei]:
         hae, mask = self.foreground(rgb_batch)
-        return [self.segment_tile(t, hae[i], mask[i], grid, keep_labels=keep_labels) for i, t in enumerate(tiles)]
+        mask = binary_open3(mask)
+        return [self.segment_tile(t, hae[i], mask[i], grid, keep_labels=keep_labels, opened=True)
+                for i, t in enumerate(tiles)]
 
     def segment_tile(self, tile: Tile, hae: np.ndarray, mask: np.ndarray, grid: TileGrid,
-                     *, keep_labels: bool = False) -> TileNuclei:
+                     *, keep_labels: bool = False, opened: bool = False) -> TileNuclei:
+        """Nuclei of one tile from its haematoxylin image and threshold mask (``opened``: already opened)."""
         p = self.params
-        px_um2 = self.mpp * self.mpp
-        mask = ndimage.binary_opening(mask, structure=np.ones((3, 3), bool))
+        if not opened:
+            mask = binary_open3(mask[None])[0]
         mask = _fill_holes(mask)
         labels, n = ndimage.label(mask)
+        fg = np.flatnonzero(labels)  # the split below relabels pixels but never adds or removes one
+        origin_x, origin_y = grid.level_origin(tile)
+        # The tile's core in tile pixels, one pixel wider all round (only to skip splitting clumps whose
+        # pieces cannot be kept; the exact test on level-0 centroids is below).
+        core = ((tile.core_x0 - origin_x) / grid.scale0 - 1.5, (tile.core_y0 - origin_y) / grid.scale0 - 1.5,
+                (tile.core_x1 - origin_x) / grid.scale0 + 0.5, (tile.core_y1 - origin_y) / grid.scale0 + 0.5)
         if n:
-            labels, n = self._split_clumps(labels, n, hae, px_um2)
+            labels, n = self._split_clumps(labels, n, fg, core)
         # Labels 1..n (split pieces appended); empty or tiny ones fall out with the area filter below.
-        table = measure_nuclei(labels, n, hae, self.mpp, solidity=False)
+        table = measure_nuclei(labels, n, hae, self.mpp, solidity=False, fg=fg)
         ids = np.arange(1, n + 1)
         # Tile pixels -> level-0 pixels; keep the nuclei centred in this tile's core.
-        origin_x, origin_y = grid.level_origin(tile)
         table[:, 0] = origin_x + (table[:, 0] + 0.5) * grid.scale0
         table[:, 1] = origin_y + (table[:, 1] + 0.5) * grid.scale0
         keep = ((table[:, 0] >= tile.core_x0) & (table[:, 0] < tile.core_x1)
@@ -127,44 +147,62 @@ class ClassicalEngine:
                 & (table[:, 4] <= p.max_major_axis_um))
         table, ids = table[keep], ids[keep]
         # Solidity only for the nuclei this tile keeps.
-        table[:, 7] = solidity_many(labels, ids)
+        table[:, 7] = solidity_many(labels, ids, fg=fg)
         table = table[table[:, 7] >= p.min_solidity]
         table[:, 9] = self.classify(table)
         table[:, 10] = tile.index
         return TileNuclei(tile, table, float(table[:, 2].sum()) if len(table) else 0.0,
                           labels if keep_labels else None)
 
-    def _split_clumps(self, labels: np.ndarray, n: int, hae: np.ndarray, px_um2: float) -> tuple[np.ndarray, int]:
+    def _split_clumps(self, labels: np.ndarray, n: int, fg: np.ndarray,
+                      core: tuple[float, float, float, float]) -> tuple[np.ndarray, int]:
         """Distance-transform watershed on objects that are too large or not ellipse-like.
 
         "Not ellipse-like": area below ``split_ellipse_ratio`` of the area of the object's moment
-        ellipse (two touching equal discs give 0.89, a single digital ellipse ~0.97-1.0).
+        ellipse (two touching equal discs give 0.89, a single digital ellipse ~0.97-1.0). Only those
+        objects (a few per tile) are cropped and split, and only when some of their pieces could
+        have their centroid in the tile's ``core`` (x0, y0, x1, y1 in tile pixels); the rest of the
+        tile is not touched. ``fg``: flat indices of the labelled pixels.
         """
         p = self.params
-        m = measure_nuclei(labels, n, hae, self.mpp, solidity=False)
-        area = m[:, 2]
-        ratio = area / np.maximum(np.pi / 4 * m[:, 4] * m[:, 5], 1e-9)
-        candidates = (area >= p.min_area_um2) & ((area > p.split_area_um2) | (ratio < p.split_ellipse_ratio))
+        area, _, _, sxx, syy, sxy = _moments(labels, fg, n)
+        area_um2 = area * self.mpp * self.mpp
+        l1, l2 = _eigen(sxx, syy, sxy)
+        ratio = area / np.maximum(4 * np.pi * np.sqrt(l1 * l2), 1e-9)  # area / moment-ellipse area
+        candidates = (area_um2 >= p.min_area_um2) & ((area_um2 > p.split_area_um2) | (ratio < p.split_ellipse_ratio))
         if not candidates.any():
             return labels, n
-        out = labels
+        # Bounding boxes of the candidates from their pixels (find_objects scans the whole tile).
+        is_cand = np.zeros(n + 1, bool)
+        is_cand[1:] = candidates
+        pix = fg[is_cand[labels.ravel()[fg]]]
+        lab = labels.ravel()[pix]
+        order = np.argsort(lab, kind="stable")
+        pix, lab = pix[order], lab[order]
+        starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+        yy, xx = np.divmod(pix, labels.shape[1])
+        y0, y1 = np.minimum.reduceat(yy, starts), np.maximum.reduceat(yy, starts) + 1
+        x0, x1 = np.minimum.reduceat(xx, starts), np.maximum.reduceat(xx, starts) + 1
+        inside = (x1 - 1 >= core[0]) & (x0 < core[2]) & (y1 - 1 >= core[1]) & (y0 < core[3])
         next_label = n + 1
-        slices = ndimage.find_objects(labels)
-        for idx in np.flatnonzero(candidates) + 1:
-            sl = slices[idx - 1]
-            obj = labels[sl] == idx
+        min_distance = max(1, int(p.peak_distance_um / self.mpp))
+        size = 2 * min_distance + 1
+        for k in np.flatnonzero(inside):
+            idx = int(lab[starts[k]])
+            region = labels[y0[k]:y1[k], x0[k]:x1[k]]
+            obj = np.pad(region == idx, 1)  # background all round: distances from the outline only
             dist = ndimage.distance_transform_edt(obj)
-            peaks = peak_local_max(dist, min_distance=max(1, int(p.peak_distance_um / self.mpp)),
-                                   labels=obj.astype(np.int32), exclude_border=False)
-            if len(peaks) < 2:
+            # Peaks: maxima of the distance within min_distance (plateaus are one peak). A maximum filter
+            # and a labelling instead of skimage's peak_local_max: ~0.1 vs ~0.9 ms per object here.
+            peaks = (dist == ndimage.maximum_filter(dist, size=size, mode="constant")) & obj
+            markers, n_peaks = ndimage.label(peaks, structure=np.ones((3, 3), bool))
+            if n_peaks < 2:
                 continue
-            markers = np.zeros(obj.shape, np.int32)
-            markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-            parts = watershed(-dist, markers, mask=obj)
-            region = out[sl]
-            region[obj] = np.where(parts[obj] == 1, idx, parts[obj] - 2 + next_label)
-            next_label += len(peaks) - 1
-        return out, next_label - 1
+            parts = watershed(-dist, markers, mask=obj)[1:-1, 1:-1]
+            mine = region == idx
+            region[mine] = np.where(parts[mine] == 1, idx, parts[mine] - 2 + next_label)
+            next_label += n_peaks - 1
+        return labels, next_label - 1
 
     def classify(self, table: np.ndarray) -> np.ndarray:
         """Lymphocyte-like (small, round, dark), spindle (elongated), other: index into NUCLEUS_CLASSES."""
@@ -177,18 +215,58 @@ class ClassicalEngine:
         return np.where(lymph, 0, np.where(spindle, 1, 2)).astype(np.float64)
 
 
+def box_mean(h: np.ndarray, k: int) -> np.ndarray:
+    """Mean over a ``k`` x ``k`` box of each (H, W) image of a (B, H, W) stack, edges repeated.
+
+    The same values as ``ndimage.uniform_filter(h, (1, k, k), mode="nearest")`` (to float32 rounding), as
+    ``k`` shifted additions per axis: 1.3 vs 4.9 ms per 512² float32 tile here.
+    """
+    r = k // 2
+    p = np.pad(h, ((0, 0), (r, r), (r, r)), mode="edge")
+    rows = p[:, :, : p.shape[2] - 2 * r].copy()
+    for d in range(1, k):
+        rows += p[:, :, d : d + h.shape[2]]
+    out = rows[:, : h.shape[1]].copy()
+    for d in range(1, k):
+        out += rows[:, d : d + h.shape[1]]
+    out *= np.float32(1.0 / (k * k))
+    return out
+
+
+def binary_open3(mask: np.ndarray) -> np.ndarray:
+    """Binary opening with a 3 x 3 square of each (H, W) mask of a (B, H, W) stack.
+
+    Identical to ``ndimage.binary_opening(m, structure=np.ones((3, 3)))`` (pixels outside count as
+    background for the erosion), as separable shifted ANDs / ORs: 0.5 vs 6.8 ms per 512² tile here.
+    """
+    e1 = np.zeros_like(mask)
+    e1[:, :, 1:-1] = mask[:, :, :-2] & mask[:, :, 1:-1] & mask[:, :, 2:]
+    e2 = np.zeros_like(mask)
+    e2[:, 1:-1] = e1[:, :-2] & e1[:, 1:-1] & e1[:, 2:]
+    d1 = e2.copy()
+    d1[:, :, 1:] |= e2[:, :, :-1]
+    d1[:, :, :-1] |= e2[:, :, 1:]
+    d2 = d1.copy()
+    d2[:, 1:] |= d1[:, :-1]
+    d2[:, :-1] |= d1[:, 1:]
+    return d2
+
+
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill holes: background components that do not touch the border (one labelling pass; ~3x faster
     here than ``ndimage.binary_fill_holes``, which dilates to convergence)."""
-    bg, _ = ndimage.label(~mask)
-    border = np.unique(np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]]))
-    return ~np.isin(bg, border[border > 0])
+    bg, n = ndimage.label(~mask)
+    outside = np.zeros(n + 1, bool)  # background components reaching the border (and 0 = foreground)
+    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
+        outside[edge] = True
+    outside[0] = True
+    return mask | ~outside[bg]
 
 
 _HULL_DIRECTIONS = 16
 
 
-def solidity_many(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def solidity_many(labels: np.ndarray, ids: np.ndarray, *, fg: np.ndarray | None = None) -> np.ndarray:
     """Solidity (area / convex area) of the objects ``ids`` of a label image, all at once.
 
     The convex area is that of the circumscribed polygon whose sides are the objects' supporting lines
@@ -196,17 +274,19 @@ def solidity_many(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     the polygon contains the hull and exceeds it by at most ~1.3% (a disc). It reads 0.00-0.05 lower
     than ``regionprops().solidity`` on small test shapes (discs, ellipses, an L; thresholds below are
     set for it). Measured here: one vectorised pass per tile instead of one Qhull hull per object
-    (~10x less time per tile of ~90 nuclei).
+    (~10x less time per tile of ~90 nuclei). ``fg``: flat indices of the labelled pixels, if known.
     """
     ids = np.asarray(ids, dtype=np.int64)
     out = np.ones(len(ids))
     if len(ids) == 0:
         return out
-    flat = labels.ravel()
-    fg = np.flatnonzero(np.isin(flat, ids))
-    lut = np.full(int(labels.max()) + 1, -1, np.int64)
+    if fg is None:
+        fg = np.flatnonzero(labels)
+    lab = labels.ravel()[fg]
+    lut = np.full(max(int(lab.max()), int(ids.max())) + 1, -1, np.int64)
     lut[ids] = np.arange(len(ids))
-    obj = lut[flat[fg]]
+    obj = lut[lab]
+    fg, obj = fg[obj >= 0], obj[obj >= 0]
     y, x = np.divmod(fg, labels.shape[1])
     theta = np.arange(_HULL_DIRECTIONS) * (2 * np.pi / _HULL_DIRECTIONS)
     c, s = np.cos(theta), np.sin(theta)
@@ -234,17 +314,10 @@ def solidity_many(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, area / np.maximum(hull_pixels, 1.0))
 
 
-def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float, *, solidity: bool = True) -> np.ndarray:
-    """Per-object morphometry for labels 1..n (tile pixel positions, sizes in µm), all objects at once.
-
-    ``solidity=False`` leaves the solidity column at 1.
-    """
-    out = np.zeros((n, len(NUCLEUS_COLUMNS)))
-    if n == 0:
-        return out
-    flat = labels.ravel()
-    fg = np.flatnonzero(flat)  # foreground only: ~10-20% of a tile's pixels
-    lab = flat[fg]
+def _moments(labels: np.ndarray, fg: np.ndarray, n: int, hae: np.ndarray | None = None):
+    """Area, centroid and central second moments (+1/12 per pixel, as regionprops) of labels 1..n from
+    the flat indices ``fg`` of the foreground pixels; with ``hae`` also the mean haematoxylin."""
+    lab = labels.ravel()[fg]
     yy, xx = np.divmod(fg, labels.shape[1])
     yy, xx = yy.astype(np.float64), xx.astype(np.float64)
     m = n + 1
@@ -252,24 +325,49 @@ def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float, *, s
     safe = np.maximum(area, 1)
     cx = np.bincount(lab, xx, m)[1:] / safe
     cy = np.bincount(lab, yy, m)[1:] / safe
-    # Central second moments -> ellipse axes (same definition as skimage regionprops).
     sxx = np.bincount(lab, xx * xx, m)[1:] / safe - cx * cx + 1 / 12
     syy = np.bincount(lab, yy * yy, m)[1:] / safe - cy * cy + 1 / 12
     sxy = np.bincount(lab, xx * yy, m)[1:] / safe - cx * cy
+    if hae is None:
+        return area, cx, cy, sxx, syy, sxy
+    mean_h = np.bincount(lab, hae.ravel()[fg].astype(np.float64), m)[1:] / safe
+    return area, cx, cy, sxx, syy, sxy, mean_h
+
+
+def _eigen(sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (larger, smaller) of the 2 x 2 second-moment matrices."""
     common = np.sqrt(np.maximum(((sxx - syy) / 2) ** 2 + sxy**2, 0))
-    l1 = (sxx + syy) / 2 + common
-    l2 = np.maximum((sxx + syy) / 2 - common, 0)
+    return (sxx + syy) / 2 + common, np.maximum((sxx + syy) / 2 - common, 0)
+
+
+def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float, *, solidity: bool = True,
+                   fg: np.ndarray | None = None) -> np.ndarray:
+    """Per-object morphometry for labels 1..n (tile pixel positions, sizes in µm), all objects at once.
+
+    Everything is computed from the foreground pixels only (~10-20% of a tile) with ``np.bincount``:
+    2.3 ms per 512² tile of ~100 objects here, vs ~45 ms for ``regionprops``. ``solidity=False``
+    leaves the solidity column at 1; ``fg``: flat indices of the labelled pixels, if known.
+    """
+    out = np.zeros((n, len(NUCLEUS_COLUMNS)))
+    if n == 0:
+        return out
+    if fg is None:
+        fg = np.flatnonzero(labels)
+    area, cx, cy, sxx, syy, sxy, mean_h = _moments(labels, fg, n, hae)
+    l1, l2 = _eigen(sxx, syy, sxy)
     major, minor = 4 * np.sqrt(l1), 4 * np.sqrt(l2)
     ecc = np.sqrt(np.clip(1 - l2 / np.maximum(l1, 1e-12), 0, 1))
-    mean_h = np.bincount(lab, hae.ravel()[fg].astype(np.float64), m)[1:] / safe
-    # Perimeter: boundary pixel edges between an object and anything else, x pi/4 (digital-length bias).
-    edges = np.zeros(m)
-    for a, b in ((labels[:, 1:], labels[:, :-1]), (labels[1:, :], labels[:-1, :])):
-        diff = a != b
-        edges += np.bincount(a[diff], minlength=m) + np.bincount(b[diff], minlength=m)
-    padded_edges = np.bincount(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]), minlength=m)
-    perim = (edges + padded_edges)[1:] * (math.pi / 4)
-    solid = solidity_many(labels, np.arange(1, n + 1)) if solidity else np.ones(n)
+    # Perimeter: 4-neighbour pixel edges between an object and anything else (outside the tile
+    # included), x pi/4 (digital-length bias); neighbours looked up for foreground pixels only.
+    width = labels.shape[1] + 2
+    padded = np.pad(labels, 1).ravel()
+    yy, xx = np.divmod(fg, labels.shape[1])
+    at = (yy + 1) * width + xx + 1
+    lab = padded[at]
+    boundary = ((padded[at - 1] != lab).astype(np.int64) + (padded[at + 1] != lab)
+                + (padded[at - width] != lab) + (padded[at + width] != lab))
+    perim = np.bincount(lab, boundary, n + 1)[1:] * (math.pi / 4)
+    solid = solidity_many(labels, np.arange(1, n + 1), fg=fg) if solidity else np.ones(n)
     out[:, 0], out[:, 1] = cx, cy
     out[:, 2] = area * mpp * mpp
     out[:, 3] = perim * mpp
