@@ -10,6 +10,12 @@ On a generated slide (default 20,000 x 20,000 px at 0.25 µm/px, JPEG 256² tile
   (target >= 70% of ``fast_tiles_per_s`` on CPU); ``pipeline_analysis_tiles_per_s`` counts the
   pipeline's own tiles (``--tile`` px at ``--target-mpp``);
 - ``total_s`` and ``peak_rss_mb`` (this process and its reader processes, max over the run).
+
+Also, to see where the time goes on a loaded or small machine (informational, not targets):
+``fast_cpu_ms_per_tile`` (CPU time of the fast-path loop per level-0 tile), ``pipeline_cpu_ms_per_tile``
+(CPU time of the pipeline process and its reader processes during the tile stage, per level-0 tile's
+worth of pixels), and ``pipeline_stage_ms_per_tile``: one process timing the stages of the classical
+engine on up to ``--stage-tiles`` analysis tiles (read = decode + reduce + assemble from the tile cache).
 """
 
 from __future__ import annotations
@@ -37,12 +43,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-pipeline", action="store_true", help="only the reading benchmarks")
     parser.add_argument("--workdir", help="where to write the slide and outputs (default: a temp folder)")
+    parser.add_argument("--stage-tiles", type=int, default=32,
+                        help="analysis tiles timed stage by stage in one process (0: skip)")
 
 
 def _peak_rss_mb() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return max(own, children) / 1024.0
+
+
+def _stage_breakdown(path, *, target_mpp: float, tile_px: int, n_tiles: int) -> dict[str, Any]:
+    """Milliseconds per analysis tile of each stage of the classical engine, in this process."""
+    from imaging.slide import detect_tissue, open_slide, tile_grid
+    from imaging.slide.reader import CachedTileAssembler
+    from pipelines.histology import estimate_stains
+    from pipelines.histology.nuclei import ClassicalEngine, binary_open3
+
+    with open_slide(path) as slide:
+        meta = slide.meta
+        tissue = detect_tissue(slide)
+        grid = tile_grid(meta.dimensions, meta.level_downsamples, 0.5 * (meta.mpp_x + meta.mpp_y),
+                         target_mpp=target_mpp, level=slide.best_level_for_mpp(target_mpp), tile_px=tile_px,
+                         overlap_px=64, tissue=tissue)
+        engine = ClassicalEngine(estimate_stains(slide, grid, tissue), grid.target_mpp)
+        assembler = CachedTileAssembler(slide, grid)
+        # Consecutive tiles from the middle of the grid, as one reader process walks its band.
+        start = max(0, len(grid) // 2 - n_tiles // 2)
+        tiles = list(grid.tiles[start:start + n_tiles])
+        spent = dict.fromkeys(("read", "deconvolution_smoothing", "opening", "label_split_measure"), 0.0)
+        for k in range(0, len(tiles), 8):
+            batch = tiles[k:k + 8]
+            t = time.perf_counter()
+            rgb = np.stack([assembler.read(tile) for tile in batch])
+            spent["read"] += time.perf_counter() - t
+            t = time.perf_counter()
+            hae, mask = engine.foreground(rgb)
+            spent["deconvolution_smoothing"] += time.perf_counter() - t
+            t = time.perf_counter()
+            mask = binary_open3(mask)
+            spent["opening"] += time.perf_counter() - t
+            t = time.perf_counter()
+            for i, tile in enumerate(batch):
+                engine.segment_tile(tile, hae[i], mask[i], grid, opened=True)
+            spent["label_split_measure"] += time.perf_counter() - t
+    n = max(1, len(tiles))
+    out = {k: round(1000 * v / n, 2) for k, v in spent.items()}
+    out["tiles"] = len(tiles)
+    out["slide_tiles_decoded_per_tile"] = round(assembler.decoded / n, 2)
+    return out
 
 
 def _tissue_tiles(slide, n: int, seed: int = 0) -> list[tuple[int, int]]:
@@ -97,15 +146,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 osr.read_region((tx * lay.tile_w, ty * lay.tile_h), 0, (lay.tile_w, lay.tile_h))
             os_s = time.perf_counter() - t
             t = time.perf_counter()
+            cpu = time.process_time()
             for tx, ty in tiles:
                 fast.decode_tile(0, tx, ty)
             fast_s = time.perf_counter() - t
+            fast_cpu_s = time.process_time() - cpu
         record.update(
             read_tiles=len(tiles),
             tile_px=[lay.tile_w, lay.tile_h],
             openslide_tiles_per_s=round(len(tiles) / os_s, 1),
             fast_tiles_per_s=round(len(tiles) / fast_s, 1),
             speedup_fast_vs_openslide=round(os_s / fast_s, 2),
+            fast_cpu_ms_per_tile=round(1000 * fast_cpu_s / len(tiles), 3),
         )
         if not args.no_pipeline:
             from pipelines.histology import run as run_histology
@@ -126,7 +178,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pipeline_workers=result.provenance["workers"],
                 nuclei_count=result.nuclei_count,
                 nuclei_density_per_mm2=result.nuclei_density_per_mm2,
+                pipeline_cpu_ms_per_tile=round(1000 * result.provenance["timings_s"]["tiles_cpu_s"] / max(native, 1e-9), 3),
             )
+            if args.stage_tiles > 0 and result.provenance["engine"] == "classical":
+                record["pipeline_stage_ms_per_tile"] = _stage_breakdown(
+                    path, target_mpp=args.target_mpp, tile_px=args.tile, n_tiles=args.stage_tiles)
     record["total_s"] = round(time.perf_counter() - t_start, 2)
     record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     return record

@@ -345,10 +345,12 @@ class TileReader:
             results.close()
 
 
-def default_workers() -> int:
-    """Reader processes to use: one per available core, at most 4 (the engine needs a core too)."""
+def default_workers(*, analysis: bool = False) -> int:
+    """Reader processes to use: one per available core, at most 4 when the engine runs in this process
+    (it needs a core too); with ``analysis`` (the engine runs in the readers, see :meth:`TileReader.map_batches`)
+    one per core, at most 32."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         n = os.cpu_count() or 1
-    return max(1, min(4, n))
+    return max(1, min(32 if analysis else 4, n))

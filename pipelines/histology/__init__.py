@@ -93,8 +93,9 @@ def run(
     target_mpp, tile_px, overlap_px
         Analysis resolution and tiles (``overlap_px`` must exceed the largest nucleus, in target pixels).
     workers, prefetch
-        Reader processes (default: one per core, at most 4; 0 = read in this process) and the bound
-        on decoded tiles waiting in memory.
+        Reader processes and the bound on decoded tiles waiting in memory. Default: one per core; at
+        most 4 when the engine runs in this process (GPU, HoVerNet), at most 32 when the classical CPU
+        engine runs inside the readers. 0 reads and analyses in this process.
     batch_size, device
         Tiles per engine batch; ``"auto"`` picks CUDA > MPS > CPU.
     strictness
@@ -152,10 +153,14 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
         timings["stains_s"] = time.perf_counter() - t
         engine_obj = _make_engine(engine, stains, grid.target_mpp, dev, weights, nuclei_params)
         t = time.perf_counter()
-        n_workers = default_workers() if workers is None else workers
+        cpu = _cpu_s()
+        in_workers = bool(getattr(engine_obj, "runs_in_workers", False))
+        n_workers = default_workers(analysis=in_workers) if workers is None else workers
+        workers = n_workers  # recorded in the provenance
         nuclei, analysed, failed = _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size,
                                                   strictness)
         timings["tiles_s"] = time.perf_counter() - t
+        timings["tiles_cpu_s"] = _cpu_s() - cpu  # this process and its reader processes
         if failed:
             warnings.append(f"{len(failed)} of {len(grid)} tiles could not be read and were skipped")
             warnings.extend(failed[:MAX_WARNINGS_LISTED])
@@ -273,6 +278,12 @@ def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strict
     if len(nuclei):
         nuclei = nuclei[np.lexsort((nuclei[:, 0], nuclei[:, 1], nuclei[:, NUCLEUS_COLUMNS.index("tile_index")]))]
     return nuclei, analysed, failed
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished child processes (``os.times``)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def _versions() -> dict[str, str | None]:

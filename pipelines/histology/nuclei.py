@@ -315,7 +315,7 @@ def solidity_many(labels: np.ndarray, ids: np.ndarray, *, fg: np.ndarray | None 
 
 
 def _moments(labels: np.ndarray, fg: np.ndarray, n: int, hae: np.ndarray | None = None):
-    """Area, centroid and central second moments (+1/12 per pixel, as regionprops) of labels 1..n from
+    """Area, centroid and central second moments (+1/12: each pixel a unit square) of labels 1..n from
     the flat indices ``fg`` of the foreground pixels; with ``hae`` also the mean haematoxylin."""
     lab = labels.ravel()[fg]
     yy, xx = np.divmod(fg, labels.shape[1])

@@ -1,0 +1,89 @@
+"""Issue 6 (classical engine speed-ups): each own implementation gives what the library function it replaces gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from skimage.draw import disk, ellipse
+from skimage.measure import regionprops
+
+from imaging.slide.tiles import Tile, TileGrid
+from pipelines.histology.nuclei import (
+    NUCLEUS_COLUMNS,
+    ClassicalEngine,
+    _fill_holes,
+    binary_open3,
+    box_mean,
+    measure_nuclei,
+)
+from pipelines.histology.stains import ruifrok
+
+C = {name: i for i, name in enumerate(NUCLEUS_COLUMNS)}
+
+
+def _random_masks(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = ndimage.uniform_filter(rng.random((3, 96, 80)), size=(1, 5, 5))
+    return noise > np.quantile(noise, 0.6)
+
+
+def test_binary_open3_equals_scipy_opening():
+    masks = _random_masks(0)
+    ours = binary_open3(masks)
+    for m, o in zip(masks, ours):
+        assert np.array_equal(o, ndimage.binary_opening(m, structure=np.ones((3, 3), bool)))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_box_mean_equals_uniform_filter(k):
+    h = np.random.default_rng(1).random((2, 40, 33)).astype(np.float32)
+    ref = ndimage.uniform_filter(h, size=(1, k, k), mode="nearest")
+    assert np.allclose(box_mean(h, k), ref, atol=1e-6)
+
+
+def test_fill_holes_equals_scipy():
+    for m in _random_masks(2):
+        assert np.array_equal(_fill_holes(m), ndimage.binary_fill_holes(m))
+
+
+def test_measurements_match_regionprops_and_geometry():
+    labels = np.zeros((120, 140), np.int32)
+    labels[ellipse(40, 50, 12, 20, rotation=0.4, shape=labels.shape)] = 1
+    labels[disk((90, 100), 15, shape=labels.shape)] = 2
+    labels[100:110, 10:20] = 3  # a 10 x 10 square: 40 pixel edges
+    hae = np.random.default_rng(3).random(labels.shape).astype(np.float32)
+    table = measure_nuclei(labels, 3, hae, 0.5)
+    for row, rp in zip(table, regionprops(labels)):
+        assert row[C["area_um2"]] == pytest.approx(rp.area * 0.25)
+        assert (row[C["y_px"]], row[C["x_px"]]) == pytest.approx(rp.centroid)
+        # Axes: pixels are unit squares here (+1/12 variance), points in regionprops: < 1% apart.
+        assert row[C["major_axis_um"]] == pytest.approx(rp.axis_major_length * 0.5, rel=0.01)
+        assert row[C["minor_axis_um"]] == pytest.approx(rp.axis_minor_length * 0.5, rel=0.01)
+        assert row[C["eccentricity"]] == pytest.approx(rp.eccentricity, abs=0.01)
+        assert row[C["mean_haematoxylin"]] == pytest.approx(hae[labels == rp.label].mean(), rel=1e-5)
+        assert row[C["solidity"]] == pytest.approx(rp.solidity, abs=0.06)
+    assert table[2, C["perimeter_um"]] == pytest.approx(40 * np.pi / 4 * 0.5)
+    assert table[1, C["perimeter_um"]] == pytest.approx(2 * np.pi * 15 * 0.5, rel=0.05)  # a disc of radius 15
+
+
+def _one_tile_grid(size: int) -> tuple[Tile, TileGrid]:
+    tile = Tile(index=0, col=0, row=0, x0=0.0, y0=0.0, core_x0=0.0, core_y0=0.0, core_x1=size, core_y1=size)
+    grid = TileGrid(tiles=(tile,), target_mpp=0.5, tile_px=size, overlap_px=0, level=0, level_downsample=1.0,
+                    read_px=size, scale0=1.0, n_cols=1, n_rows=1)
+    return tile, grid
+
+
+def test_touching_nuclei_are_split_and_single_ones_are_not():
+    # Two touching discs (radius 8 px = 4 µm at 0.5 µm/px) and one lone ellipse, as a threshold mask.
+    mask = np.zeros((96, 96), bool)
+    mask[disk((30, 30), 8)] = True
+    mask[disk((30, 46), 8)] = True
+    mask[ellipse(70, 60, 6, 9)] = True
+    hae = np.where(mask, 1.0, 0.0).astype(np.float32)
+    engine = ClassicalEngine(ruifrok(), 0.5)
+    tile, grid = _one_tile_grid(96)
+    result = engine.segment_tile(tile, hae, mask, grid)
+    assert len(result.table) == 3
+    xs = np.sort(result.table[:, C["x_px"]])
+    assert xs == pytest.approx([30.5, 46.5, 60.5], abs=1.0)  # level-0 = tile pixels + 0.5 here
