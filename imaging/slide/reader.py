@@ -40,7 +40,7 @@ from imaging.slide.tiles import Tile, TileGrid
 
 logger = logging.getLogger(__name__)
 
-CACHE_MAX_MB = 256  # per process: decoded slide tiles kept for neighbouring analysis tiles
+CACHE_MAX_MB = 96  # per process: decoded slide tiles kept for neighbouring analysis tiles (~23 MB used at 20,000² px)
 
 
 @dataclass(frozen=True)
@@ -348,9 +348,9 @@ class TileReader:
 def default_workers(*, analysis: bool = False) -> int:
     """Reader processes to use: one per available core, at most 4 when the engine runs in this process
     (it needs a core too); with ``analysis`` (the engine runs in the readers, see :meth:`TileReader.map_batches`)
-    one per core, at most 32."""
+    one per core, at most 16 (memory: each holds its own tile cache, <= CACHE_MAX_MB)."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         n = os.cpu_count() or 1
-    return max(1, min(32 if analysis else 4, n))
+    return max(1, min(16 if analysis else 4, n))

@@ -94,8 +94,8 @@ def run(
         Analysis resolution and tiles (``overlap_px`` must exceed the largest nucleus, in target pixels).
     workers, prefetch
         Reader processes and the bound on decoded tiles waiting in memory. Default: one per core; at
-        most 4 when the engine runs in this process (GPU, HoVerNet), at most 32 when the classical CPU
-        engine runs inside the readers. 0 reads and analyses in this process.
+        most 4 when the engine runs in this process (GPU, HoVerNet), one per core when the classical CPU
+        engine runs inside the readers (at most 16). 0 reads and analyses in this process.
     batch_size, device
         Tiles per engine batch; ``"auto"`` picks CUDA > MPS > CPU.
     strictness
