@@ -75,6 +75,29 @@ class ExamInfo:
         }
 
 
+def _first_slice_mm(hp: ph.HeartParams, n_slices: int, spacing_mm: float) -> float:
+    """Heart-frame z of the most basal short-axis slice.
+
+    The stack must reach at least 1 mm beyond the epicardial apex and start at most 2 mm below the
+    end-diastolic base; within that range the slices are placed as far as possible from the base plane at
+    ED (z = 0) and at ES (z = base descent). A slice whose centre lies just outside the base shows the
+    basal LV through its 8 mm thickness while its (thin, central) truth has none: the real network then
+    labels a ventricle the truth lacks (ES volume +18% on the first phantom; measured with
+    tests/synthetic/test_cmr_realism.py).
+    """
+    old = hp.apex_epi_mm + 3.0 - (n_slices - 1) * spacing_mm
+    lo = hp.apex_epi_mm + 1.0 - (n_slices - 1) * spacing_mm
+    hi = max(lo, 2.0)
+    bases = np.array([0.0, hp.base_descent_mm])
+    ks = spacing_mm * np.arange(n_slices)
+
+    def clearance(z0: float) -> float:
+        return float(np.abs((z0 + ks)[:, None] - bases[None, :]).min())
+
+    candidates = np.arange(lo, hi + 1e-9, 0.25)
+    return float(max(candidates, key=lambda z0: (round(clearance(z0), 2), -abs(z0 - old))))
+
+
 def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax: str, enhanced: bool,
             seed: int, trigger_jitter: bool) -> tuple[render.ExamDesign, dict[str, Any]]:
     rng = np.random.default_rng([seed, 20260115])
@@ -92,7 +115,7 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
 
     n_sax = layout.n_sax_slices
     spacing = 8.0 if n_sax >= 13 else 10.0
-    first = hp.apex_epi_mm + 3.0 - (n_sax - 1) * spacing
+    first = _first_slice_mm(hp, n_sax, spacing)
     z_all = [first + k * spacing for k in range(n_sax)]
     cine_stack = sax_stack(heart, z_mm=z_all, spacing_mm=spacing, thickness_mm=8.0, rows=224, cols=256,
                            pixel_mm=1.5625)

@@ -205,15 +205,28 @@ def series_dataset(*, vendor: str, key: str, patient: PatientInfo, study_uid: st
     ds.BitsStored = 12
     ds.HighBit = 11
     ds.PixelRepresentation = 0
-    if signed or vendor == "philips":
+    if (signed and vendor != "siemens") or vendor == "philips":
         ds.RescaleIntercept = str(-2048 if signed else 0)
         ds.RescaleSlope = "1.25" if vendor == "philips" and not signed else "1"
         ds.RescaleType = "US"
     return ds
 
 
+# Stored value of zero signal in a Siemens PSIR image: Siemens writes phase-sensitive images unsigned with
+# no rescale, zero signal at 2048 (the background of the EMIDEC exports, e.g. case P087: air 2041-2060).
+PSIR_ZERO_STORED = 2048.0
+
+
+def psir_value_offset(vendor: str, signed: bool) -> float:
+    """What the rescaled pixel value reads at zero signal: 2048 for Siemens PSIR, 0 for everything else
+    (GE and Philips store phase-sensitive images signed through RescaleIntercept -2048)."""
+    return PSIR_ZERO_STORED if signed and vendor == "siemens" else 0.0
+
+
 def rescale_of(vendor: str, signed: bool) -> tuple[float, float]:
     """(slope, intercept) the writer must invert: stored = (value - intercept) / slope."""
+    if signed and vendor == "siemens":
+        return 1.0, 0.0
     if signed:
         return 1.0, -2048.0
     if vendor == "philips":

@@ -227,17 +227,18 @@ class HeartModel:
         fat_t = 0.6 + 6.0 * np.exp(-(((np.abs(phi) - _ALPHA) / 0.35) ** 2))
         q_env = 1.0 - ((z - s["equator"]) / (s["apex_ep"] + fat_t - s["equator"])) ** 2
         r_env = (s["a_ep"] + fat_t) * np.sqrt(np.clip(q_env, 0, None))
-        env = (r < r_env) & (z > s["base"] - 6.0)
+        env = (r < r_env) & (z >= s["base"])  # no fat cap above the base: a grey ring round the LA reads as LV
         thick = self.rv_thickness(z, r_ep, f)
         rv_outer = r_ep + thick * self.rv_profile(phi)
         rv_wall_outer = r_ep + (thick + RV_WALL_MM) * self.rv_profile(phi, 0.1) * (thick > 0)
         groove = 1.0 + 5.0 * np.clip(np.abs(phi) / _ALPHA, 0, 1) ** 4  # fat in the interventricular grooves
         env |= (r < rv_wall_outer + groove) & (thick > 0) & (np.abs(phi) < _ALPHA + 0.25)
         tissue[env] = FAT
-        # atria (blood with a thin wall) above the moving base plane
-        for centre, rad in (((-4.0, 9.0), 21.0), ((28.0, -4.0), 19.0)):  # LA posterior-lateral, RA on the RV side
+        # atria (blood with a thin wall) above the moving base plane: flattened ovals, not discs (a round
+        # bright atrium over the LV axis was labelled LV cavity by the real network)
+        for centre, (ra, rb) in (((-8.0, 12.0), (30.0, 14.0)), ((30.0, -4.0), (15.0, 21.0))):  # LA, RA
             zc = s["base"] - 24.0
-            qa = ((a - centre[0]) ** 2 + (b - centre[1]) ** 2) / rad**2 + ((z - zc) / 26.0) ** 2
+            qa = (a - centre[0]) ** 2 / ra**2 + (b - centre[1]) ** 2 / rb**2 + ((z - zc) / 26.0) ** 2
             atrium = (qa < 1.0) & (z < s["base"])
             wall = (qa < 1.22) & (z < s["base"] + 2.0) & ~atrium
             tissue[wall & (tissue != BLOOD)] = MYO
@@ -330,8 +331,7 @@ _ABDOMEN: tuple[tuple[float, float, float, float, float, float, int], ...] = (
     (15.0, -60.0, -135.0, 16.0, 12.0, 16.0, STOMACH),
     (55.0, -55.0, -150.0, 20.0, 14.0, 18.0, SOFT),
     (-10.0, -40.0, -150.0, 18.0, 14.0, 20.0, FAT),
-    (30.0, 10.0, -80.0, 12.0, 10.0, 10.0, STOMACH),
-    (110.0, -20.0, -60.0, 26.0, 22.0, 22.0, FAT),
+    (30.0, 10.0, -80.0, 12.0, 10.0, 10.0, SOFT),  # gastro-oesophageal junction (collapsed, no fluid)
 )
 
 
@@ -365,7 +365,13 @@ def torso_tissue(points_lps: np.ndarray, tp: TorsoParams) -> np.ndarray:
     t[ellipsoid((-70.0, 12.0, 40.0), (76.0, 96.0, 130.0)) & inner2] = LUNG
     t[ellipsoid((80.0, 20.0, 38.0), (72.0, 92.0, 122.0)) & inner2] = LUNG
     t[ellipsoid((-45.0, 20.0, -118.0), (120.0, 95.0, 78.0)) & inner2] = LIVER
-    t[ellipsoid((78.0, -8.0, -100.0), (46.0, 42.0, 40.0)) & inner2] = STOMACH
+    # stomach under the left hemidiaphragm: a lobulated sac, not a sphere, with a gas cap on the
+    # anterior (non-dependent, supine) side; a bright round sac next to the apex is read as a ventricle
+    gx, gy, gz = (x - 78.0) / 46.0, (y + 8.0) / 42.0, (z + 100.0) / 40.0
+    lobes = 1.0 + 0.22 * np.sin(3.0 * np.arctan2(gy, gx) + 0.7) * np.cos(2.0 * np.arctan2(gz, gx) - 0.4)
+    stomach = (gx * gx + gy * gy + gz * gz < lobes**2) & inner2
+    t[stomach] = STOMACH
+    t[stomach & (gy < -0.35 * lobes)] = AIR
     for (bx, by, bz, rx, ry, rz, tissue_code) in _ABDOMEN:  # bowel loops, spleen, kidneys: texture below
         t[ellipsoid((bx, by, bz), (rx, ry, rz)) & inner2] = tissue_code
     # spine (vertebral body: cortex + marrow) and descending aorta, along z

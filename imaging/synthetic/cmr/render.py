@@ -170,6 +170,7 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
         fields.bias = np.ones_like(fields.bias)
     infarct = not spec.key.startswith(("cine", "localizer"))
     slope, intercept = headers.rescale_of(design.vendor, spec.signed)
+    intercept -= headers.psir_value_offset(design.vendor, spec.signed)
     images: list[np.ndarray] = []
     regions: list[np.ndarray] = []
     # through-plane partial volume for the thick short-axis stacks: two extra samples at +-thickness/3

@@ -27,13 +27,13 @@ _PROPERTIES: dict[int, tuple[float, float, float, float, float, float]] = {
     ph.LUNG:    (45.0,   30.0,  1200.0, 0.12,  25.0, 0.0),
     ph.LIVER:   (360.0,  330.0,  580.0, 0.7,  170.0, 0.06),
     ph.BLOOD:   (820.0,  560.0, 1580.0, 0.95, 120.0, 0.05),
-    ph.MYO:     (280.0,  35.0,   990.0, 0.75, 110.0, 0.07),
+    ph.MYO:     (230.0,  35.0,   990.0, 0.75, 110.0, 0.07),
     ph.INFARCT: (290.0,  1150.0, 1280.0, 0.8, 115.0, 0.08),
     ph.MVO:     (280.0,  70.0,  1350.0, 0.8,  115.0, 0.0),
     ph.SOFT:    (300.0,  260.0,  900.0, 0.75, 140.0, 0.25),
     ph.BONE:    (90.0,   60.0,   400.0, 0.2,   50.0, 0.0),
     ph.MARROW:  (560.0,  420.0,  550.0, 0.8,  200.0, 0.1),
-    ph.STOMACH: (620.0,  300.0, 2500.0, 0.9,  120.0, 0.2),
+    ph.STOMACH: (400.0,  300.0, 2500.0, 0.9,  120.0, 0.3),
     ph.VESSEL:  (520.0,  380.0, 1500.0, 0.9,  150.0, 0.0),
 }
 
@@ -57,13 +57,15 @@ def molli_table(ti_ms: float) -> np.ndarray:
 
 
 def psir_table() -> np.ndarray:
-    """Signed PSIR signal per tissue: nulled myocardium negative, air and lung near zero, infarct and fat
-    strongly positive (ratios measured on the EMIDEC case P087, stored there with +2048)."""
+    """Signed PSIR signal per tissue (zero = no signal), measured on the EMIDEC case P087 (stored there with
+    zero at 2048): nulled myocardium just above zero (+50), blood pool +230, infarct about twice the blood
+    pool (+420 in P087's small, partial-volumed infarct; +700 here), fat and marrow strongly positive
+    (99th percentile +1,750), air and lung zero with phase noise, the MVO core as dark as the myocardium."""
     t = LGE.copy()
-    for tissue, value in ((ph.AIR, 0.0), (ph.FAT, 1250.0), (ph.MUSCLE, -150.0), (ph.LUNG, 0.0), (ph.LIVER, 320.0),
-                          (ph.BLOOD, 420.0), (ph.BLOOD_RV, 420.0), (ph.MYO, -420.0), (ph.INFARCT, 1100.0),
-                          (ph.MVO, -380.0), (ph.SOFT, 150.0), (ph.BONE, -200.0), (ph.MARROW, 600.0),
-                          (ph.STOMACH, 100.0), (ph.VESSEL, 300.0)):
+    for tissue, value in ((ph.AIR, 0.0), (ph.FAT, 1300.0), (ph.MUSCLE, 120.0), (ph.LUNG, 0.0), (ph.LIVER, 330.0),
+                          (ph.BLOOD, 230.0), (ph.BLOOD_RV, 230.0), (ph.MYO, 45.0), (ph.INFARCT, 700.0),
+                          (ph.MVO, 20.0), (ph.SOFT, 200.0), (ph.BONE, 0.0), (ph.MARROW, 700.0),
+                          (ph.STOMACH, 150.0), (ph.VESSEL, 250.0)):
         t[tissue] = value
     return t
 
@@ -136,9 +138,9 @@ def form_image(tissue: np.ndarray, table: np.ndarray, texture: np.ndarray, field
     n1, n2 = noise
     if signed:
         # PSIR: where there is no signal (air, lung) the phase is random, so the background is a strong
-        # salt-and-pepper noise about zero, as in real PSIR images (EMIDEC P087 air: SD ~ 400 on +-2048)
+        # salt-and-pepper noise about zero, as in real PSIR images (EMIDEC P087 air: SD 66-233 by slice)
         quiet = np.clip(1.0 - np.abs(img) / 150.0, 0.0, 1.0)
-        return img + sigma * n1 + (8.0 * sigma) * quiet * n2
+        return img + sigma * n1 + (3.0 * sigma) * quiet * n2
     return np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
 
 
