@@ -16,6 +16,9 @@ Also, to see where the time goes on a loaded or small machine (informational, no
 (CPU time of the pipeline process and its reader processes during the tile stage, per level-0 tile's
 worth of pixels), and ``pipeline_stage_ms_per_tile``: one process timing the stages of the classical
 engine on up to ``--stage-tiles`` analysis tiles (read = decode + reduce + assemble from the tile cache).
+``pipeline_scaled_jpeg`` says whether the pipeline decoded JPEG tiles straight at its resolution
+(libjpeg-turbo DCT scaling, see :func:`pipelines.histology.run`); the rate counts the same level-0 tiles
+either way.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def _stage_breakdown(path, *, target_mpp: float, tile_px: int, n_tiles: int) -> 
                          target_mpp=target_mpp, level=slide.best_level_for_mpp(target_mpp), tile_px=tile_px,
                          overlap_px=64, tissue=tissue)
         engine = ClassicalEngine(estimate_stains(slide, grid, tissue), grid.target_mpp)
-        assembler = CachedTileAssembler(slide, grid)
+        assembler = CachedTileAssembler(slide, grid, scaled_jpeg=True)  # as the pipeline reads by default
         # Consecutive tiles from the middle of the grid, as one reader process walks its band.
         start = max(0, len(grid) // 2 - n_tiles // 2)
         tiles = list(grid.tiles[start:start + n_tiles])
@@ -91,6 +94,7 @@ def _stage_breakdown(path, *, target_mpp: float, tile_px: int, n_tiles: int) -> 
     out = {k: round(1000 * v / n, 2) for k, v in spent.items()}
     out["tiles"] = len(tiles)
     out["slide_tiles_decoded_per_tile"] = round(assembler.decoded / n, 2)
+    out["scaled_jpeg"] = assembler.scaled
     return out
 
 
@@ -176,6 +180,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 pipeline_timings_s=result.provenance["timings_s"],
                 pipeline_device=result.provenance["device"],
                 pipeline_workers=result.provenance["workers"],
+                pipeline_scaled_jpeg=grid.get("scaled_jpeg", False),
                 nuclei_count=result.nuclei_count,
                 nuclei_density_per_mm2=result.nuclei_density_per_mm2,
                 pipeline_cpu_ms_per_tile=round(1000 * result.provenance["timings_s"]["tiles_cpu_s"] / max(native, 1e-9), 3),

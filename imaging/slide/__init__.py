@@ -2,17 +2,26 @@
 
 from imaging.slide.fastread import CorruptTileError, TiffTileReader, gpu_jpeg_available
 from imaging.slide.open import MissingMppError, Slide, SlideMeta, UnsupportedSlideError, open_slide
-from imaging.slide.reader import TileRead, TileReader, default_workers, read_tile
+from imaging.slide.reader import (
+    CachedTileAssembler,
+    TileBatch,
+    TileRead,
+    TileReader,
+    default_workers,
+    read_tile,
+)
 from imaging.slide.tiles import Tile, TileGrid, in_core, tile_grid
 from imaging.slide.tissue import TissueMask, TissueParams, detect_tissue, detect_tissue_rgb
 
 __all__ = [
+    "CachedTileAssembler",
     "CorruptTileError",
     "MissingMppError",
     "Slide",
     "SlideMeta",
     "TiffTileReader",
     "Tile",
+    "TileBatch",
     "TileGrid",
     "TileRead",
     "TileReader",

@@ -16,6 +16,7 @@ OpenSlide, and the slide falls back to OpenSlide when they differ.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 SUPPORTED_COMPRESSIONS = {1, 5, 7, 8, 32946, 33003, 33005, 34712}
 JPEG = 7
 APERIO_J2K_YCBCR = 33003
+PHOTOMETRIC_YCBCR = 6
 
 
 class CorruptTileError(SlideUnreadableError):
@@ -155,6 +157,43 @@ class TiffTileReader:
         arr = np.asarray(seg).reshape(seg.shape[-3:])[..., :3]
         if lay.compression == APERIO_J2K_YCBCR:
             arr = _ycbcr_to_rgb(arr)
+        return arr
+
+    def scaled_jpeg_factors(self, level: int) -> tuple[int, ...]:
+        """Downsample factors :meth:`decode_tile_scaled` can give for ``level`` (none unless YCbCr JPEG)."""
+        lay = self.levels[level]
+        if lay.compression != JPEG or lay.photometric != PHOTOMETRIC_YCBCR:
+            return ()
+        return tuple(f for f in (2, 4, 8) if lay.tile_w % f == 0 and lay.tile_h % f == 0)
+
+    def decode_tile_scaled(self, level: int, tx: int, ty: int, factor: int) -> np.ndarray:
+        """Decode one YCbCr JPEG tile straight at 1/``factor`` of its size (libjpeg-turbo DCT scaling).
+
+        The reduced inverse DCT replaces full decoding + block averaging: 0.83 vs 0.94 + 0.41 ms per 256²
+        tile here; the pixels differ from the block mean by ~1 grey level on average (a few up to ~15 at
+        sharp edges). Only for the factors in :meth:`scaled_jpeg_factors`.
+        """
+        from PIL import Image
+
+        lay = self.levels[level]
+        size = (lay.tile_w // factor, lay.tile_h // factor)
+        data = self.tile_bytes(level, tx, ty)
+        if not data:
+            return np.full((size[1], size[0], 3), 255, np.uint8)
+        tables = getattr(self._pages[level], "jpegtables", None)
+        if tables and len(tables) > 4:  # abbreviated TIFF JPEG: put the page's tables back after SOI
+            data = data[:2] + tables[2:-2] + data[2:]
+        try:
+            img = Image.open(io.BytesIO(data))
+            img.draft("RGB", size)
+            arr = np.asarray(img.convert("RGB"))
+        except Exception as exc:
+            raise CorruptTileError(
+                f"tile ({tx}, {ty}) of level {level} could not be decoded: {exc}", level=level, tile_xy=(tx, ty)
+            ) from exc
+        if arr.shape != (size[1], size[0], 3):
+            raise CorruptTileError(f"tile ({tx}, {ty}) of level {level} decoded to {arr.shape}, not {size}",
+                                   level=level, tile_xy=(tx, ty))
         return arr
 
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:

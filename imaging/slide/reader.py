@@ -94,9 +94,15 @@ class CachedTileAssembler:
         The analysis tiles.
     max_mb
         Bound on the decoded pixels kept.
+    scaled_jpeg
+        Decode YCbCr JPEG tiles straight at the reduced size (libjpeg-turbo DCT scaling, see
+        :meth:`imaging.slide.TiffTileReader.decode_tile_scaled`) instead of decoding them whole and
+        averaging blocks: ~25% less reading CPU (8.7 vs 11.8 ms per 512² analysis tile of the 20,000²
+        benchmark slide here); pixels within ~1 grey level on average of the block
+        mean, so no longer identical to :func:`read_tile`. Checked on one tile when the cache is built.
     """
 
-    def __init__(self, slide, grid: TileGrid, *, max_mb: float = CACHE_MAX_MB) -> None:
+    def __init__(self, slide, grid: TileGrid, *, max_mb: float = CACHE_MAX_MB, scaled_jpeg: bool = False) -> None:
         self.slide = slide
         self.grid = grid
         fast = slide.fast_reader if slide.meta.fast_path else None
@@ -117,6 +123,22 @@ class CachedTileAssembler:
             self.capacity = 0
         self.decoded = 0  # slide tiles decoded (cache misses)
         self.requested = 0
+        self.scaled = bool(scaled_jpeg and self.enabled and self.factor in fast.scaled_jpeg_factors(grid.level)
+                           and self._scaled_decode_agrees())
+
+    def _scaled_decode_agrees(self, max_mean_diff: float = 3.0) -> bool:
+        """Compare scaled decoding with decode + block mean on one full tile near the level's centre."""
+        lay = self.lay
+        tx, ty = max(0, lay.tiles_across // 2 - 1), max(0, lay.tiles_down // 2 - 1)
+        try:
+            exact = np.asarray(Image.fromarray(self._fast.decode_tile(self.grid.level, tx, ty)).reduce(self.factor))
+            scaled = self._fast.decode_tile_scaled(self.grid.level, tx, ty, self.factor)
+        except SlideUnreadableError:
+            return False
+        diff = float(np.abs(exact.astype(np.int16) - scaled).mean())
+        if diff > max_mean_diff:
+            logger.info("scaled JPEG decoding differs by %.1f grey levels on average; decoding tiles whole", diff)
+        return diff <= max_mean_diff
 
     def read(self, tile: Tile) -> np.ndarray:
         """The tile's RGB pixels at the target resolution (``tile_px`` square)."""
@@ -152,20 +174,27 @@ class CachedTileAssembler:
             self._cache.move_to_end(key)
             return hit
         lay = self.lay
-        arr = self._fast.decode_tile(self.grid.level, tx, ty)  # CorruptTileError propagates
         self.decoded += 1
-        # Outside the level is white, as in read_region (edge tiles are padded by the encoder).
         valid_w, valid_h = lay.width - tx * lay.tile_w, lay.height - ty * lay.tile_h
+        if self.scaled and valid_w >= lay.tile_w and valid_h >= lay.tile_h:
+            arr = self._fast.decode_tile_scaled(self.grid.level, tx, ty, self.factor)
+            self._remember(key, arr)
+            return arr
+        arr = self._fast.decode_tile(self.grid.level, tx, ty)  # CorruptTileError propagates
+        # Outside the level is white, as in read_region (edge tiles are padded by the encoder).
         if valid_w < lay.tile_w or valid_h < lay.tile_h:
             arr = arr.copy()
             arr[max(0, valid_h):] = 255
             arr[:, max(0, valid_w):] = 255
         if self.factor > 1:
             arr = np.asarray(Image.fromarray(np.ascontiguousarray(arr)).reduce(self.factor))
+        self._remember(key, arr)
+        return arr
+
+    def _remember(self, key: tuple[int, int], arr: np.ndarray) -> None:
         self._cache[key] = arr
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
-        return arr
 
 
 def _bands(n_tiles: int, n_workers: int, chunk: int) -> list[list[list[int]]]:
@@ -190,7 +219,7 @@ def _next_chunk(w: int, bands, front, back, lock) -> list[int] | None:
 
 
 def _worker(w: int, path: str, mpp: float | None, fast: bool, grid: TileGrid, bands, front, back, lock,
-            results, fn: Callable | None) -> None:
+            results, fn: Callable | None, scaled_jpeg: bool) -> None:
     from imaging.slide.open import open_slide
 
     try:
@@ -201,7 +230,7 @@ def _worker(w: int, path: str, mpp: float | None, fast: bool, grid: TileGrid, ba
         results.put(None)
         return
     try:
-        assembler = CachedTileAssembler(slide, grid)
+        assembler = CachedTileAssembler(slide, grid, scaled_jpeg=scaled_jpeg)
         while (chunk := _next_chunk(w, bands, front, back, lock)) is not None:
             reads = []
             for i in chunk:
@@ -243,14 +272,18 @@ class TileReader:
         Largest number of decoded tiles waiting in memory.
     chunk
         Consecutive tiles a worker takes at a time (and the batch of :meth:`map_batches`).
+    scaled_jpeg
+        Decode YCbCr JPEG tiles at the target resolution directly (see :class:`CachedTileAssembler`).
     """
 
-    def __init__(self, slide, grid: TileGrid, *, workers: int = 2, prefetch: int = 8, chunk: int = 4) -> None:
+    def __init__(self, slide, grid: TileGrid, *, workers: int = 2, prefetch: int = 8, chunk: int = 4,
+                 scaled_jpeg: bool = False) -> None:
         self.slide = slide
         self.grid = grid
         self.workers = max(0, int(workers))
         self.prefetch = max(1, int(prefetch))
         self.chunk = max(1, int(chunk))
+        self.scaled_jpeg = bool(scaled_jpeg)
 
     def __len__(self) -> int:
         return len(self.grid)
@@ -272,7 +305,7 @@ class TileReader:
         that could be read; the others come back in :attr:`TileBatch.failed`.
         """
         if self.workers == 0 or len(self.grid) < 2:
-            assembler = CachedTileAssembler(self.slide, self.grid)
+            assembler = CachedTileAssembler(self.slide, self.grid, scaled_jpeg=self.scaled_jpeg)
             for start in range(0, len(self.grid), self.chunk):
                 reads = [self._read_one(assembler, t) for t in self.grid.tiles[start:start + self.chunk]]
                 yield self._batch(fn, reads)
@@ -299,7 +332,7 @@ class TileReader:
         return TileBatch(tuple(r.tile for r in ok), out, tuple(r for r in reads if r.rgb is None))
 
     def _serial(self) -> Iterator[TileRead]:
-        assembler = CachedTileAssembler(self.slide, self.grid)
+        assembler = CachedTileAssembler(self.slide, self.grid, scaled_jpeg=self.scaled_jpeg)
         for tile in self.grid.tiles:
             yield self._read_one(assembler, tile)
 
@@ -316,7 +349,7 @@ class TileReader:
         mpp = meta.mpp_x if meta.mpp_source == "user" else None
         procs = [
             ctx.Process(target=_worker, args=(w, meta.path, mpp, meta.fast_path, self.grid, bands, front, back,
-                                              lock, results, fn), daemon=True)
+                                              lock, results, fn, self.scaled_jpeg), daemon=True)
             for w in range(n_workers)
         ]
         for p in procs:

@@ -33,6 +33,7 @@ import numpy as np
 from imaging.engine import select_device
 from imaging.errors import InvalidInputError, WeightsError, check_strictness, report_problem
 from imaging.slide import (
+    CachedTileAssembler,
     Slide,
     TileGrid,
     TileReader,
@@ -75,6 +76,7 @@ def run(
     tissue_params: TissueParams | None = None,
     nuclei_params: NucleiParams | None = None,
     strictness: str = "warn",
+    scaled_jpeg: bool = True,
 ) -> HistologyResult:
     """Analyse one whole-slide image.
 
@@ -101,6 +103,12 @@ def run(
     strictness
         ``"warn"``: corrupt tiles are skipped, counted and listed in ``warnings``; ``"raise"``: the
         first one stops the run.
+    scaled_jpeg
+        When the level read is a whole factor (2, 4, 8) finer than ``target_mpp`` and its tiles are
+        YCbCr JPEG, decode them straight at the target resolution (libjpeg-turbo DCT scaling) instead
+        of decoding them whole and averaging pixel blocks: ~25% less reading CPU, pixels ~1 grey level
+        apart on average. ``False`` gives tiles identical to :func:`imaging.slide.read_tile`. Recorded
+        in the provenance (``grid.scaled_jpeg``).
     """
     strictness = check_strictness(strictness)
     if isinstance(engine, str) and engine not in ENGINES:
@@ -116,14 +124,16 @@ def run(
         return _run_open(sl, out_dir=out_dir, engine=engine, target_mpp=target_mpp, tile_px=tile_px,
                          overlap_px=overlap_px, workers=workers, prefetch=prefetch, batch_size=batch_size,
                          device=device, weights=weights, tissue_params=tissue_params,
-                         nuclei_params=nuclei_params, strictness=strictness, timings=timings, t_start=t_start)
+                         nuclei_params=nuclei_params, strictness=strictness, timings=timings, t_start=t_start,
+                         scaled_jpeg=scaled_jpeg)
     finally:
         if own:
             sl.close()
 
 
 def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, workers, prefetch, batch_size,
-              device, weights, tissue_params, nuclei_params, strictness, timings, t_start) -> HistologyResult:
+              device, weights, tissue_params, nuclei_params, strictness, timings, t_start,
+              scaled_jpeg) -> HistologyResult:
     warnings: list[str] = []
     meta = sl.meta
     mpp0 = 0.5 * (meta.mpp_x + meta.mpp_y)
@@ -143,6 +153,7 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
     failed: list[str] = []
     stains: StainMatrix | None = None
     engine_obj = None
+    used_scaled_jpeg = False
     if tissue.area_mm2 <= 0 or len(grid) == 0:
         status = "no_tissue"
         warnings.append("no tissue detected on the slide (saturation below threshold everywhere); "
@@ -157,8 +168,9 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
         in_workers = bool(getattr(engine_obj, "runs_in_workers", False))
         n_workers = default_workers(analysis=in_workers) if workers is None else workers
         workers = n_workers  # recorded in the provenance
+        used_scaled_jpeg = scaled_jpeg and CachedTileAssembler(sl, grid, scaled_jpeg=True).scaled
         nuclei, analysed, failed = _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size,
-                                                  strictness)
+                                                  strictness, used_scaled_jpeg)
         timings["tiles_s"] = time.perf_counter() - t
         timings["tiles_cpu_s"] = _cpu_s() - cpu  # this process and its reader processes
         if failed:
@@ -188,6 +200,7 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
         "analysed_tissue_area_mm2": analysed_tissue_mm2,
     }
     provenance = _provenance(meta, engine_obj, stains, dev, grid, timings, workers, batch_size)
+    provenance["grid"]["scaled_jpeg"] = used_scaled_jpeg
     result = HistologyResult(
         slide_name=Path(meta.path).name,
         engine=engine if isinstance(engine, str) else str(getattr(engine, "name", type(engine).__name__)),
@@ -237,7 +250,7 @@ def estimate_stains(sl: Slide, grid: TileGrid, tissue: TissueMask, *, n_tiles: i
     return macenko(sample)
 
 
-def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strictness):
+def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strictness, scaled_jpeg):
     tables: list[np.ndarray] = []
     analysed: set[int] = set()
     failed: list[str] = []
@@ -252,7 +265,7 @@ def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strict
             tables.append(res.table)
             analysed.add(res.tile.index)
 
-    reader = TileReader(sl, grid, workers=n_workers, prefetch=prefetch, chunk=batch_size)
+    reader = TileReader(sl, grid, workers=n_workers, prefetch=prefetch, chunk=batch_size, scaled_jpeg=scaled_jpeg)
     if getattr(engine_obj, "runs_in_workers", False):
         # CPU engine: each reader process analyses the tiles it reads (both cores busy, no pixels
         # cross processes); only the nuclei tables come back.

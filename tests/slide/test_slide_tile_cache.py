@@ -93,3 +93,14 @@ def test_corrupt_tile_comes_back_as_failed_in_map_batches(small_slide, tmp_path)
     failed = [r for b in batches for r in b.failed]
     assert [(r.tile.col, r.tile.row) for r in failed] == [(9, 2)] and "could not be decoded" in failed[0].error
     assert sum(b.result or 0 for b in batches) == len(grid) - 1
+
+
+def test_scaled_jpeg_decoding_stays_close_to_the_block_mean(small_slide):
+    with open_slide(small_slide.path) as slide:
+        grid = _grid(slide, 0.5, 256, 32, tissue=detect_tissue(slide))
+        exact = CachedTileAssembler(slide, grid)
+        scaled = CachedTileAssembler(slide, grid, scaled_jpeg=True)
+        assert scaled.scaled and not exact.scaled
+        diffs = [np.abs(exact.read(t).astype(np.int16) - scaled.read(t)) for t in grid.tiles[:6]]
+    assert 0 < np.mean([d.mean() for d in diffs]) <= 2.0
+    assert max(np.percentile(d, 99) for d in diffs) <= 10
