@@ -107,32 +107,32 @@ class CachedTileAssembler:
         self.grid = grid
         fast = slide.fast_reader if slide.meta.fast_path else None
         self.factor = grid.read_px // grid.tile_px if grid.read_px % grid.tile_px == 0 else 0
-        self.lay = fast.levels[grid.level] if fast is not None else None
+        lay = fast.levels[grid.level] if fast is not None else None
         self.enabled = bool(
-            self.lay is not None and self.factor >= 1
-            and self.lay.tile_w % self.factor == 0 and self.lay.tile_h % self.factor == 0
+            lay is not None and self.factor >= 1 and lay.tile_w % self.factor == 0 and lay.tile_h % self.factor == 0
         )
         self._fast = fast
         self._cache: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
-        if self.enabled:
-            tile_bytes = 3 * (self.lay.tile_w // self.factor) * (self.lay.tile_h // self.factor)
+        self.capacity = 0
+        if lay is not None and self.enabled:
+            tile_bytes = 3 * (lay.tile_w // self.factor) * (lay.tile_h // self.factor)
             # Enough for one row of analysis tiles across the slide (vertical reuse), within max_mb.
-            rows = -(-grid.read_px // self.lay.tile_h) + 1
-            self.capacity = max(64, min(self.lay.tiles_across * rows, int(max_mb * 2**20 // tile_bytes)))
-        else:
-            self.capacity = 0
+            rows = -(-grid.read_px // lay.tile_h) + 1
+            self.capacity = max(64, min(lay.tiles_across * rows, int(max_mb * 2**20 // tile_bytes)))
+        self.lay = lay
         self.decoded = 0  # slide tiles decoded (cache misses)
         self.requested = 0
-        self.scaled = bool(scaled_jpeg and self.enabled and self.factor in fast.scaled_jpeg_factors(grid.level)
-                           and self._scaled_decode_agrees())
+        self.scaled = bool(scaled_jpeg and fast is not None and self.enabled
+                           and self.factor in fast.scaled_jpeg_factors(grid.level) and self._scaled_decode_agrees())
 
     def _scaled_decode_agrees(self, max_mean_diff: float = 3.0) -> bool:
         """Compare scaled decoding with decode + block mean on one full tile near the level's centre."""
-        lay = self.lay
+        lay, fast = self.lay, self._fast
+        assert lay is not None and fast is not None  # only called when enabled
         tx, ty = max(0, lay.tiles_across // 2 - 1), max(0, lay.tiles_down // 2 - 1)
         try:
-            exact = np.asarray(Image.fromarray(self._fast.decode_tile(self.grid.level, tx, ty)).reduce(self.factor))
-            scaled = self._fast.decode_tile_scaled(self.grid.level, tx, ty, self.factor)
+            exact = np.asarray(Image.fromarray(fast.decode_tile(self.grid.level, tx, ty)).reduce(self.factor))
+            scaled = fast.decode_tile_scaled(self.grid.level, tx, ty, self.factor)
         except SlideUnreadableError:
             return False
         diff = float(np.abs(exact.astype(np.int16) - scaled).mean())
@@ -145,10 +145,9 @@ class CachedTileAssembler:
         x, y = self.grid.level_origin(tile)
         ds = self.grid.level_downsample
         lx, ly = int(round(x / ds)), int(round(y / ds))
-        f = self.factor
-        if not self.enabled or lx % f or ly % f:
+        f, lay = self.factor, self.lay
+        if lay is None or not self.enabled or lx % f or ly % f:
             return read_tile(self.slide, self.grid, tile, fast=self.slide.meta.fast_path)
-        lay = self.lay
         size = self.grid.tile_px
         tw, th = lay.tile_w // f, lay.tile_h // f
         # Work in reduced coordinates: the region is [rx, rx + size) x [ry, ry + size).
@@ -173,14 +172,15 @@ class CachedTileAssembler:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        lay = self.lay
+        lay, fast = self.lay, self._fast
+        assert lay is not None and fast is not None  # only called when enabled
         self.decoded += 1
         valid_w, valid_h = lay.width - tx * lay.tile_w, lay.height - ty * lay.tile_h
         if self.scaled and valid_w >= lay.tile_w and valid_h >= lay.tile_h:
-            arr = self._fast.decode_tile_scaled(self.grid.level, tx, ty, self.factor)
+            arr = fast.decode_tile_scaled(self.grid.level, tx, ty, self.factor)
             self._remember(key, arr)
             return arr
-        arr = self._fast.decode_tile(self.grid.level, tx, ty)  # CorruptTileError propagates
+        arr = fast.decode_tile(self.grid.level, tx, ty)  # CorruptTileError propagates
         # Outside the level is white, as in read_region (edge tiles are padded by the encoder).
         if valid_w < lay.tile_w or valid_h < lay.tile_h:
             arr = arr.copy()
@@ -232,7 +232,7 @@ def _worker(w: int, path: str, mpp: float | None, fast: bool, grid: TileGrid, ba
     try:
         assembler = CachedTileAssembler(slide, grid, scaled_jpeg=scaled_jpeg)
         while (chunk := _next_chunk(w, bands, front, back, lock)) is not None:
-            reads = []
+            reads: list[tuple[int, np.ndarray | None, str | None]] = []
             for i in chunk:
                 try:
                     reads.append((i, assembler.read(grid.tiles[i]), None))
@@ -328,7 +328,7 @@ class TileReader:
     @staticmethod
     def _batch(fn, reads: Sequence[TileRead]) -> TileBatch:
         ok = [r for r in reads if r.rgb is not None]
-        out = fn([r.tile for r in ok], np.stack([r.rgb for r in ok])) if ok else None
+        out = fn([r.tile for r in ok], np.stack([r.rgb for r in ok if r.rgb is not None])) if ok else None
         return TileBatch(tuple(r.tile for r in ok), out, tuple(r for r in reads if r.rgb is None))
 
     def _serial(self) -> Iterator[TileRead]:

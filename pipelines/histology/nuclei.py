@@ -108,11 +108,11 @@ class ClassicalEngine:
             return h, h > self.threshold
         x = torch.from_numpy(np.ascontiguousarray(rgb_batch)).to(self.device, non_blocking=True)
         with torch.no_grad():
-            h = haematoxylin_batch(x, self.stains)
+            ht = haematoxylin_batch(x, self.stains)
             if k > 1:  # box smoothing: avg_pool2d is ~10x faster than a separable conv2d on CPU
-                h = F.avg_pool2d(h[:, None], k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
-            mask = h > self.threshold
-        return h.cpu().numpy(), mask.cpu().numpy()
+                ht = F.avg_pool2d(ht[:, None], k, stride=1, padding=k // 2, count_include_pad=False)[:, 0]
+            mt = ht > self.threshold
+        return ht.cpu().numpy(), mt.cpu().numpy()
 
     def segment_batch(self, tiles: list[Tile], rgb_batch: np.ndarray, grid: TileGrid,
                       *, keep_labels: bool = False) -> list[TileNuclei]:
