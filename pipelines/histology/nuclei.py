@@ -130,15 +130,25 @@ class ClassicalEngine:
         mask = _fill_holes(mask)
         labels, n = ndimage.label(mask)
         fg = np.flatnonzero(labels)  # the split below relabels pixels but never adds or removes one
+        sums = _label_sums(labels, fg, n, hae)
         origin_x, origin_y = grid.level_origin(tile)
         # The tile's core in tile pixels, one pixel wider all round (only to skip splitting clumps whose
         # pieces cannot be kept; the exact test on level-0 centroids is below).
         core = ((tile.core_x0 - origin_x) / grid.scale0 - 1.5, (tile.core_y0 - origin_y) / grid.scale0 - 1.5,
                 (tile.core_x1 - origin_x) / grid.scale0 + 0.5, (tile.core_y1 - origin_y) / grid.scale0 + 0.5)
         if n:
-            labels, n = self._split_clumps(labels, n, fg, core)
+            n_before = n
+            labels, n, split = self._split_clumps(labels, n, fg, sums, core)
+            if len(split):  # sums again for the split objects and their new pieces only
+                changed = np.zeros(n + 1, bool)
+                changed[split] = True
+                changed[n_before + 1:] = True
+                grown = np.zeros((sums.shape[0], n + 1))
+                grown[:, : n_before + 1] = sums
+                grown[:, changed] = _label_sums(labels, fg[changed[labels.ravel()[fg]]], n, hae)[:, changed]
+                sums = grown
         # Labels 1..n (split pieces appended); empty or tiny ones fall out with the area filter below.
-        table = measure_nuclei(labels, n, hae, self.mpp, solidity=False, fg=fg)
+        table, outline = _measure(labels, n, self.mpp, fg, sums)
         ids = np.arange(1, n + 1)
         # Tile pixels -> level-0 pixels; keep the nuclei centred in this tile's core.
         table[:, 0] = origin_x + (table[:, 0] + 0.5) * grid.scale0
@@ -148,32 +158,33 @@ class ClassicalEngine:
                 & (table[:, 2] >= p.min_area_um2) & (table[:, 2] <= p.max_area_um2)
                 & (table[:, 4] <= p.max_major_axis_um))
         table, ids = table[keep], ids[keep]
-        # Solidity only for the nuclei this tile keeps.
-        table[:, 7] = solidity_many(labels, ids, fg=fg)
+        # Solidity only for the nuclei this tile keeps (their outline pixels carry the hull).
+        table[:, 7] = solidity_many(labels, ids, fg=outline, area=sums[0, ids])
         table = table[table[:, 7] >= p.min_solidity]
         table[:, 9] = self.classify(table)
         table[:, 10] = tile.index
         return TileNuclei(tile, table, float(table[:, 2].sum()) if len(table) else 0.0,
                           labels if keep_labels else None)
 
-    def _split_clumps(self, labels: np.ndarray, n: int, fg: np.ndarray,
-                      core: tuple[float, float, float, float]) -> tuple[np.ndarray, int]:
+    def _split_clumps(self, labels: np.ndarray, n: int, fg: np.ndarray, sums: np.ndarray,
+                      core: tuple[float, float, float, float]) -> tuple[np.ndarray, int, np.ndarray]:
         """Distance-transform watershed on objects that are too large or not ellipse-like.
 
         "Not ellipse-like": area below ``split_ellipse_ratio`` of the area of the object's moment
         ellipse (two touching equal discs give 0.89, a single digital ellipse ~0.97-1.0). Only those
         objects (a few per tile) are cropped and split, and only when some of their pieces could
         have their centroid in the tile's ``core`` (x0, y0, x1, y1 in tile pixels); the rest of the
-        tile is not touched. ``fg``: flat indices of the labelled pixels.
+        tile is not touched. ``fg``: flat indices of the labelled pixels; ``sums``: their
+        :func:`_label_sums`. Returns the labels, their number and the labels that were split.
         """
         p = self.params
-        area, _, _, sxx, syy, sxy = _moments(labels, fg, n)
+        area, _, _, sxx, syy, sxy, _ = _from_sums(sums)
         area_um2 = area * self.mpp * self.mpp
         l1, l2 = _eigen(sxx, syy, sxy)
         ratio = area / np.maximum(4 * np.pi * np.sqrt(l1 * l2), 1e-9)  # area / moment-ellipse area
         candidates = (area_um2 >= p.min_area_um2) & ((area_um2 > p.split_area_um2) | (ratio < p.split_ellipse_ratio))
         if not candidates.any():
-            return labels, n
+            return labels, n, np.zeros(0, np.int64)
         # Bounding boxes of the candidates from their pixels (find_objects scans the whole tile).
         is_cand = np.zeros(n + 1, bool)
         is_cand[1:] = candidates
@@ -187,6 +198,7 @@ class ClassicalEngine:
         x0, x1 = np.minimum.reduceat(xx, starts), np.maximum.reduceat(xx, starts) + 1
         inside = (x1 - 1 >= core[0]) & (x0 < core[2]) & (y1 - 1 >= core[1]) & (y0 < core[3])
         next_label = n + 1
+        split = []
         min_distance = max(1, int(p.peak_distance_um / self.mpp))
         size = 2 * min_distance + 1
         for k in np.flatnonzero(inside):
@@ -204,7 +216,8 @@ class ClassicalEngine:
             mine = region == idx
             region[mine] = np.where(parts[mine] == 1, idx, parts[mine] - 2 + next_label)
             next_label += n_peaks - 1
-        return labels, next_label - 1
+            split.append(idx)
+        return labels, next_label - 1, np.array(split, np.int64)
 
     def classify(self, table: np.ndarray) -> np.ndarray:
         """Lymphocyte-like (small, round, dark), spindle (elongated), other: index into NUCLEUS_CLASSES."""
@@ -268,7 +281,8 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 _HULL_DIRECTIONS = 16
 
 
-def solidity_many(labels: np.ndarray, ids: np.ndarray, *, fg: np.ndarray | None = None) -> np.ndarray:
+def solidity_many(labels: np.ndarray, ids: np.ndarray, *, fg: np.ndarray | None = None,
+                  area: np.ndarray | None = None) -> np.ndarray:
     """Solidity (area / convex area) of the objects ``ids`` of a label image, all at once.
 
     The convex area is that of the circumscribed polygon whose sides are the objects' supporting lines
@@ -276,7 +290,12 @@ def solidity_many(labels: np.ndarray, ids: np.ndarray, *, fg: np.ndarray | None 
     the polygon contains the hull and exceeds it by at most ~1.3% (a disc). It reads 0.00-0.05 lower
     than ``regionprops().solidity`` on small test shapes (discs, ellipses, an L; thresholds below are
     set for it). Measured here: one vectorised pass per tile instead of one Qhull hull per object
-    (~10x less time per tile of ~90 nuclei). ``fg``: flat indices of the labelled pixels, if known.
+    (~10x less time per tile of ~90 nuclei).
+
+    ``fg``: flat indices of the pixels to use, if known: all labelled pixels, or only the objects'
+    outline pixels (a pixel with a 4-neighbour outside the object) together with ``area`` (pixels per
+    id). The hull is the same (the pixel farthest along any direction is an outline pixel) for ~4x
+    fewer pixels.
     """
     ids = np.asarray(ids, dtype=np.int64)
     out = np.ones(len(ids))
@@ -312,28 +331,34 @@ def solidity_many(labels: np.ndarray, ids: np.ndarray, *, fg: np.ndarray | None 
     # Pixels inside a convex polygon through pixel centres ~ area + perimeter / 2 + 1 (Pick's theorem),
     # which is what scikit-image's convex_image counts.
     hull_pixels = hull_area + hull_perimeter / 2 + 1
-    area = np.bincount(obj, minlength=len(ids))
+    if area is None:
+        area = np.bincount(obj, minlength=len(ids))
     return np.minimum(1.0, area / np.maximum(hull_pixels, 1.0))
 
 
-def _moments(labels: np.ndarray, fg: np.ndarray, n: int, hae: np.ndarray | None = None):
-    """Area, centroid and central second moments (+1/12: each pixel a unit square) of labels 1..n from
-    the flat indices ``fg`` of the foreground pixels; with ``hae`` also the mean haematoxylin."""
-    lab = labels.ravel()[fg]
-    yy, xx = np.divmod(fg, labels.shape[1])
+def _label_sums(labels: np.ndarray, pix: np.ndarray, n: int, hae: np.ndarray | None = None) -> np.ndarray:
+    """Per-label pixel sums (rows: count, x, y, xx, yy, xy, haematoxylin; columns: labels 0..n) over
+    the pixels with flat indices ``pix``. Sums add up, so split objects are redone from their pixels alone."""
+    lab = labels.ravel()[pix]
+    yy, xx = np.divmod(pix, labels.shape[1])
     yy, xx = yy.astype(np.float64), xx.astype(np.float64)
     m = n + 1
-    area = np.bincount(lab, minlength=m)[1:].astype(np.float64)
+    h = hae.ravel()[pix].astype(np.float64) if hae is not None else None
+    return np.stack([np.bincount(lab, minlength=m).astype(np.float64)]
+                    + [np.bincount(lab, w, m) for w in (xx, yy, xx * xx, yy * yy, xx * yy)]
+                    + [np.bincount(lab, h, m) if h is not None else np.zeros(m)])
+
+
+def _from_sums(sums: np.ndarray):
+    """Area, centroid, central second moments (+1/12: each pixel a unit square) and mean haematoxylin
+    of labels 1..n from :func:`_label_sums`."""
+    area = sums[0, 1:]
     safe = np.maximum(area, 1)
-    cx = np.bincount(lab, xx, m)[1:] / safe
-    cy = np.bincount(lab, yy, m)[1:] / safe
-    sxx = np.bincount(lab, xx * xx, m)[1:] / safe - cx * cx + 1 / 12
-    syy = np.bincount(lab, yy * yy, m)[1:] / safe - cy * cy + 1 / 12
-    sxy = np.bincount(lab, xx * yy, m)[1:] / safe - cx * cy
-    if hae is None:
-        return area, cx, cy, sxx, syy, sxy
-    mean_h = np.bincount(lab, hae.ravel()[fg].astype(np.float64), m)[1:] / safe
-    return area, cx, cy, sxx, syy, sxy, mean_h
+    cx, cy = sums[1, 1:] / safe, sums[2, 1:] / safe
+    sxx = sums[3, 1:] / safe - cx * cx + 1 / 12
+    syy = sums[4, 1:] / safe - cy * cy + 1 / 12
+    sxy = sums[5, 1:] / safe - cx * cy
+    return area, cx, cy, sxx, syy, sxy, sums[6, 1:] / safe
 
 
 def _eigen(sxx: np.ndarray, syy: np.ndarray, sxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -350,12 +375,23 @@ def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float, *, s
     2.3 ms per 512² tile of ~100 objects here, vs ~45 ms for ``regionprops``. ``solidity=False``
     leaves the solidity column at 1; ``fg``: flat indices of the labelled pixels, if known.
     """
-    out = np.zeros((n, len(NUCLEUS_COLUMNS)))
     if n == 0:
-        return out
+        return np.zeros((0, len(NUCLEUS_COLUMNS)))
     if fg is None:
         fg = np.flatnonzero(labels)
-    area, cx, cy, sxx, syy, sxy, mean_h = _moments(labels, fg, n, hae)
+    sums = _label_sums(labels, fg, n, hae)
+    out, outline = _measure(labels, n, mpp, fg, sums)
+    if solidity:
+        out[:, 7] = solidity_many(labels, np.arange(1, n + 1), fg=outline, area=sums[0, 1:])
+    return out
+
+
+def _measure(labels: np.ndarray, n: int, mpp: float, fg: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nuclei table (solidity left at 1) from the label sums, and the outline pixels (flat indices)."""
+    out = np.zeros((n, len(NUCLEUS_COLUMNS)))
+    if n == 0:
+        return out, fg[:0]
+    area, cx, cy, sxx, syy, sxy, mean_h = _from_sums(sums)
     l1, l2 = _eigen(sxx, syy, sxy)
     major, minor = 4 * np.sqrt(l1), 4 * np.sqrt(l2)
     ecc = np.sqrt(np.clip(1 - l2 / np.maximum(l1, 1e-12), 0, 1))
@@ -369,13 +405,12 @@ def measure_nuclei(labels: np.ndarray, n: int, hae: np.ndarray, mpp: float, *, s
     boundary = ((padded[at - 1] != lab).astype(np.int64) + (padded[at + 1] != lab)
                 + (padded[at - width] != lab) + (padded[at + width] != lab))
     perim = np.bincount(lab, boundary, n + 1)[1:] * (math.pi / 4)
-    solid = solidity_many(labels, np.arange(1, n + 1), fg=fg) if solidity else np.ones(n)
     out[:, 0], out[:, 1] = cx, cy
     out[:, 2] = area * mpp * mpp
     out[:, 3] = perim * mpp
     out[:, 4], out[:, 5] = major * mpp, minor * mpp
     out[:, 6] = ecc
-    out[:, 7] = solid
+    out[:, 7] = 1.0
     out[:, 8] = mean_h
     out[:, 11] = 0.5 * np.arctan2(2 * sxy, sxx - syy)  # major axis angle from +x towards +y (image rows)
-    return out
+    return out, fg[boundary > 0]
