@@ -87,6 +87,8 @@ class ClassicalEngine:
         self.params = params or NucleiParams()
         self.threshold = self.params.threshold_fraction * stains.max_h_concentration
         self._luts = haematoxylin_luts(stains)
+        # H of each (red, green) pair, indexed by the little-endian uint16 of the two bytes (r + 256 g).
+        self._lut_rg = np.ascontiguousarray(self._luts[0][None, :] + self._luts[1][:, None]).ravel()
 
     @property
     def runs_in_workers(self) -> bool:
@@ -97,12 +99,14 @@ class ClassicalEngine:
         """Haematoxylin concentration and nuclei mask for a (B, H, W, 3) uint8 batch (CPU numpy out)."""
         k = 2 * int(round(self.params.smooth_sigma_um / self.mpp)) + 1
         if self.device.type == "cpu":
-            # Per-channel lookup tables (OD of the 256 grey levels x the stain inverse), np.take: 3.2 ms
-            # per 512² tile vs 5.6 for fancy indexing and ~10 for the torch ops on these CPUs.
-            lut = self._luts
-            h = np.take(lut[0], rgb_batch[..., 0])
-            h += np.take(lut[1], rgb_batch[..., 1])
-            h += np.take(lut[2], rgb_batch[..., 2])
+            # Lookup tables (OD of the grey levels x the stain inverse) with np.take: one for the
+            # (red, green) byte pair read as a uint16, one for blue: 2.3 ms per 512² tile here vs 3.2
+            # for three per-channel tables, 5.6 for fancy indexing and ~10 for the torch ops.
+            rgb = np.ascontiguousarray(rgb_batch)
+            flat = rgb.reshape(-1)
+            rg = np.ndarray((flat.size // 3,), dtype="<u2", buffer=flat, strides=(3,))
+            h = np.take(self._lut_rg, rg).reshape(rgb.shape[:-1])
+            h += np.take(self._luts[2], rgb[..., 2])
             if k > 1:
                 h = box_mean(h, k)
             return h, h > self.threshold

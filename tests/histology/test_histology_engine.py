@@ -87,3 +87,16 @@ def test_touching_nuclei_are_split_and_single_ones_are_not():
     assert len(result.table) == 3
     xs = np.sort(result.table[:, C["x_px"]])
     assert xs == pytest.approx([30.5, 46.5, 60.5], abs=1.0)  # level-0 = tile pixels + 0.5 here
+
+
+def test_cpu_deconvolution_equals_the_per_channel_formula():
+    from pipelines.histology.stains import haematoxylin_luts
+
+    rgb = np.random.default_rng(4).integers(0, 256, (2, 40, 72, 3), dtype=np.uint8)[:, :, ::2]  # not contiguous
+    engine = ClassicalEngine(ruifrok(), 0.5)
+    lut = haematoxylin_luts(ruifrok())
+    ref = ndimage.uniform_filter(lut[0][rgb[..., 0]] + lut[1][rgb[..., 1]] + lut[2][rgb[..., 2]], size=(1, 3, 3),
+                                 mode="nearest")
+    hae, mask = engine.foreground(rgb)
+    assert np.allclose(hae, ref, atol=1e-5)
+    assert np.array_equal(mask, hae > engine.threshold)
