@@ -128,3 +128,62 @@ def test_bf16_agrees_with_fp32_on_real_cases_gpu(shared_data: Path) -> None:
         cpu = Engine(device="cpu", batch_size=8).predict(model, x[:2])
         cuda32 = Engine(device="cuda", precision="fp32").predict(model, x[:2])
         assert float(np.max(np.abs(cpu - cuda32))) < 1e-4
+
+
+# ------------------------------------------------------------------------------------------- ONNX Runtime
+def _small_densenet() -> torch.nn.Module:
+    from imaging.networks.fcdensenet import FCDenseNet
+
+    torch.manual_seed(0)
+    net = FCDenseNet(n_classes=4, down_blocks=(2, 2), up_blocks=(2, 2), bottleneck_layers=2,
+                     first_conv_channels=16).eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so the export must carry them over
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def test_onnxruntime_runtime_matches_torch_and_caches_the_export(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    net = _small_densenet()
+    x = np.random.default_rng(2).random((5, 1, 32, 32), dtype=np.float32)
+    ref = Engine(device="cpu", runtime="torch", batch_size=2).predict(net, x)
+    auto = Engine(device="cpu", batch_size=2, export_dir=tmp_path)
+    got = auto.predict(net, x)
+    assert auto.info["runtime_used"] == {"FCDenseNet": "onnxruntime"}
+    assert got.shape == ref.shape == (5, 4, 32, 32)
+    assert float(np.abs(got - ref).max()) < 1e-5
+    exported = list(tmp_path.glob("FCDenseNet-*.onnx"))
+    assert len(exported) == 1
+    stamp = exported[0].stat().st_mtime_ns
+    again = Engine(device="cpu", batch_size=3, export_dir=tmp_path)  # a new process would do the same
+    np.testing.assert_array_equal(again.predict(net, x, output="labels"), ref.argmax(1).astype(np.uint8))
+    assert exported[0].stat().st_mtime_ns == stamp  # reused, not exported again
+    with torch.no_grad():
+        next(net.parameters()).add_(0.5)  # other weights -> another export, never the stale one
+    Engine(device="cpu", export_dir=tmp_path).predict(net, x[:1])
+    assert len(list(tmp_path.glob("FCDenseNet-*.onnx"))) == 2
+
+
+class _NotExportable(Scorer):
+    zeroclick_onnx_export = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # numpy inside forward: the tracer cannot follow it
+        return torch.from_numpy(np.ascontiguousarray(super().forward(x).numpy()))
+
+
+def test_onnxruntime_falls_back_to_torch_under_auto_and_raises_when_asked_for() -> None:
+    pytest.importorskip("onnxruntime")
+    net = _NotExportable()
+    x = _data(3)
+    auto = Engine(device="cpu")
+    out = auto.predict(net, x)
+    np.testing.assert_allclose(out, Engine(device="cpu", runtime="torch").predict(Scorer(), x), atol=1e-6)
+    assert auto.info["runtime_used"]["_NotExportable"].startswith("torch (ONNX export not used")
+    assert Engine(device="cpu").wants_onnxruntime(Scorer()) is False  # only networks that opt in
+    with pytest.raises(DeviceError, match="fp32 on the CPU only"):
+        Engine(device="cpu", precision="bf16", runtime="onnxruntime")
+    with pytest.raises(DeviceError, match="runtime must be one of"):
+        Engine(device="cpu", runtime="tensorrt")

@@ -93,7 +93,7 @@ def run(
     cine_segmenter: Any | None = None,
     lge_segmenter: Any | None = None,
     n_search_slices: int = 2,
-    phase_step: int = 2,
+    phase_step: int = 3,
     margin_fraction: float = 0.01,
 ) -> CardiacResult:
     """Analyse one cardiac MRI case end to end.
@@ -138,8 +138,9 @@ def run(
     engine = None
     if (case.cine is not None and cine_segmenter is None) or (case.lge is not None and lge_segmenter is None):
         from imaging.engine import Engine
+        from pipelines.cardiac.segmentation import exports_dir
 
-        engine = Engine(device=device)
+        engine = Engine(device=device, export_dir=exports_dir())
     if case.cine is not None and cine_segmenter is None:
         from pipelines.cardiac.segmentation import CineSegmenter
 

@@ -89,8 +89,9 @@ class PhaseChoice:
     """How end-diastole and end-systole were chosen (0-based phase indices of the cine).
 
     ``method`` is one of ``given`` (named by the input, e.g. ACDC Info.cfg), ``single_phase``,
-    ``all_phases`` (full stack segmented at every phase), ``few_slice_search`` (all phases of
-    ``search_slices`` only, then the full stack at ED and ES), ``few_slice_search+confirmed`` (a neighbouring
+    ``all_phases`` (full stack segmented at every phase), ``few_slice_search`` (``coarse_slice`` at every
+    few phases -> ``coarse_curve_ml``, then ``search_slices`` near the coarse extremes -> ``search_curve_ml``,
+    NaN where not segmented; then the full stack at ED and ES), ``few_slice_search+confirmed`` (a neighbouring
     phase was within ``margin_fraction`` of the extreme on the few-slice curve, so the full stack was also
     segmented at ``confirmed_phases`` and the larger/smaller whole-stack LV volume decided).
     """
@@ -101,6 +102,8 @@ class PhaseChoice:
     n_phases: int
     search_slices: tuple[int, ...] = ()
     search_curve_ml: tuple[float, ...] = ()
+    coarse_slice: int | None = None
+    coarse_curve_ml: tuple[float, ...] = ()
     confirmed_phases: tuple[int, ...] = ()
     full_stack_lv_ml: dict[int, float] = field(default_factory=dict)
     margin_fraction: float = 0.0

@@ -36,7 +36,7 @@ from skimage.transform import resize
 from imaging.engine import Engine
 from imaging.errors import InvalidInputError, WeightsError
 from imaging.volume import Volume
-from weights.store import LoadedModel, ModelEntry, builtin_entries, load_model
+from weights.store import LoadedModel, ModelEntry, builtin_entries, cache_dir, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +153,11 @@ def postprocess(labels: np.ndarray, prepared: PreparedVolume, *, min_component_v
     return out
 
 
+def exports_dir(cache: str | Path | None = None) -> Path:
+    """Where the engine caches the ONNX exports of the networks (inside the weights cache)."""
+    return cache_dir(cache) / "exported"
+
+
 class _Segmenter:
     """Shared machinery: verified weights + an engine + the manifest's post-processing."""
 
@@ -164,7 +169,7 @@ class _Segmenter:
             self.loaded = weights
         else:
             self.loaded = load_model(weights or self.default_weights, cache=cache)
-        self.engine = engine if engine is not None else Engine()
+        self.engine = engine if engine is not None else Engine(export_dir=exports_dir(cache))
         post = self.loaded.entry.postprocessing
         self.min_component_voxels = int(post.get("min_component_voxels") or 0)
         relabel = post.get("infarct_relabel_below_percent")

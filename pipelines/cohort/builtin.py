@@ -50,7 +50,7 @@ def cmr_load(device: str) -> CardiacContext:
     try:
         from imaging.engine import Engine
         from pipelines.cardiac import run  # noqa: F401  (the pipeline must be importable)
-        from pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter
+        from pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter, exports_dir
     except ImportError as exc:
         raise PipelineUnavailableError(
             f"the cardiac pipeline is not available in this installation ({exc}); "
@@ -58,7 +58,8 @@ def cmr_load(device: str) -> CardiacContext:
         ) from exc
     # Cohort workers share the cores out through OMP_NUM_THREADS (set by the runner and by Ray for its actors).
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    engine = Engine(device=device, num_threads=int(threads) if threads.isdigit() and int(threads) > 0 else None)
+    engine = Engine(device=device, num_threads=int(threads) if threads.isdigit() and int(threads) > 0 else None,
+                    export_dir=exports_dir())
     return CardiacContext(device, CineSegmenter(engine=engine), LgeSegmenter(engine=engine))
 
 

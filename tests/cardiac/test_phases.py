@@ -63,3 +63,31 @@ def test_single_phase_input():
     res = choose_phases(1, 4, _segmenter(lab, []), voxel_volume_ml=0.01)
     assert res.choice.method == "single_phase" and res.slices_inferred == 4
     assert res.choice.full_stack_lv_ml[0] == pytest.approx((lab == 3).sum() * 0.01)
+
+
+def test_issue_4_coarse_single_slice_stage_saves_slices_on_a_30_phase_exam():
+    lab = _cine(_smooth_radii(30, 14, es=10))
+    fast = choose_phases(30, 14, _segmenter(lab, []), voxel_volume_ml=0.01)
+    full = choose_phases(30, 14, _segmenter(lab, []), voxel_volume_ml=0.01, all_phases=True)
+    assert (fast.choice.ed_phase, fast.choice.es_phase) == (full.choice.ed_phase, full.choice.es_phase) == (0, 10)
+    # 10 coarse + 2 windows of 5 phases x 2 slices (minus the cached coarse slice) + 2 x 12 = 52 (62 with the
+    # earlier two-slice coarse stage), + 12 per confirmed neighbour (here the flat diastolic plateau)
+    assert fast.slices_inferred == 52 + 12 * len(fast.choice.confirmed_phases)
+    assert fast.choice.coarse_slice in fast.choice.search_slices
+    assert np.isfinite(fast.choice.coarse_curve_ml[::3]).all() and np.isnan(fast.choice.coarse_curve_ml[1])
+
+
+def test_issue_4_search_follows_the_curve_when_the_coarse_slice_misleads():
+    n_phases, n_slices = 24, 6  # search slices (2, 3); the coarse stage sees slice 3 only
+    t = np.arange(n_phases)
+    radii = np.full((n_phases, n_slices), 10.0)
+    radii[:, 2] = np.minimum(6 + 0.5 * np.abs(t - 13), 12)  # the stack is smallest at phase 13 ...
+    radii[:, 3] = 8.0
+    radii[9, 3] = 7.8  # ... but slice 3 alone has its coarse minimum at phase 9
+    lab = _cine(radii)
+    truth = (lab == 3).sum(axis=(1, 2, 3))
+    assert int(np.argmin(truth)) == 13
+    coarse = (lab[::3, 3] == 3).sum(axis=(1, 2))
+    assert int(np.argmin(coarse)) * 3 == 9
+    res = choose_phases(n_phases, n_slices, _segmenter(lab, []), voxel_volume_ml=0.01)
+    assert res.choice.es_phase == 13
