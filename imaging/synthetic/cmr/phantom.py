@@ -7,7 +7,8 @@ the middle of the septum / RV (``phi = 0``) and ``b = u x a`` (``phi`` grows tow
 Every cross-section perpendicular to the long axis is exact and simple: the LV cavity and epicardium are
 circles about the axis, the RV cavity is an ellipse that meets the LV epicardium at the two insertion
 points ``phi = +-INSERTION_HALF_ANGLE``, and the infarct is a subendocardial band ``r < R_en + tau(psi, z) *
-wall``. A short-axis image is one such cross-section, so its label areas have closed forms (circles) or
+wall`` with its MVO core a band inside it, off the endocardium. A short-axis image is one such cross-section,
+so its label areas have closed forms (circles) or
 1-D quadratures (RV, infarct, AHA sectors) that are exact to < 1e-5, and voxel counts x voxel volume agree
 with them to a fraction of a percent (measured in tests/synthetic/test_cmr_truth.py).
 """
@@ -32,6 +33,10 @@ EMIDEC_FROM_REGION = np.array([0, 1, 2, 0, 3, 4, 1], dtype=np.uint8)
 INSERTION_HALF_ANGLE_DEG = 75.0  # RV insertion points 150 deg apart (typical adult anatomy)
 _ALPHA = math.radians(INSERTION_HALF_ANGLE_DEG)
 RV_WALL_MM = 3.0
+# The MVO core starts this fraction of the local infarct depth away from the endocardium: a rim of enhanced
+# infarct separates it from the blood pool, as in real LGE. An MVO band touching the cavity reads (to the real
+# EMIDEC network) as remote myocardium with epicardial fat outside it, and the whole infarct there is missed.
+MVO_ENDOCARDIAL_RIM = 0.3
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -96,9 +101,9 @@ def draw_heart_params(rng: np.random.Generator, es_fraction: float) -> HeartPara
         infarct_center_psi_deg=float(rng.uniform(-10.0, 10.0)),
         infarct_half_width_deg=float(rng.uniform(70.0, 85.0)),
         infarct_z_start_mm=float(rng.uniform(35.0, 45.0)),
-        infarct_transmurality=float(rng.uniform(0.6, 0.85)),
-        mvo_fraction=float(rng.uniform(0.4, 0.55)),
-        mvo_half_width_deg=float(rng.uniform(30.0, 40.0)),
+        infarct_transmurality=float(rng.uniform(0.85, 0.98)),
+        mvo_fraction=float(rng.uniform(0.35, 0.5)),
+        mvo_half_width_deg=float(rng.uniform(12.0, 20.0)),
     )
 
 
@@ -224,7 +229,7 @@ class HeartModel:
 
         # pericardial fat envelope and the atria above the base
         # patchy epicardial fat: thick in the grooves, thin or absent elsewhere
-        fat_t = 0.6 + 6.0 * np.exp(-(((np.abs(phi) - _ALPHA) / 0.35) ** 2))
+        fat_t = 0.6 + 3.0 * np.exp(-(((np.abs(phi) - _ALPHA) / 0.35) ** 2))
         q_env = 1.0 - ((z - s["equator"]) / (s["apex_ep"] + fat_t - s["equator"])) ** 2
         r_env = (s["a_ep"] + fat_t) * np.sqrt(np.clip(q_env, 0, None))
         env = (r < r_env) & (z >= s["base"])  # no fat cap above the base: a grey ring round the LA reads as LV
@@ -273,7 +278,8 @@ class HeartModel:
             inf = in_myo & (r < r_en + tau * wall)
             region[inf] = R_INFARCT
             tissue[inf] = INFARCT
-            mvo = in_myo & (r < r_en + tau_m * wall)
+            mvo_in = r_en + MVO_ENDOCARDIAL_RIM * tau * wall
+            mvo = in_myo & (r >= mvo_in) & (r < mvo_in + tau_m * wall)
             region[mvo] = R_MVO
             tissue[mvo] = MVO
         return region, tissue
@@ -291,7 +297,8 @@ class HeartModel:
         w = r_ep - r_en
         dth = 2 * math.pi / n_theta
         infarct = 0.5 * ((r_en + tau * w) ** 2 - r_en**2) * dth
-        mvo = 0.5 * ((r_en + tau_m * w) ** 2 - r_en**2) * dth
+        mvo_in = r_en + MVO_ENDOCARDIAL_RIM * tau * w
+        mvo = 0.5 * ((mvo_in + tau_m * w) ** 2 - mvo_in**2) * dth
         return SectionAreas(
             r_endo_mm=r_en, r_epi_mm=r_ep, lv_cavity_mm2=math.pi * r_en**2,
             lv_myo_mm2=math.pi * (r_ep**2 - r_en**2), rv_cavity_mm2=rv,

@@ -63,7 +63,7 @@ def psir_table() -> np.ndarray:
     (99th percentile +1,750), air and lung zero with phase noise, the MVO core as dark as the myocardium."""
     t = LGE.copy()
     for tissue, value in ((ph.AIR, 0.0), (ph.FAT, 1300.0), (ph.MUSCLE, 120.0), (ph.LUNG, 0.0), (ph.LIVER, 330.0),
-                          (ph.BLOOD, 230.0), (ph.BLOOD_RV, 230.0), (ph.MYO, 45.0), (ph.INFARCT, 700.0),
+                          (ph.BLOOD, 230.0), (ph.BLOOD_RV, 230.0), (ph.MYO, 45.0), (ph.INFARCT, 1000.0),
                           (ph.MVO, 20.0), (ph.SOFT, 200.0), (ph.BONE, 0.0), (ph.MARROW, 700.0),
                           (ph.STOMACH, 150.0), (ph.VESSEL, 250.0)):
         t[tissue] = value
@@ -139,7 +139,7 @@ def form_image(tissue: np.ndarray, table: np.ndarray, texture: np.ndarray, field
     if signed:
         # PSIR: where there is no signal (air, lung) the phase is random, so the background is a strong
         # salt-and-pepper noise about zero, as in real PSIR images (EMIDEC P087 air: SD 66-233 by slice)
-        quiet = np.clip(1.0 - np.abs(img) / 150.0, 0.0, 1.0)
+        quiet = np.clip(1.0 - np.abs(img) / 80.0, 0.0, 1.0)
         return img + sigma * n1 + (3.0 * sigma) * quiet * n2
     return np.sqrt((img + sigma * n1) ** 2 + (sigma * n2) ** 2)
 
