@@ -37,6 +37,9 @@ NUCLEUS_COLUMNS: tuple[str, ...] = (
 )
 
 
+_SQUARE = np.ones((3, 3), bool)  # 8-connectivity
+
+
 @dataclass(frozen=True)
 class NucleiParams:
     """Segmentation and lymphocyte-proxy parameters, in µm / µm²."""
@@ -131,9 +134,9 @@ class ClassicalEngine:
         p = self.params
         if not opened:
             mask = binary_open3(mask[None])[0]
-        mask = _fill_holes(mask)
         labels, n = ndimage.label(mask)
-        fg = np.flatnonzero(labels)  # the split below relabels pixels but never adds or removes one
+        fg = fill_object_holes(labels, np.flatnonzero(labels))
+        # fg: the labelled pixels; the split below relabels pixels but never adds or removes one.
         sums = _label_sums(labels, fg, n, hae)
         origin_x, origin_y = grid.level_origin(tile)
         # The tile's core in tile pixels, one pixel wider all round (only to skip splitting clumps whose
@@ -213,7 +216,7 @@ class ClassicalEngine:
             # Peaks: maxima of the distance within min_distance (plateaus are one peak). A maximum filter
             # and a labelling instead of skimage's peak_local_max: ~0.1 vs ~0.9 ms per object here.
             peaks = (dist == ndimage.maximum_filter(dist, size=size, mode="constant")) & obj
-            markers, n_peaks = ndimage.label(peaks, structure=np.ones((3, 3), bool))
+            markers, n_peaks = ndimage.label(peaks, structure=_SQUARE)
             if n_peaks < 2:
                 continue
             parts = watershed(-dist, markers, mask=obj)[1:-1, 1:-1]
@@ -271,15 +274,54 @@ def binary_open3(mask: np.ndarray) -> np.ndarray:
     return d2
 
 
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill holes: background components that do not touch the border (one labelling pass; ~3x faster
-    here than ``ndimage.binary_fill_holes``, which dilates to convergence)."""
-    bg, n = ndimage.label(~mask)
-    outside = np.zeros(n + 1, bool)  # background components reaching the border (and 0 = foreground)
-    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
-        outside[edge] = True
-    outside[0] = True
-    return mask | ~outside[bg]
+def fill_object_holes(labels: np.ndarray, fg: np.ndarray) -> np.ndarray:
+    """Fill the holes of each labelled object in place; returns the flat indices of the labelled pixels.
+
+    A hole is a pocket of background (4-connected, as ``ndimage.binary_fill_holes`` sees it) enclosed
+    by one object. Objects with holes are found from the Euler number of each object's pixels seen as
+    closed unit squares (corners - edges + squares: 1 without holes), counted on the foreground pixels
+    ``fg`` only; only those few objects are filled, each in its bounding box with
+    ``ndimage.binary_fill_holes``. That replaces labelling the whole tile's background to fill the
+    mask's holes: ~1.5 vs 3.4 ms per 512² tile here (the engine 16.5 -> 15.0 ms). Unlike filling the
+    whole mask, a background pocket closed only by several touching objects together is not filled
+    (it is no object's hole): on the real CMU-1 SVS 2,628 of 2,639 nuclei stay as they were, 2,642 in all.
+    """
+    if len(fg) == 0:
+        return fg
+    width = labels.shape[1] + 2
+    padded = np.pad(labels, 1).ravel()
+    yy, xx = np.divmod(fg, labels.shape[1])
+    at = (yy + 1) * width + xx + 1
+    lab = padded[at]
+
+    def same(offset: int) -> np.ndarray:
+        return (padded[at + offset] == lab).astype(np.float64)
+
+    left, right, up, down = same(-1), same(1), same(-width), same(width)
+    # Each corner of a pixel is shared by the object's pixels around it: count it 1 / (how many).
+    corners = (1 / (1 + left + up + same(-width - 1)) + 1 / (1 + right + up + same(-width + 1))
+               + 1 / (1 + left + down + same(width - 1)) + 1 / (1 + right + down + same(width + 1)))
+    m = int(lab.max()) + 1
+    squares = np.bincount(lab, minlength=m)
+    edges = 4 * squares - np.bincount(lab, right + down, m)  # shared edges counted once
+    euler = np.bincount(lab, corners, m) - edges + squares
+    holed = np.flatnonzero(euler[1:] < 0.5) + 1
+    if len(holed) == 0:
+        return fg
+    is_holed = np.zeros(m, bool)
+    is_holed[holed] = True
+    pick = is_holed[lab]
+    plab, py, px = lab[pick], yy[pick], xx[pick]
+    order = np.argsort(plab, kind="stable")
+    plab, py, px = plab[order], py[order], px[order]
+    starts = np.flatnonzero(np.r_[True, plab[1:] != plab[:-1]])
+    y0, y1 = np.minimum.reduceat(py, starts), np.maximum.reduceat(py, starts) + 1
+    x0, x1 = np.minimum.reduceat(px, starts), np.maximum.reduceat(px, starts) + 1
+    for k, idx in enumerate(plab[starts]):
+        region = labels[y0[k]:y1[k], x0[k]:x1[k]]
+        obj = region == idx
+        region[ndimage.binary_fill_holes(obj) & ~obj] = idx  # objects inside a hole are absorbed, as before
+    return np.flatnonzero(labels)
 
 
 _HULL_DIRECTIONS = 16
