@@ -394,7 +394,11 @@ class Engine:
 
     def _host_batches(self, model: torch.nn.Module, chunks: Iterable[np.ndarray | torch.Tensor],
                       batch_size: int | None) -> Iterator[torch.Tensor]:
+        """Full batches of ``batch_size`` samples across chunk boundaries (many small chunks, e.g. one or two
+        slices per cardiac phase, would otherwise each be a forward pass of their own), in input order."""
         bs = batch_size
+        pending: list[torch.Tensor] = []
+        n_pending = 0
         for chunk in chunks:
             t = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)) if isinstance(chunk, np.ndarray) \
                 else chunk.to(torch.float32)
@@ -402,8 +406,18 @@ class Engine:
                 raise ValueError(f"expected batches shaped [N, C, ...], got {tuple(t.shape)}")
             if bs is None:
                 bs = batch_size or self.batch_size_for(model, tuple(t.shape[1:]))
-            for sl in batches(int(t.shape[0]), bs):
-                yield t[sl]
+            if pending and tuple(t.shape[1:]) != tuple(pending[0].shape[1:]):
+                yield torch.cat(pending)  # samples of another shape never share a batch
+                pending, n_pending = [], 0
+            pending.append(t)
+            n_pending += int(t.shape[0])
+            while n_pending >= bs:
+                joined = torch.cat(pending) if len(pending) > 1 else pending[0]
+                yield joined[:bs]
+                rest = joined[bs:]
+                pending, n_pending = ([rest], int(rest.shape[0])) if len(rest) else ([], 0)
+        if pending:
+            yield torch.cat(pending) if len(pending) > 1 else pending[0]
 
     def _forward(self, runner: torch.nn.Module, x: torch.Tensor, output: Output) -> torch.Tensor:
         if self.channels_last and x.ndim == 4:

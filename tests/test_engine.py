@@ -187,3 +187,22 @@ def test_onnxruntime_falls_back_to_torch_under_auto_and_raises_when_asked_for() 
         Engine(device="cpu", precision="bf16", runtime="onnxruntime")
     with pytest.raises(DeviceError, match="runtime must be one of"):
         Engine(device="cpu", runtime="tensorrt")
+
+
+class _Recording(Scorer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batch_sizes.append(int(x.shape[0]))
+        return super().forward(x)
+
+
+def test_small_chunks_are_grouped_into_full_batches_in_order() -> None:
+    net = _Recording()
+    x = _data(8)
+    chunks = [x[0:1], x[1:2], x[2:4], x[4:5], x[5:8]]  # e.g. one or two slices per cardiac phase
+    out = Engine(device="cpu", batch_size=3).predict(net, iter(chunks))
+    assert net.batch_sizes == [3, 3, 2]
+    np.testing.assert_allclose(out, Engine(device="cpu", batch_size=8).predict(Scorer(), x), atol=1e-6)
