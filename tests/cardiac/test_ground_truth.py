@@ -41,9 +41,10 @@ def test_truth_masks_reproduce_the_analytic_figures(exam):
     for key in ("lv_ef_percent", "rv_ef_percent", "infarct_percent_of_myocardium", "mvo_percent_of_myocardium"):
         assert m[key] == pytest.approx(gt[key], abs=1.0), key
     assert m["myocardium_ml"] == pytest.approx(gt["lge_myocardium_ml"], rel=0.01)
-    # MVO is ~1 mL: the truth voxels themselves differ from the analytic value by ~1.2%; counts are exact
+    # MVO is a narrow core of ~0.5 mL (a few dozen voxels per slice): the voxelised truth differs from the
+    # analytic value by up to ~6% (0.03 mL), so compare in mL there; the pipeline's voxel counts are exact
     assert m["mvo_ml"] == pytest.approx(gt["label_figures"]["mvo_ml"], rel=1e-6)
-    assert m["mvo_ml"] == pytest.approx(gt["mvo_ml"], rel=0.02)
+    assert m["mvo_ml"] == pytest.approx(gt["mvo_ml"], abs=0.1)
     assert (result.phases.ed_phase, result.phases.es_phase) == (gt["ed_phase"], gt["es_phase"])
     assert result.function.bsa_m2 == pytest.approx(np.sqrt(gt["patient_height_m"] * 100 * gt["patient_weight_kg"] / 3600))
     assert result.function.heart_rate_bpm == pytest.approx(gt["heart_rate_bpm"], rel=0.01)
