@@ -113,7 +113,13 @@ class ClassicalEngine:
             if k > 1:
                 h = box_mean(h, k)
             return h, h > self.threshold
-        x = torch.from_numpy(np.ascontiguousarray(rgb_batch)).to(self.device, non_blocking=True)
+        return self.foreground_torch(rgb_batch, self.device)
+
+    def foreground_torch(self, rgb_batch: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`foreground` with torch ops on ``device`` (the GPU path; also runs on the CPU). At the
+        tile's outermost pixels the smoothing averages the pixels inside instead of repeating the edge."""
+        k = 2 * int(round(self.params.smooth_sigma_um / self.mpp)) + 1
+        x = torch.from_numpy(np.ascontiguousarray(rgb_batch)).to(device, non_blocking=True)
         with torch.no_grad():
             ht = haematoxylin_batch(x, self.stains)
             if k > 1:  # box smoothing: avg_pool2d is ~10x faster than a separable conv2d on CPU

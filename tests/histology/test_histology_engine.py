@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 from skimage.draw import disk, ellipse
 from skimage.measure import regionprops
@@ -107,3 +108,14 @@ def test_cpu_deconvolution_equals_the_per_channel_formula():
     hae, mask = engine.foreground(rgb)
     assert np.allclose(hae, ref, atol=1e-5)
     assert np.array_equal(mask, hae > engine.threshold)
+
+
+def test_torch_foreground_path_matches_the_numpy_one_on_cpu_torch():
+    # The GPU path (torch ops), run on CPU torch: same haematoxylin inside, same mask almost everywhere.
+    rgb = np.random.default_rng(6).integers(0, 256, (2, 48, 40, 3), dtype=np.uint8)
+    engine = ClassicalEngine(ruifrok(), 0.5)
+    hae, mask = engine.foreground(rgb)
+    hae_t, mask_t = engine.foreground_torch(rgb, torch.device("cpu"))
+    assert hae_t.shape == hae.shape and mask_t.dtype == bool
+    assert np.allclose(hae_t[:, 1:-1, 1:-1], hae[:, 1:-1, 1:-1], atol=1e-5)
+    assert np.mean(mask_t != mask) < 0.02
