@@ -95,6 +95,7 @@ def run(
     n_search_slices: int = 2,
     phase_step: int = 3,
     margin_fraction: float = 0.01,
+    runtime: str = "auto",
 ) -> CardiacResult:
     """Analyse one cardiac MRI case end to end.
 
@@ -116,6 +117,9 @@ def run(
         ``LgeSegmenter`` with verified weights on ``device``. Tests inject ground truth here.
     n_search_slices, phase_step, margin_fraction
         ED/ES search settings (see :func:`pipelines.cardiac.phases.choose_phases`).
+    runtime
+        ``auto`` (ONNX Runtime for the networks on the CPU in fp32, PyTorch on GPUs), ``torch`` or
+        ``onnxruntime``; see :class:`imaging.engine.Engine`.
 
     Raises
     ------
@@ -140,7 +144,7 @@ def run(
         from imaging.engine import Engine
         from pipelines.cardiac.segmentation import exports_dir
 
-        engine = Engine(device=device, export_dir=exports_dir())
+        engine = Engine(device=device, runtime=runtime, export_dir=exports_dir())
     if case.cine is not None and cine_segmenter is None:
         from pipelines.cardiac.segmentation import CineSegmenter
 
@@ -248,7 +252,7 @@ def run(
         slices_inferred=slices_inferred,
         started_utc=started,
         options={"all_phases": all_phases, "n_search_slices": n_search_slices, "phase_step": phase_step,
-                 "margin_fraction": margin_fraction, "prior": prior is not None},
+                 "margin_fraction": margin_fraction, "prior": prior is not None, "runtime": runtime},
     )
     cine_ed_image = cine_es_image = None
     if case.cine is not None and phases is not None:

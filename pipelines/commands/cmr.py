@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="DICOM folder/zip/tar, ACDC patient folder (Info.cfg) or LGE NIfTI")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"),
+                   help="network runtime: auto = ONNX Runtime on the CPU (fp32, same network exported once), "
+                        "PyTorch on a GPU")
     p.add_argument("--all-phases", action="store_true", help="segment every phase (volume-time curve; slower)")
     p.add_argument("--prior", metavar="REPORT.json", help="an earlier report.json of the same patient (remodeling)")
     p.add_argument("--dicom", action="store_true", help="also write DICOM SEG, TID 1500 SR and PDF into DIR/dicom")
@@ -75,7 +78,8 @@ def _cmr(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior)
+        result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior,
+                     runtime=args.runtime)
     except ZeroClickError as exc:
         write_failure(out, str(args.input), str(exc))
         raise  # pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it

@@ -179,12 +179,14 @@ def _within(value: float, reference: float, percent: float) -> bool:
 
 
 @pytest.mark.slow
-def test_acdc_patient101_matches_reference(shared_data: Path, weights_ready: None) -> None:
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_acdc_patient101_matches_reference(shared_data: Path, weights_ready: None, runtime: str) -> None:
     ref = json.loads((shared_data / "cmr" / "reference.json").read_text())["acdc_patient101"]["model_reference"]
     ed = _nifti_volume(shared_data / "cmr" / "acdc" / "patient101_frame01.nii.gz")
     es = _nifti_volume(shared_data / "cmr" / "acdc" / "patient101_frame14.nii.gz")
-    seg = CineSegmenter(engine=Engine(device="cpu"))
+    seg = CineSegmenter(engine=Engine(device="cpu", runtime=runtime))
     lab_ed, lab_es = seg.segment_many([ed, es])
+    assert seg.engine.info["runtime_used"] == {"FCDenseNet": runtime}
     ml = ed.voxel_volume_ml
     lv_edv, lv_esv = np.sum(lab_ed == 3) * ml, np.sum(lab_es == 3) * ml
     got = {
