@@ -216,13 +216,13 @@ class ClassicalEngine:
             return labels, n, np.zeros(0, np.int64)
         min_distance = max(1, int(p.peak_distance_um / self.mpp))
         size = 2 * min_distance + 1
-        # All candidates at once, packed on one canvas with `size` empty pixels between them (the
-        # maximum filter then cannot see a neighbour): one distance transform, maximum filter,
+        # All candidates at once, packed on one canvas with min_distance empty pixels between them
+        # (the maximum filter then cannot see a neighbour): one distance transform, maximum filter,
         # labelling and watershed per tile instead of one per object (the watershed costs ~1.5 ms a
         # call). The same pieces up to watershed ties (a few pixels per tile).
         idxs = lab[starts[ks]]
         objs = [labels[y0[k]:y1[k], x0[k]:x1[k]] == idx for k, idx in zip(ks, idxs)]
-        canvas, corners = _pack(objs, size)
+        canvas, corners = _pack(objs, min_distance)
         dist = ndimage.distance_transform_edt(canvas)  # background all round: distances from the outline
         # Peaks: maxima of the distance within min_distance (plateaus are one peak). A maximum filter
         # and a labelling instead of skimage's peak_local_max: ~0.1 vs ~0.9 ms per object here.
@@ -346,7 +346,13 @@ def fill_object_holes(labels: np.ndarray, fg: np.ndarray) -> np.ndarray:
     x0, x1 = np.minimum.reduceat(px, starts), np.maximum.reduceat(px, starts) + 1
     objs = [labels[y0[k]:y1[k], x0[k]:x1[k]] == idx for k, idx in enumerate(plab[starts])]
     canvas, corners = _pack(objs, 1)  # one fill for all of them (a ring of background round each)
-    filled = ndimage.binary_fill_holes(canvas)
+    # Holes: background components off the canvas border (one labelling; binary_fill_holes dilates
+    # from the border to convergence, ~3x slower here).
+    bg, n_bg = ndimage.label(~canvas)
+    outside = np.zeros(n_bg + 1, bool)
+    for edge in (bg[0], bg[-1], bg[:, 0], bg[:, -1]):
+        outside[edge] = True
+    filled = canvas | ~outside[bg]
     for k, (idx, obj, (y, x)) in enumerate(zip(plab[starts], objs, corners)):
         region = labels[y0[k]:y1[k], x0[k]:x1[k]]
         # Objects inside a hole are absorbed, as filling the mask did.
