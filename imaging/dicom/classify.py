@@ -69,6 +69,7 @@ class SeriesFeatures:
     signed_pixels: bool
     survey: Survey
     frame_types: tuple[str, ...] = field(default=())
+    complex_component: str = ""
 
 
 def _tokens(values: tuple[str, ...]) -> set[str]:
@@ -156,9 +157,10 @@ def _classify_alone(f: SeriesFeatures) -> Classification:
             return Classification("t2w", (f"{why_ir} + ScanningSequence=SE, EchoTime={f.echo_time_ms:g} ms "
                                           "-> dark-blood/STIR T2-weighted",))
         psir = it & _PSIR_TOKENS
-        if psir or f.signed_pixels:
-            why = f"{itv} -> phase-sensitive reconstruction" if psir else \
-                "signed pixel values on an inversion-recovery image -> phase-sensitive reconstruction"
+        if psir or f.signed_pixels or f.complex_component == "REAL":
+            why = (f"{itv} -> phase-sensitive reconstruction" if psir else
+                   "ComplexImageComponent=REAL -> phase-sensitive reconstruction" if f.complex_component == "REAL" else
+                   "signed pixel values on an inversion-recovery image -> phase-sensitive reconstruction")
             return Classification("lge_psir", (f"{why_ir} -> inversion recovery, one image per slice", why))
         return Classification("lge_mag", (f"{why_ir} -> inversion recovery, one image per slice",
                                            f"{itv} -> magnitude image"))

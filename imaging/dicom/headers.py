@@ -51,6 +51,7 @@ FIELDS: tuple[tuple[int, str, str], ...] = (
     (0x00080070, "Manufacturer", "LO"),
     (0x0008103E, "SeriesDescription", "LO"),
     (0x00081090, "ManufacturerModelName", "LO"),
+    (0x00089208, "ComplexImageComponent", "CS"),
     (0x00101020, "PatientSize", "DS"),
     (0x00101030, "PatientWeight", "DS"),
     (0x00180010, "ContrastBolusAgent", "LO"),

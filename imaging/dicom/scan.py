@@ -474,6 +474,7 @@ def _features(uid: str, h: Header, images: list[Image]) -> SeriesFeatures:
         echo_train_length=h.get("EchoTrainLength"),
         echo_time_ms=images[0].echo_time_ms,
         signed_pixels=bool(h.get("PixelRepresentation")) or any(im.rescale_intercept < 0 for im in images),
+        complex_component=str(h.get("ComplexImageComponent") or "").upper(),
         survey=survey(images),
         frame_types=tuple(seen),
     )
