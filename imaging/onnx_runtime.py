@@ -17,7 +17,6 @@ later processes only open the file.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import tempfile
@@ -145,15 +144,16 @@ class OnnxRuntimeRunner:
                 logger.warning("could not cache the ONNX export in %s: %s", path.parent, exc)
 
     def _export(self, shape: tuple[int, ...]) -> bytes:
-        buf = io.BytesIO()
         probe = torch.zeros((1, *shape), dtype=torch.float32)
-        with warnings.catch_warnings():
+        with tempfile.TemporaryDirectory(prefix="zeroclick-export-") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(self.model, (probe,), buf, input_names=["input"], output_names=["output"],
+            target = Path(tmp) / "model.onnx"
+            torch.onnx.export(self.model, (probe,), target, input_names=["input"], output_names=["output"],
                               dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
-        logger.debug("exported %s to ONNX (%d bytes)", type(self.model).__name__, buf.tell())
-        return buf.getvalue()
+            data = target.read_bytes()
+        logger.debug("exported %s to ONNX (%d bytes)", type(self.model).__name__, len(data))
+        return data
 
     def _check(self, session: Any, shape: tuple[int, ...]) -> None:
         """The export must reproduce the module on a deterministic probe, or it is not used."""
