@@ -271,14 +271,22 @@ def _labels_of(out: Any) -> np.ndarray:
 
 
 def _slice_segmenter(cine: Volume, segmenter: Any):
-    """Adapter from a ``CineSegmenter``-like object to :data:`pipelines.cardiac.phases.SliceSegmenter`."""
+    """Adapter from a ``CineSegmenter``-like object to :data:`pipelines.cardiac.phases.SliceSegmenter`.
+
+    With a segmenter that has ``segment_cached`` (the real ones), each (phase, slice) goes through the network
+    once for this exam and every request is post-processed as a whole (see ``CineSegmenter.segment_cached``).
+    """
+    from pipelines.cardiac.segmentation import RawLabelCache
+
+    cache = RawLabelCache()
 
     def segment(requests: Sequence[tuple[int, tuple[int, ...]]]) -> list[np.ndarray]:
-        items = [(cine.phase(p), list(sl)) for p, sl in requests]
-        if hasattr(segmenter, "segment_many"):
-            outs = segmenter.segment_many(items)
+        if hasattr(segmenter, "segment_cached"):
+            outs = segmenter.segment_cached([(p, cine.phase(p), list(sl)) for p, sl in requests], cache)
+        elif hasattr(segmenter, "segment_many"):
+            outs = segmenter.segment_many([(cine.phase(p), list(sl)) for p, sl in requests])
         else:
-            outs = [segmenter.segment(v, slices=sl) for v, sl in items]
+            outs = [segmenter.segment(cine.phase(p), slices=list(sl)) for p, sl in requests]
         result = []
         for (_, sl), out in zip(requests, outs):
             arr = _labels_of(out)

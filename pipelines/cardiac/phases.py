@@ -29,7 +29,9 @@ import numpy as np
 from pipelines.cardiac.result import PhaseChoice
 
 #: A batch of requests ``[(phase, slice indices), ...]`` -> one label array per request, shaped
-#: ``[len(slices), rows, cols]`` (ACDC labels). One call lets the engine batch slices across phases.
+#: ``[len(slices), rows, cols]`` (ACDC labels). One call lets the engine batch slices across phases. A slice
+#: may be requested again as part of a larger request (the whole stack at ED after the search saw two of its
+#: slices): the segmenter should not send it through the network twice.
 SliceSegmenter = Callable[[Sequence[tuple[int, tuple[int, ...]]]], Sequence[np.ndarray]]
 
 LV = 3
@@ -37,29 +39,34 @@ LV = 3
 
 @dataclass
 class _Cache:
-    """Segmented slices per phase, so no slice goes through the network twice."""
+    """Results per request and the network work counted per distinct (phase, slice).
+
+    Whole requests go to the segmenter (a stack completed from slices segmented earlier must be
+    post-processed as one stack); the real segmenters keep the network's raw labels, so a slice asked for
+    again costs no network time (``CineSegmenter.segment_cached``).
+    """
 
     segment: SliceSegmenter
     n_slices: int
-    labels: dict[int, dict[int, np.ndarray]] = field(default_factory=dict)
-    slices_inferred: int = 0
+    done: dict[tuple[int, tuple[int, ...]], np.ndarray] = field(default_factory=dict)
+    seen: set[tuple[int, int]] = field(default_factory=set)
+
+    @property
+    def slices_inferred(self) -> int:
+        return len(self.seen)
 
     def get_many(self, requests: Sequence[tuple[int, Sequence[int]]]) -> list[np.ndarray]:
-        todo = []
-        for phase, slices in requests:
-            have = self.labels.setdefault(int(phase), {})
-            missing = tuple(int(s) for s in slices if int(s) not in have)
-            if missing:
-                todo.append((int(phase), missing))
+        keys = [(int(p), tuple(int(s) for s in slices)) for p, slices in requests]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.done))
         if todo:
             outs = self.segment(todo)
-            for (phase, missing), out in zip(todo, outs):
+            for (phase, slices), out in zip(todo, outs):
                 out = np.asarray(out)
-                if out.shape[0] != len(missing):
-                    raise ValueError(f"segmenter returned {out.shape[0]} slices for {len(missing)} requested")
-                self.labels[phase].update(zip(missing, out))
-                self.slices_inferred += len(missing)
-        return [np.stack([self.labels[int(p)][int(s)] for s in slices]) for p, slices in requests]
+                if out.shape[0] != len(slices):
+                    raise ValueError(f"segmenter returned {out.shape[0]} slices for {len(slices)} requested")
+                self.done[(phase, slices)] = out
+                self.seen.update((phase, s) for s in slices)
+        return [self.done[k] for k in keys]
 
     def full_many(self, phases: Sequence[int]) -> dict[int, np.ndarray]:
         phases = list(dict.fromkeys(int(p) for p in phases))

@@ -24,8 +24,8 @@ batched run. With a subset of slices, step 4 sees only those slices (stacked in 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ __all__ = [
     "CineSegmenter",
     "LgeSegmenter",
     "PreparedVolume",
+    "RawLabelCache",
     "naive_onnx_segment",
     "postprocess",
     "prepare_volume",
@@ -219,6 +220,66 @@ class _Segmenter:
             results.append(self._post(labels[start : start + k] if k else labels[:0], p))
             start += k
         return results
+
+
+    def segment_cached(self, items: Sequence[tuple[Hashable, Volume | np.ndarray, Sequence[int] | None]],
+                       cache: RawLabelCache) -> list[np.ndarray]:
+        """Like :meth:`segment_many`, but every ``(key, slice)`` goes through the network once per ``cache``.
+
+        Items are ``(key, volume, slices)``; ``key`` names the volume (e.g. the cine phase) within the cache.
+        The network's argmax labels are kept on the 256x256 grid (64 KiB per slice) and the 3-D
+        post-processing runs on each request's slices *together*, so a whole stack assembled from slices
+        segmented at different times is post-processed exactly as a whole-stack run would be (earlier, a
+        stack completed from the slices the ED/ES search had not seen was post-processed without them, and
+        the largest-component step could drop a whole group of apical slices).
+        """
+        todo: list[tuple[Hashable, Volume | np.ndarray, tuple[int, ...]]] = []
+        for key, vol, sl in items:
+            n = _as_zyx(vol).shape[0]
+            wanted = range(n) if sl is None else sorted({int(x) for x in sl})
+            have = cache.raw.get(key, {})
+            missing = tuple(x for x in wanted if x not in have)
+            if missing or key not in cache.geometry:
+                todo.append((key, vol, missing))
+        if todo:
+            prepared: list[PreparedVolume] = []
+
+            def inputs() -> Iterator[np.ndarray]:
+                for _key, vol, missing in todo:
+                    p = prepare_volume(vol, missing)
+                    prepared.append(p)
+                    if len(p.inputs):
+                        yield p.inputs
+
+            labels = self.engine.predict(self.loaded.model, inputs(), output="labels")
+            self.slices_inferred += int(labels.shape[0]) if labels.ndim == 3 else 0
+            start = 0
+            for (key, _vol, missing), p in zip(todo, prepared):
+                k = len(p.slice_indices)
+                got = dict(zip(p.slice_indices, labels[start : start + k]))
+                start += k
+                slot = cache.raw.setdefault(key, {})
+                for x in missing:  # slices outside the volume's z bounding box are blank: never run (label 0)
+                    slot[x] = got.get(x)
+                cache.geometry[key] = p
+        results = []
+        for key, _vol, sl in items:
+            geo = cache.geometry[key]
+            wanted = range(geo.shape_zyx[0]) if sl is None else sorted({int(x) for x in sl})
+            run = [x for x in wanted if cache.raw[key][x] is not None]
+            stack = np.stack([cache.raw[key][x] for x in run]) if run else np.zeros((0, NETWORK_SIZE, NETWORK_SIZE), np.uint8)
+            request = PreparedVolume(stack[:, None], tuple(run), geo.crop_xy, geo.shape_zyx)
+            results.append(self._post(stack, request))
+        return results
+
+
+@dataclass
+class RawLabelCache:
+    """Network labels per ``(key, slice)`` for :meth:`_Segmenter.segment_cached`; one per exam (never shared
+    between exams, so nothing leaks from one case to the next)."""
+
+    raw: dict[Hashable, dict[int, np.ndarray | None]] = field(default_factory=dict)
+    geometry: dict[Hashable, PreparedVolume] = field(default_factory=dict)
 
 
 class CineSegmenter(_Segmenter):

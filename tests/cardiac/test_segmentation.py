@@ -16,6 +16,7 @@ from pipelines.cardiac.segmentation import (
     CineSegmenter,
     LgeSegmenter,
     PreparedVolume,
+    RawLabelCache,
     naive_onnx_segment,
     postprocess,
     prepare_volume,
@@ -150,6 +151,27 @@ def test_subsets_and_many_phases_match_single_runs() -> None:
     np.testing.assert_array_equal(many[1], full[1])
     np.testing.assert_array_equal(many[0][[2, 3]], full[0][[2, 3]])
     assert not many[0][[0, 1, 4]].any()
+
+
+def test_issue_4_stack_completed_from_cached_slices_is_postprocessed_as_a_whole() -> None:
+    # slices 1-4: blob A (30x30 px) at the same place; slices 1-2 also blob C (40x40). Whole stack: A is the
+    # larger 3-D LV component (4 x 900 px vs 2 x 1600) and C goes; slices 1-2 alone: C is larger and A goes.
+    a = np.zeros((5, 200, 180))
+    a[1:, 10:-10, 5:-5] = 100 + np.random.default_rng(0).random((4, 180, 170))
+    a[1:5, 40:70, 20:50] = 400
+    a[1:3, 120:160, 100:140] = 400
+    vol = _volume(a)
+    loaded = _fake_loaded()
+    seg = CineSegmenter(weights=loaded, engine=Engine(device="cpu", batch_size=4))
+    full = seg.segment(vol)
+    assert full[1, 55, 35] == 3 and full[1, 140, 120] == 0  # the construction does what the comment says
+    loaded.model.calls = 0
+    cache = RawLabelCache()
+    (part,) = seg.segment_cached([("ed", vol, [1, 2])], cache)  # what the ED/ES search sees
+    assert part[1, 140, 120] == 3 and part[1, 55, 35] == 0
+    (whole,) = seg.segment_cached([("ed", vol, None)], cache)  # the ED stack afterwards
+    np.testing.assert_array_equal(whole, full)
+    assert loaded.model.calls == 4  # slices 1-4 once each (slice 0 is blank and never runs)
 
 
 def test_segmenter_without_weights_says_fetch(tmp_path: Path) -> None:
