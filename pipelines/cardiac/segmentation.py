@@ -203,24 +203,7 @@ class _Segmenter:
         device computes.
         """
         pairs = [it if isinstance(it, tuple) else (it, None) for it in items]
-        prepared: list[PreparedVolume] = []
-
-        def inputs() -> Iterator[np.ndarray]:
-            for vol, sl in pairs:
-                p = prepare_volume(vol, sl)
-                prepared.append(p)
-                if len(p.inputs):
-                    yield p.inputs
-
-        labels = self.engine.predict(self.loaded.model, inputs(), output="labels")
-        self.slices_inferred += int(labels.shape[0]) if labels.ndim == 3 else 0
-        results, start = [], 0
-        for p in prepared:
-            k = len(p.slice_indices)
-            results.append(self._post(labels[start : start + k] if k else labels[:0], p))
-            start += k
-        return results
-
+        return self.segment_cached([(i, vol, sl) for i, (vol, sl) in enumerate(pairs)], RawLabelCache())
 
     def segment_cached(self, items: Sequence[tuple[Hashable, Volume | np.ndarray, Sequence[int] | None]],
                        cache: RawLabelCache) -> list[np.ndarray]:
