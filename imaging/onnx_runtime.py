@@ -109,20 +109,26 @@ class OnnxRuntimeRunner:
 
     # -------------------------------------------------------------------------------------------------
     def _session(self, shape: tuple[int, ...]) -> Any:
+        path = self._cache_path(shape)
+        if path is not None and path.is_file():
+            try:
+                return self._open(path.read_bytes())
+            except Exception as exc:  # a damaged cached export: export again rather than fall back for good
+                logger.warning("cached ONNX export %s is unreadable (%s); exporting again", path.name, exc)
+        data = self._export(shape)
+        session = self._open(data)
+        self._check(session, shape)
+        self._store(data, path)
+        return session
+
+    def _open(self, data: bytes) -> Any:
         import onnxruntime as ort
 
-        path = self._cache_path(shape)
-        fresh = path is None or not path.is_file()
-        data = self._export(shape) if fresh else path.read_bytes()  # type: ignore[union-attr]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.num_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-        if fresh:
-            self._check(session, shape)
-            self._store(data, path)
-        return session
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
     def _cache_path(self, shape: tuple[int, ...]) -> Path | None:
         if self.export_dir is None:

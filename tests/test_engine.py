@@ -161,6 +161,11 @@ def test_onnxruntime_runtime_matches_torch_and_caches_the_export(tmp_path: Path)
     again = Engine(device="cpu", batch_size=3, export_dir=tmp_path)  # a new process would do the same
     np.testing.assert_array_equal(again.predict(net, x, output="labels"), ref.argmax(1).astype(np.uint8))
     assert exported[0].stat().st_mtime_ns == stamp  # reused, not exported again
+    exported[0].write_bytes(b"not an onnx graph")  # a damaged cache is exported again, not trusted or fatal
+    damaged = Engine(device="cpu", export_dir=tmp_path)
+    np.testing.assert_allclose(damaged.predict(net, x), ref, atol=1e-5)
+    assert damaged.info["runtime_used"] == {"FCDenseNet": "onnxruntime"}
+    assert exported[0].stat().st_size > 1000
     with torch.no_grad():
         next(net.parameters()).add_(0.5)  # other weights -> another export, never the stale one
     Engine(device="cpu", export_dir=tmp_path).predict(net, x[:1])
