@@ -18,7 +18,7 @@ weights: $(STAMP)
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
@@ -31,7 +31,7 @@ JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /u
 JEMALLOC_ENV := $(if $(JEMALLOC),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1$(,)retain:true,)
 
 demo: $(STAMP)
-	$(JEMALLOC_ENV) $(PY) -m pipelines.demo --out $(DEMO)
+	$(JEMALLOC_ENV) $(PY) -m zeroclick.pipelines.demo --out $(DEMO)
 
 # The real-weight tests need the fetched, SHA-256-verified weights; tests themselves never download.
 test: $(STAMP)

@@ -6,9 +6,9 @@ A benchmark module defines ``DESCRIPTION: str``, ``add_arguments(parser)`` and `
 
 # name on the command line -> module under benchmarks/. A module that does not exist yet is listed as missing.
 REGISTRY: dict[str, str] = {
-    "dicom-scan": "benchmarks.dicom_scan",
-    "cmr": "benchmarks.cmr",
-    "slide": "benchmarks.slide",
-    "pacs": "benchmarks.pacs",
-    "regression": "benchmarks.regression",
+    "dicom-scan": "zeroclick.benchmarks.dicom_scan",
+    "cmr": "zeroclick.benchmarks.cmr",
+    "slide": "zeroclick.benchmarks.slide",
+    "pacs": "zeroclick.benchmarks.pacs",
+    "regression": "zeroclick.benchmarks.regression",
 }

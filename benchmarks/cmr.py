@@ -3,7 +3,7 @@
 Ours: scan + classify the exam, decode only cine SAX and LGE, ED/ES search on a few slices, whole stack at
 ED and ES, LGE, quantification, outputs. Naive (measured in the same run, same machine): every phase of every
 cine slice plus the LGE through ONNX Runtime on the CPU, one fresh session per volume, slice batches of 8, the
-same pre/post-processing, no phase search (``pipelines.cardiac.segmentation.naive_onnx_segment``).
+same pre/post-processing, no phase search (``zeroclick.pipelines.cardiac.segmentation.naive_onnx_segment``).
 
 ``naive_total_s`` = our scan + decode + quantification + outputs seconds + the naive inference seconds, so
 the ratio isolates the inference strategy. With ``--naive-volumes N`` only N cine phase volumes are run and
@@ -42,7 +42,7 @@ def _exam_dir(args: argparse.Namespace, tmp: Path) -> tuple[Path, float | None]:
     if args.exam:
         exam = Path(args.exam)
         return (exam / "dicom" if (exam / "dicom").is_dir() else exam), None
-    from imaging.synthetic.cmr import generate_exam
+    from zeroclick.imaging.synthetic.cmr import generate_exam
 
     t0 = time.perf_counter()
     generate_exam(tmp / "exam", n_images=args.images, seed=args.seed)
@@ -51,8 +51,8 @@ def _exam_dir(args: argparse.Namespace, tmp: Path) -> tuple[Path, float | None]:
 
 def naive_inference_s(cine, lge, *, n_volumes: int = 0) -> tuple[float, int, str]:
     """Seconds of the naive approach's inference, slices it sends, and ``measured``/``extrapolated...``."""
-    from pipelines.cardiac.segmentation import naive_onnx_segment
-    from weights.store import onnx_cache_path, resolve
+    from zeroclick.pipelines.cardiac.segmentation import naive_onnx_segment
+    from zeroclick.weights.store import onnx_cache_path, resolve
 
     acdc = onnx_cache_path(resolve("acdc"))
     emidec = onnx_cache_path(resolve("emidec"))
@@ -86,7 +86,7 @@ def truth_dice(result, exam_dir: Path) -> dict[str, Any]:
     """Dice of the network's masks against the generator's truth labels (ED, ES, LGE)."""
     import numpy as np
 
-    from imaging.synthetic.cmr import load_truth
+    from zeroclick.imaging.synthetic.cmr import load_truth
 
     truth = load_truth(exam_dir)
     out: dict[str, Any] = {}
@@ -114,7 +114,7 @@ def _under_jemalloc(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "pipelines.cli", "bench", "cmr", "--json", "--allocator", "system",
+    argv = [sys.executable, "-m", "zeroclick.pipelines.cli", "bench", "cmr", "--json", "--allocator", "system",
             "--images", str(args.images), "--seed", str(args.seed), "--device", str(args.device),
             "--naive-volumes", str(args.naive_volumes)]
     argv += ["--exam", str(args.exam)] if args.exam else []
@@ -134,9 +134,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "allocator", "system") == "auto" and os.path.exists(JEMALLOC) \
             and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
         return _under_jemalloc(args)
-    from pipelines.cardiac import run as run_cardiac
-    from pipelines.cardiac.inputs import load_case
-    from pipelines.cardiac.outputs import write_outputs
+    from zeroclick.pipelines.cardiac import run as run_cardiac
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.outputs import write_outputs
 
     with tempfile.TemporaryDirectory(prefix="zeroclick-bench-cmr-") as tmp_name:
         tmp = Path(tmp_name)

@@ -5,7 +5,7 @@ On one generated exam (3,000 images by default; cached between runs) it measures
 
 * ``raw_read_files_per_s``: ``open(path, "rb").read()`` of every file (the ceiling);
 * ``pydicom_files_per_s``: ``pydicom.dcmread(path, stop_before_pixels=True)`` in a plain loop;
-* ``scan_files_per_s``: :func:`imaging.dicom.scan` on the folder (headers, validation, grouping,
+* ``scan_files_per_s``: :func:`zeroclick.imaging.dicom.scan` on the folder (headers, validation, grouping,
   classification and geometry of every series; all cores);
 * ``fast_reader_1proc_files_per_s``: the fast header reader alone in one process.
 
@@ -42,7 +42,7 @@ def _exam_folder(args: argparse.Namespace) -> Path:
     out = Path(args.cache) / f"cmr-{args.vendor}-{args.images}"
     done = out / ".complete"
     if not done.exists():
-        from imaging.synthetic.cmr import generate_exam
+        from zeroclick.imaging.synthetic.cmr import generate_exam
 
         generate_exam(out, n_images=args.images, vendor=args.vendor, seed=0)
         done.write_text("ok\n")
@@ -68,9 +68,9 @@ def _interleaved(n: int, methods: dict[str, Any], repeats: int) -> dict[str, lis
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import pydicom
 
-    from imaging.dicom import scan
-    from imaging.dicom.headers import read_header_fast
-    from imaging.dicom.scan import default_workers
+    from zeroclick.imaging.dicom import scan
+    from zeroclick.imaging.dicom.headers import read_header_fast
+    from zeroclick.imaging.dicom.scan import default_workers
 
     folder = _exam_folder(args)
     files = _files(folder)

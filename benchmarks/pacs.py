@@ -1,7 +1,7 @@
 """``zeroclick bench pacs``: reception speed of ``zeroclick listen`` and seconds from last image to results sent.
 
-A generated exam (imaging.synthetic.cmr) is pushed by C-STORE (pynetdicom, one association, TCP_NODELAY)
-to an in-process :class:`pipelines.pacs.listener.Listener` on loopback, which analyses the study once it is
+A generated exam (zeroclick.imaging.synthetic.cmr) is pushed by C-STORE (pynetdicom, one association, TCP_NODELAY)
+to an in-process :class:`zeroclick.pipelines.pacs.listener.Listener` on loopback, which analyses the study once it is
 stable and sends SEG/SR/PDF to an in-process Storage SCP standing for the PACS.
 """
 
@@ -61,10 +61,10 @@ def truth_analysis(in_dir: Path, out_dir: Path) -> list[Path]:
 
     import numpy as np
 
-    from imaging.synthetic.cmr import load_truth
-    from pipelines.cardiac import run as run_cardiac
-    from pipelines.cardiac.inputs import load_case
-    from pipelines.cardiac.report import write_dicom_outputs
+    from zeroclick.imaging.synthetic.cmr import load_truth
+    from zeroclick.pipelines.cardiac import run as run_cardiac
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.report import write_dicom_outputs
 
     truth = load_truth(os.environ[TRUTH_ENV])
     case = load_case(in_dir)
@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pydicom.uid import AllTransferSyntaxes
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-    from imaging.synthetic.cmr import generate_exam
-    from pipelines.pacs.listener import Listener, ListenerConfig
-    from pipelines.pacs.send import set_tcp_nodelay
+    from zeroclick.imaging.synthetic.cmr import generate_exam
+    from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig
+    from zeroclick.pipelines.pacs.send import set_tcp_nodelay
 
     received: list[float] = []
     lock = threading.Lock()
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         analysis = args.analysis or None
         extra_env = {}
         if analysis == "truth":
-            analysis, extra_env = "benchmarks.pacs:truth_analysis", {TRUTH_ENV: str(root / "exam")}
+            analysis, extra_env = "zeroclick.benchmarks.pacs:truth_analysis", {TRUTH_ENV: str(root / "exam")}
         files = sorted(p for p in (root / "exam" / "dicom").rglob("*") if p.is_file())
         datasets = [pydicom.dcmread(p) for p in files]  # decoded before timing: we time the network + spool
 
@@ -146,5 +146,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "last_image_to_results_sent_s": (t_results - t_last) if t_results else None,
         "analysis_s": (job[1] - job[0]) if job[0] and job[1] else None,
         "job_state": job[3],
-        "analysis": analysis or "pipelines.pacs.analysis:cardiac_analysis",
+        "analysis": analysis or "zeroclick.pipelines.pacs.analysis:cardiac_analysis",
     }

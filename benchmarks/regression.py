@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from imaging.errors import WeightsError, ZeroClickError
+from zeroclick.imaging.errors import WeightsError, ZeroClickError
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _find(record: Any, key: str) -> Any:
 
 
 def _run_benchmark(name: str, argv: list[str]) -> dict[str, Any] | None:
-    from benchmarks import REGISTRY
+    from zeroclick.benchmarks import REGISTRY
 
     module_name = REGISTRY.get(name)
     if module_name is None:
@@ -237,7 +237,7 @@ def update_baselines(config: dict[str, Any], record: dict[str, Any], path: Path,
 
     With ``envelope`` an existing baseline is kept when it is worse than this run's value.
     """
-    from benchmarks.common import machine_info
+    from zeroclick.benchmarks.common import machine_info
 
     for c in record["checks"]:
         if c["ratio"] is None:
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         update_baselines(config, record, path, envelope=args.envelope)
         record["updated"] = str(path)
     elif record["regressed"] and not args.no_fail:
-        from benchmarks.common import machine_info
+        from zeroclick.benchmarks.common import machine_info
 
         full = {"benchmark": "regression", "machine": machine_info(), **record}
         sys.stdout.write(json.dumps(full, default=str) + "\n")

@@ -3,9 +3,9 @@
 On a generated slide (default 20,000 x 20,000 px at 0.25 µm/px, JPEG 256² tiles), in one run:
 
 - ``openslide_tiles_per_s``: ``OpenSlide.read_region`` of level-0 256² tiles, one process;
-- ``fast_tiles_per_s``: the same tiles through :class:`imaging.slide.TiffTileReader` (raw bytes +
+- ``fast_tiles_per_s``: the same tiles through :class:`zeroclick.imaging.slide.TiffTileReader` (raw bytes +
   imagecodecs), one process; ``speedup_fast_vs_openslide`` is their ratio (target >= 3);
-- ``pipeline_tiles_per_s``: :func:`pipelines.histology.run` end to end (reader processes + engine),
+- ``pipeline_tiles_per_s``: :func:`zeroclick.pipelines.histology.run` end to end (reader processes + engine),
   counted in the same unit: level-0 256² tiles' worth of pixels read per second of the tile stage
   (target >= 70% of ``fast_tiles_per_s`` on CPU); ``pipeline_analysis_tiles_per_s`` counts the
   pipeline's own tiles (``--tile`` px at ``--target-mpp``);
@@ -18,7 +18,7 @@ Also, to see where the time goes on a loaded or small machine (informational, no
 worth of pixels), and ``pipeline_stage_ms_per_tile``: one process timing the stages of the classical
 engine on up to ``--stage-tiles`` analysis tiles (read = decode + reduce + assemble from the tile cache).
 ``pipeline_scaled_jpeg`` says whether the pipeline decoded JPEG tiles straight at its resolution
-(libjpeg-turbo DCT scaling, see :func:`pipelines.histology.run`); the rate counts the same level-0 tiles
+(libjpeg-turbo DCT scaling, see :func:`zeroclick.pipelines.histology.run`); the rate counts the same level-0 tiles
 either way.
 """
 
@@ -59,10 +59,10 @@ def _peak_rss_mb() -> float:
 
 def _stage_breakdown(path, *, target_mpp: float, tile_px: int, n_tiles: int) -> dict[str, Any]:
     """Milliseconds per analysis tile of each stage of the classical engine, in this process."""
-    from imaging.slide import detect_tissue, open_slide, tile_grid
-    from imaging.slide.reader import CachedTileAssembler
-    from pipelines.histology import estimate_stains
-    from pipelines.histology.nuclei import ClassicalEngine, binary_open3
+    from zeroclick.imaging.slide import detect_tissue, open_slide, tile_grid
+    from zeroclick.imaging.slide.reader import CachedTileAssembler
+    from zeroclick.pipelines.histology import estimate_stains
+    from zeroclick.pipelines.histology.nuclei import ClassicalEngine, binary_open3
 
     with open_slide(path) as slide:
         meta = slide.meta
@@ -101,7 +101,7 @@ def _stage_breakdown(path, *, target_mpp: float, tile_px: int, n_tiles: int) -> 
 
 def _tissue_tiles(slide, n: int, seed: int = 0) -> list[tuple[int, int]]:
     """Level-0 tile positions on tissue (from the thumbnail), sampled without replacement."""
-    from imaging.slide import detect_tissue
+    from zeroclick.imaging.slide import detect_tissue
 
     tissue = detect_tissue(slide)
     lay = slide.fast_reader.levels[0]
@@ -119,7 +119,7 @@ def _tissue_tiles(slide, n: int, seed: int = 0) -> list[tuple[int, int]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from imaging.slide import open_slide
+    from zeroclick.imaging.slide import open_slide
 
     t_start = time.perf_counter()
     record: dict[str, Any] = {}
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.slide:
             path = Path(args.slide)
         else:
-            from imaging.synthetic.slide import generate_slide
+            from zeroclick.imaging.synthetic.slide import generate_slide
 
             width, height = (int(v) for v in args.size.lower().split("x"))
             info = generate_slide(work / "bench.tiff", width=width, height=height, mpp=args.mpp, seed=0)
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fast_cpu_ms_per_tile=round(1000 * fast_cpu_s / len(tiles), 3),
         )
         if not args.no_pipeline:
-            from pipelines.histology import run as run_histology
+            from zeroclick.pipelines.histology import run as run_histology
 
             result = run_histology(path, out_dir=work / "out", target_mpp=args.target_mpp, tile_px=args.tile,
                                    workers=args.workers, device=args.device)

@@ -1,21 +1,21 @@
 """zeroclick imaging layer: files, pixels, geometry and devices. No clinical meaning lives here.
 
-``imaging`` never imports ``pipelines``.
+``zeroclick.imaging`` never imports ``zeroclick.pipelines``.
 """
 
 import logging
 
-from imaging._version import __version__
-from imaging.errors import (
+from zeroclick.imaging._version import __version__
+from zeroclick.imaging.errors import (
     InvalidSeriesError,
     MissingCodecError,
     SlideUnreadableError,
     WeightsError,
     ZeroClickError,
 )
-from imaging.volume import Volume
+from zeroclick.imaging.volume import Volume
 
-logging.getLogger("imaging").addHandler(logging.NullHandler())
+logging.getLogger("zeroclick").addHandler(logging.NullHandler())
 
 __all__ = [
     "InvalidSeriesError",

@@ -28,7 +28,7 @@ CPU notes (measured on the 2-core development machines, see ``FACTS.md``):
 * intra-op threads = the cores in this process's affinity mask (:func:`configure_cpu_threads`).
 * ``runtime="auto"`` runs networks that declare ``zeroclick_onnx_export = True`` (the FC-DenseNet) through
   ONNX Runtime on the CPU in fp32: the same module exported once, checked against PyTorch, 1.25x faster
-  on a quiet machine and ~2x when the cores are shared (:mod:`imaging.onnx_runtime`).
+  on a quiet machine and ~2x when the cores are shared (:mod:`zeroclick.imaging.onnx_runtime`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from imaging.errors import DeviceError
+from zeroclick.imaging.errors import DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -299,7 +299,7 @@ class Engine:
             return True
         if self.runtime == "torch" or self.device.type != "cpu" or self.precision.name != "fp32" or self.compile:
             return False
-        from imaging.onnx_runtime import onnxruntime_available
+        from zeroclick.imaging.onnx_runtime import onnxruntime_available
 
         return bool(getattr(model, "zeroclick_onnx_export", False)) and onnxruntime_available()
 
@@ -307,7 +307,7 @@ class Engine:
         """Eval mode, on the device, channels-last and compiled as configured (cached per model).
 
         Returns the callable that runs a batch: the module itself, its ``torch.compile`` wrapper, or an
-        :class:`imaging.onnx_runtime.OnnxRuntimeRunner`.
+        :class:`zeroclick.imaging.onnx_runtime.OnnxRuntimeRunner`.
         """
         key = id(model)
         hit = self._prepared.get(key)
@@ -316,7 +316,7 @@ class Engine:
         model.eval()
         model.to(self.device)
         if self.wants_onnxruntime(model):
-            from imaging.onnx_runtime import OnnxRuntimeRunner
+            from zeroclick.imaging.onnx_runtime import OnnxRuntimeRunner
 
             ort_runner = OnnxRuntimeRunner(model, num_threads=self.num_threads, export_dir=self.export_dir,
                                            fallback=self.runtime == "auto")

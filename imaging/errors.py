@@ -76,7 +76,7 @@ def report_problem(
     ``raise`` raises ``error(message)``; ``warn`` emits a :class:`ZeroClickWarning` and logs it;
     ``ignore`` only logs at debug level. Callers record the message in their result in every case.
     """
-    log = logger or logging.getLogger("imaging")
+    log = logger or logging.getLogger("zeroclick.imaging")
     if strictness == "raise":
         raise error(message)
     if strictness == "warn":

@@ -1,4 +1,4 @@
-"""NIfTI in and out (nibabel) into the same :class:`~imaging.volume.Volume` the DICOM reader makes.
+"""NIfTI in and out (nibabel) into the same :class:`~zeroclick.imaging.volume.Volume` the DICOM reader makes.
 
 NIfTI data as nibabel loads it is ``data[x, y, z(, t)]`` with ``x`` the DICOM column and ``y`` the DICOM
 row, and its affine maps ``(x, y, z)`` to RAS millimetres. A Volume is ``[(phase,) slice, row, col]`` with
@@ -19,8 +19,8 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from imaging.errors import InvalidInputError
-from imaging.volume import Volume
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.volume import Volume
 
 logger = logging.getLogger(__name__)
 

@@ -2,4 +2,4 @@
 
 import logging
 
-logging.getLogger("pipelines").addHandler(logging.NullHandler())
+logging.getLogger("zeroclick").addHandler(logging.NullHandler())

@@ -1,4 +1,4 @@
-"""The ``zeroclick`` command line: one entry point, subcommands in ``pipelines.commands``.
+"""The ``zeroclick`` command line: one entry point, subcommands in ``zeroclick.pipelines.commands``.
 
 Exit codes: 0 ok, 2 usage error, 3 analysis failed (reason on stderr and in report.json),
 4 partial result (some outputs or units failed), 5 environment problem (missing weights, codec, device).
@@ -12,8 +12,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from imaging import __version__
-from imaging.errors import (
+from zeroclick.imaging import __version__
+from zeroclick.imaging.errors import (
     AnalysisError,
     DeviceError,
     InvalidInputError,
@@ -29,8 +29,8 @@ EXIT_FAILED = 3
 EXIT_PARTIAL = 4
 EXIT_ENVIRONMENT = 5
 
-# Subcommand modules under pipelines.commands, in --help order. A module that does not exist yet is skipped.
-COMMANDS = ("synth", "scan", "cmr", "slide", "listen", "cohort", "weights", "bench")
+# Subcommand modules under zeroclick.pipelines.commands, in --help order. A module that does not exist yet is skipped.
+COMMANDS = ("synth", "scan", "cmr", "slide", "validate", "listen", "cohort", "weights", "bench")
 
 EPILOG = """exit codes:
   0  ok
@@ -54,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"pipelines.commands.{name}")
+            module = importlib.import_module(f"zeroclick.pipelines.commands.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"pipelines.commands.{name}":
+            if exc.name == f"zeroclick.pipelines.commands.{name}":
                 continue
             raise
         module.register(sub)
@@ -67,7 +67,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    for name in ("imaging", "pipelines", "weights", "benchmarks"):
+    for name in ("zeroclick",):
         log = logging.getLogger(name)
         log.setLevel(level)
         for old in [h for h in log.handlers if getattr(h, "_zeroclick_cli", False)]:

@@ -24,7 +24,7 @@ def _have(module: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo")
+    parser = argparse.ArgumentParser(prog="python -m zeroclick.pipelines.demo")
     parser.add_argument("--out", default="demo-out")
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=7)
@@ -33,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     exam_dir = out / "exam"
     out.mkdir(parents=True, exist_ok=True)
 
-    from pipelines.cli import main as cli
+    from zeroclick.pipelines.cli import main as cli
 
-    if _have("weights.store"):
+    if _have("zeroclick.weights.store"):
         print("== 1. weights: fetch and verify (cached after the first run)")
         rc = cli(["weights", "fetch"])
         if rc != 0:
@@ -52,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         print(f"   generated in {time.perf_counter() - t0:.1f} s")
 
-    if _have("imaging.dicom.scan"):
+    if _have("zeroclick.imaging.dicom.scan"):
         print("== 3. scan and classify the exam")
         rc = cli(["scan", str(exam_dir / "dicom")])
         if rc != 0:
             return rc
 
-    if _have("pipelines.cardiac") and hasattr(importlib.import_module("pipelines.cardiac"), "run"):
+    if _have("zeroclick.pipelines.cardiac") and hasattr(importlib.import_module("zeroclick.pipelines.cardiac"), "run"):
         print("== 4. zero-click cardiac analysis")
         results = out / "results"
         rc = cli(["cmr", str(exam_dir / "dicom"), "--out", str(results)])

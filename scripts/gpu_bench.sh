@@ -34,8 +34,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
   > "$OUT/nvidia-smi.csv" || true
 
 # Weights are needed by the cardiac benchmark; nothing downloads at analysis time.
-if ! "$PYTHON" -m pipelines.cli weights verify >/dev/null 2>&1; then
-  if [ "${SKIP_FETCH:-0}" = 1 ] || ! "$PYTHON" -m pipelines.cli weights fetch; then
+if ! "$PYTHON" -m zeroclick.pipelines.cli weights verify >/dev/null 2>&1; then
+  if [ "${SKIP_FETCH:-0}" = 1 ] || ! "$PYTHON" -m zeroclick.pipelines.cli weights fetch; then
     echo "gpu_bench.sh: cardiac weights unavailable; the cmr benchmark will say so" >&2
   fi
 fi
@@ -47,7 +47,7 @@ for name in $BENCHES; do
   if [ "$name" = dicom-scan ]; then extra="--images 3000 $extra"; fi
   echo "== zeroclick bench $name $extra" >&2
   # shellcheck disable=SC2086
-  if ! "$PYTHON" -m pipelines.cli bench "$name" --json --out "$OUT/$name.json" $extra >/dev/null; then
+  if ! "$PYTHON" -m zeroclick.pipelines.cli bench "$name" --json --out "$OUT/$name.json" $extra >/dev/null; then
     echo "gpu_bench.sh: benchmark $name failed" >&2
     status=1
   fi

@@ -47,7 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]):
     """Run ``zeroclick`` in-process; returns (exit_code, stdout, stderr)."""
-    from pipelines.cli import main
+    from zeroclick.pipelines.cli import main
 
     def _run(*argv: str) -> tuple[int, str, str]:
         try:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from imaging import engine as eng
-from imaging.engine import Engine, estimate_sample_bytes, select_device
-from imaging.errors import DeviceError
+from zeroclick.imaging import engine as eng
+from zeroclick.imaging.engine import Engine, estimate_sample_bytes, select_device
+from zeroclick.imaging.errors import DeviceError
 
 
 class Scorer(torch.nn.Module):
@@ -100,8 +100,8 @@ def test_bf16_agreement_report_on_cpu() -> None:
 
 def _real_inputs(shared_data: Path) -> dict[str, np.ndarray]:
     nib = pytest.importorskip("nibabel")
-    from imaging.volume import Volume
-    from pipelines.cardiac.segmentation import prepare_volume
+    from zeroclick.imaging.volume import Volume
+    from zeroclick.pipelines.cardiac.segmentation import prepare_volume
 
     out = {}
     for name, rel in (("acdc", "acdc/patient101_frame01.nii.gz"), ("acdc_es", "acdc/patient101_frame14.nii.gz"),
@@ -113,7 +113,7 @@ def _real_inputs(shared_data: Path) -> dict[str, np.ndarray]:
 
 @pytest.mark.gpu
 def test_bf16_agrees_with_fp32_on_real_cases_gpu(shared_data: Path) -> None:
-    from weights import store
+    from zeroclick.weights import store
 
     if any(s.state != "ok" for s in store.status()):
         pytest.skip("weights not fetched: run `zeroclick weights fetch`")
@@ -132,7 +132,7 @@ def test_bf16_agrees_with_fp32_on_real_cases_gpu(shared_data: Path) -> None:
 
 # ------------------------------------------------------------------------------------------- ONNX Runtime
 def _small_densenet() -> torch.nn.Module:
-    from imaging.networks.fcdensenet import FCDenseNet
+    from zeroclick.imaging.networks.fcdensenet import FCDenseNet
 
     torch.manual_seed(0)
     net = FCDenseNet(n_classes=4, down_blocks=(2, 2), up_blocks=(2, 2), bottleneck_layers=2,

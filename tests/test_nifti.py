@@ -1,4 +1,4 @@
-"""imaging.nifti: orientation contract, exact round trip, and the real ACDC/EMIDEC cases."""
+"""zeroclick.imaging.nifti: orientation contract, exact round trip, and the real ACDC/EMIDEC cases."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from imaging.nifti import load, save
-from imaging.volume import Volume
+from zeroclick.imaging.nifti import load, save
+from zeroclick.imaging.volume import Volume
 
 
 def _ras_to_lps(p):

@@ -2,8 +2,8 @@ import logging
 
 import pytest
 
-from imaging import __version__
-from imaging.errors import InvalidSeriesError, ZeroClickError, check_strictness, report_problem
+from zeroclick.imaging import __version__
+from zeroclick.imaging.errors import InvalidSeriesError, ZeroClickError, check_strictness, report_problem
 
 
 def test_version_and_help(run_cli):
@@ -31,7 +31,7 @@ def test_strictness_switch(caplog):
         report_problem("gap between slices", "raise", error=InvalidSeriesError)
     with pytest.warns(UserWarning, match="gap"):
         report_problem("gap between slices", "warn")
-    with caplog.at_level(logging.DEBUG, logger="imaging"):
+    with caplog.at_level(logging.DEBUG, logger="zeroclick"):
         report_problem("quiet gap", "ignore")
     assert "quiet gap" in caplog.text
     with pytest.raises(ValueError, match="did you mean|one of"):
@@ -43,8 +43,8 @@ def test_library_does_not_configure_root_logging():
     import sys
 
     code = (
-        "import logging, imaging, pipelines, pipelines.cli;"
+        "import logging, zeroclick, zeroclick.imaging, zeroclick.pipelines, zeroclick.pipelines.cli;"
         "assert not logging.getLogger().handlers, logging.getLogger().handlers;"
-        "assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger('imaging').handlers)"
+        "assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger('zeroclick').handlers)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

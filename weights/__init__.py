@@ -6,7 +6,7 @@ in git; ``zeroclick weights fetch`` fills it, analysis only reads it.
 
 import logging
 
-from weights.store import (
+from zeroclick.weights.store import (
     ENV_CACHE,
     FetchRecord,
     LoadedModel,
@@ -26,7 +26,7 @@ from weights.store import (
     verify,
 )
 
-logging.getLogger("weights").addHandler(logging.NullHandler())
+logging.getLogger("zeroclick").addHandler(logging.NullHandler())
 
 __all__ = [
     "ENV_CACHE",

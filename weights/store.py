@@ -36,8 +36,8 @@ import jsonschema
 import numpy as np
 import torch
 
-from imaging.errors import WeightsError
-from imaging.networks import FCDenseNet, fcdensenet_myopari
+from zeroclick.imaging.errors import WeightsError
+from zeroclick.imaging.networks import FCDenseNet, fcdensenet_myopari
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class FetchRecord:
 
 
 def _schema() -> dict[str, Any]:
-    return json.loads(resources.files("weights").joinpath("manifest.schema.json").read_text(encoding="utf-8"))
+    return json.loads(resources.files("zeroclick.weights").joinpath("manifest.schema.json").read_text(encoding="utf-8"))
 
 
 def validate_manifest(data: Mapping[str, Any]) -> None:
@@ -182,7 +182,7 @@ def validate_manifest(data: Mapping[str, Any]) -> None:
 
 def builtin_entries() -> list[ModelEntry]:
     """The models shipped in ``weights/manifest.json`` (validated against the schema)."""
-    data = json.loads(resources.files("weights").joinpath("manifest.json").read_text(encoding="utf-8"))
+    data = json.loads(resources.files("zeroclick.weights").joinpath("manifest.json").read_text(encoding="utf-8"))
     validate_manifest(data)
     return [ModelEntry.from_dict(m) for m in data["models"]]
 

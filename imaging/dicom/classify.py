@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from imaging.dicom.geometry import Survey
+from zeroclick.imaging.dicom.geometry import Survey
 
 LABELS: tuple[str, ...] = (
     "localizer", "cine_sax", "cine_lax_2ch", "cine_lax_3ch", "cine_lax_4ch", "lge_mag", "lge_psir",

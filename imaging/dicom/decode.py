@@ -4,7 +4,7 @@ Uncompressed little-endian pixel data is read straight from the file offset foun
 (``np.frombuffer``: ~1.75x faster than ``ds.pixel_array``, which re-parses the header; measured in
 /work/shared/FACTS.md). Compressed syntaxes (deflate, RLE, JPEG baseline/lossless, JPEG-LS, JPEG 2000)
 go through pydicom's pixel handlers and the pylibjpeg plugins; a missing plugin raises
-:class:`~imaging.errors.MissingCodecError` naming the package to install.
+:class:`~zeroclick.imaging.errors.MissingCodecError` naming the package to install.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import pydicom
 import pydicom.uid as uids
 
-from imaging.dicom.geometry import Image
-from imaging.errors import InvalidDicomError, MissingCodecError
+from zeroclick.imaging.dicom.geometry import Image
+from zeroclick.imaging.errors import InvalidDicomError, MissingCodecError
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ def _finish(classic: str, vr: str, value: Any) -> Any:
 
 
 def _apply_dataset(groups: Any, out: dict[str, Any]) -> None:
-    from imaging.dicom.headers import _normalise
+    from zeroclick.imaging.dicom.headers import _normalise
 
     if groups is None:
         return
@@ -169,7 +169,7 @@ def _dataset(buf: bytes, pos: int, end: int | None, implicit: bool) -> tuple[dic
 
 
 def _value(vr: str, raw: bytes, encoding: str) -> Any:
-    from imaging.dicom.headers import _convert
+    from zeroclick.imaging.dicom.headers import _convert
 
     if vr == "FD":
         k = len(raw) // 8

@@ -14,7 +14,7 @@ that both give identical dicts on every generated file.
 Measured (3,000 generated MR files, warm cache, one process): 1,668 files/s against 357 for
 ``pydicom.dcmread(stop_before_pixels=True)`` on the loaded 2-core development machine (4.7x), and 14,418
 against 2,360 on an idle 16-core EPYC (6.1x); ``zeroclick bench dicom-scan`` measures it again.
-Enhanced multi-frame functional groups are walked in :mod:`imaging.dicom.enhanced` (~10x pydicom).
+Enhanced multi-frame functional groups are walked in :mod:`zeroclick.imaging.dicom.enhanced` (~10x pydicom).
 """
 
 from __future__ import annotations
@@ -404,7 +404,7 @@ def _parse(buf: bytes, complete: bool, file_size: int, lazy: bool = False) -> He
     if groups is not None or out.get("SOPClassUID") in ENHANCED_MR_SOP_CLASSES:
         if not groups or PER_FRAME_GROUPS_TAG not in groups:
             raise _Fallback("enhanced object without per-frame functional groups")
-        from imaging.dicom.enhanced import EnhancedParseError, frames_from_bytes
+        from zeroclick.imaging.dicom.enhanced import EnhancedParseError, frames_from_bytes
 
         try:
             out["_frames"] = frames_from_bytes(buf, groups, implicit, int(out.get("NumberOfFrames") or 0), encoding)
@@ -501,7 +501,7 @@ def read_header_pydicom(path: str) -> Header:
     Raises
     ------
     pydicom.errors.InvalidDicomError, OSError, EOFError
-        When pydicom cannot read the file; :func:`imaging.dicom.scan` turns them into rejections.
+        When pydicom cannot read the file; :func:`zeroclick.imaging.dicom.scan` turns them into rejections.
     """
     size = os.path.getsize(path)
     forced = False
@@ -544,7 +544,7 @@ def read_header_pydicom(path: str) -> Header:
     if has_pixels and offset > 0 and length < 0:
         out["_encapsulated_complete"] = encapsulated_complete
     if out.get("SOPClassUID") in ENHANCED_MR_SOP_CLASSES or "PerFrameFunctionalGroupsSequence" in ds:
-        from imaging.dicom.enhanced import frames_from_dataset
+        from zeroclick.imaging.dicom.enhanced import frames_from_dataset
 
         out["_frames"] = frames_from_dataset(ds)
     return out

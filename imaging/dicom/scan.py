@@ -22,13 +22,13 @@ import numpy as np
 import pydicom.uid as uids
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 
-from imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
-from imaging.dicom.decode import decode_images, known_transfer_syntax
-from imaging.dicom.geometry import Geometry, Image, build_geometry, survey
-from imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
-from imaging.dicom.sources import collect
-from imaging.errors import InvalidDicomError, InvalidSeriesError, Strictness, check_strictness, report_problem
-from imaging.volume import Volume
+from zeroclick.imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
+from zeroclick.imaging.dicom.decode import decode_images, known_transfer_syntax
+from zeroclick.imaging.dicom.geometry import Geometry, Image, build_geometry, survey
+from zeroclick.imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
+from zeroclick.imaging.dicom.sources import collect
+from zeroclick.imaging.errors import InvalidDicomError, InvalidSeriesError, Strictness, check_strictness, report_problem
+from zeroclick.imaging.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class Exam:
         return [s for st in self.studies for s in st.series]
 
     def find(self, label: str) -> list[Series]:
-        """Series with classification ``label`` (see :data:`imaging.dicom.classify.LABELS`)."""
+        """Series with classification ``label`` (see :data:`zeroclick.imaging.dicom.classify.LABELS`)."""
         return [s for s in self.series if s.label == label]
 
     def to_dict(self) -> dict[str, Any]:
@@ -527,7 +527,7 @@ def scan(
         Folder, file, list of files, or archive.
     strictness
         ``"warn"`` (default) records problems, logs and warns; ``"raise"`` raises at the first problem
-        (:class:`~imaging.errors.InvalidDicomError` for files, :class:`~imaging.errors.InvalidSeriesError`
+        (:class:`~zeroclick.imaging.errors.InvalidDicomError` for files, :class:`~zeroclick.imaging.errors.InvalidSeriesError`
         for series); ``"ignore"`` only records them.
     workers
         Processes for header reading (default: the cores free now, see :func:`default_workers`).

@@ -1,5 +1,5 @@
 """Network architectures written for zeroclick (weights are converted into them, never downloaded here)."""
 
-from imaging.networks.fcdensenet import FCDenseNet, fcdensenet_myopari
+from zeroclick.imaging.networks.fcdensenet import FCDenseNet, fcdensenet_myopari
 
 __all__ = ["FCDenseNet", "fcdensenet_myopari"]

@@ -11,7 +11,7 @@ ONNX files); about 22 GFLOP per 256x256 slice.
 
 Sub-module names follow the original checkpoint (``firstconv``, ``denseBlocksDown.N.layers.M.norm``...)
 so that the ONNX initialiser names map one-to-one onto :meth:`FCDenseNet.state_dict` keys; the
-conversion in :mod:`weights.store` therefore needs no renaming table and refuses any missing or
+conversion in :mod:`zeroclick.weights.store` therefore needs no renaming table and refuses any missing or
 unexpected key.
 
 Examples
@@ -138,7 +138,7 @@ class FCDenseNet(nn.Module):
     myopari weights expect 256x256 slices scaled to [0, 1].
     """
 
-    #: :class:`imaging.engine.Engine` (``runtime="auto"``) runs this network through ONNX Runtime on the CPU:
+    #: :class:`zeroclick.imaging.engine.Engine` (``runtime="auto"``) runs this network through ONNX Runtime on the CPU:
     #: 0.73 vs 0.91 s/slice in PyTorch eager on the quiet 2-core machine, 1.7 vs 3.3 s/slice under load.
     zeroclick_onnx_export = True
 

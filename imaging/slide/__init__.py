@@ -1,8 +1,8 @@
 """Whole-slide images: open (OpenSlide + direct-tile fast path), tissue, tile grids and prefetching readers."""
 
-from imaging.slide.fastread import CorruptTileError, TiffTileReader, gpu_jpeg_available
-from imaging.slide.open import MissingMppError, Slide, SlideMeta, UnsupportedSlideError, open_slide
-from imaging.slide.reader import (
+from zeroclick.imaging.slide.fastread import CorruptTileError, TiffTileReader, gpu_jpeg_available
+from zeroclick.imaging.slide.open import MissingMppError, Slide, SlideMeta, UnsupportedSlideError, open_slide
+from zeroclick.imaging.slide.reader import (
     CachedTileAssembler,
     TileBatch,
     TileRead,
@@ -10,8 +10,8 @@ from imaging.slide.reader import (
     default_workers,
     read_tile,
 )
-from imaging.slide.tiles import Tile, TileGrid, in_core, tile_grid
-from imaging.slide.tissue import TissueMask, TissueParams, detect_tissue, detect_tissue_rgb
+from zeroclick.imaging.slide.tiles import Tile, TileGrid, in_core, tile_grid
+from zeroclick.imaging.slide.tissue import TissueMask, TissueParams, detect_tissue, detect_tissue_rgb
 
 __all__ = [
     "CachedTileAssembler",

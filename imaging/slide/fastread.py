@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.errors import SlideUnreadableError
+from zeroclick.imaging.errors import SlideUnreadableError
 
 logger = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """Open whole-slide images (SVS, NDPI, MRXS, generic tiled TIFF, DICOM WSI) with physical pixel sizes.
 
 OpenSlide (``openslide-python`` + ``openslide-bin``, no system library) opens every format; TIFF-based
-slides additionally get the direct-tile fast path of :mod:`imaging.slide.fastread`, verified against
+slides additionally get the direct-tile fast path of :mod:`zeroclick.imaging.slide.fastread`, verified against
 OpenSlide on a few tiles when the slide is opened.
 
 Example
 -------
->>> from imaging.slide import open_slide
+>>> from zeroclick.imaging.slide import open_slide
 >>> with open_slide("CMU-1-Small-Region.svs") as slide:  # doctest: +SKIP
 ...     level = slide.best_level_for_mpp(0.5)
 ...     rgb = slide.read_region(0, 0, level, 512, 512)
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from imaging.errors import InvalidInputError, SlideUnreadableError
-from imaging.slide.fastread import TiffTileReader
+from zeroclick.imaging.errors import InvalidInputError, SlideUnreadableError
+from zeroclick.imaging.slide.fastread import TiffTileReader
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ Decoding each slide tile once
 -----------------------------
 Analysis tiles overlap and do not line up with the slide's own tiles: a 1024² read at a stride of 896
 touches 5 x 5 = 25 of the slide's 256² JPEG tiles for 16 tiles' worth of pixels. On the direct-tile path
-(:class:`imaging.slide.TiffTileReader`) each process therefore keeps the slide tiles it decoded, already
+(:class:`zeroclick.imaging.slide.TiffTileReader`) each process therefore keeps the slide tiles it decoded, already
 reduced to the target resolution when the level is read at a whole downsample factor (PIL block mean, the
 same pixels as reducing the assembled region), in a bounded least-recently-used cache, and assembles its
 analysis tiles from them. Each worker walks its own band of consecutive tiles (taking over the end of
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imaging.errors import AnalysisError, SlideUnreadableError
-from imaging.slide.tiles import Tile, TileGrid
+from zeroclick.imaging.errors import AnalysisError, SlideUnreadableError
+from zeroclick.imaging.slide.tiles import Tile, TileGrid
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +89,14 @@ class CachedTileAssembler:
     Parameters
     ----------
     slide
-        An open :class:`imaging.slide.Slide`.
+        An open :class:`zeroclick.imaging.slide.Slide`.
     grid
         The analysis tiles.
     max_mb
         Bound on the decoded pixels kept.
     scaled_jpeg
         Decode YCbCr JPEG tiles straight at the reduced size (libjpeg-turbo DCT scaling, see
-        :meth:`imaging.slide.TiffTileReader.decode_tile_scaled`) instead of decoding them whole and
+        :meth:`zeroclick.imaging.slide.TiffTileReader.decode_tile_scaled`) instead of decoding them whole and
         averaging blocks: ~25% less reading CPU (8.7 vs 11.8 ms per 512² analysis tile of the 20,000²
         benchmark slide here); pixels within ~1 grey level on average of the block
         mean, so no longer identical to :func:`read_tile`. Checked on one tile when the cache is built.
@@ -220,7 +220,7 @@ def _next_chunk(w: int, bands, front, back, lock) -> list[int] | None:
 
 def _worker(w: int, path: str, mpp: float | None, fast: bool, grid: TileGrid, bands, front, back, lock,
             results, fn: Callable | None, scaled_jpeg: bool) -> None:
-    from imaging.slide.open import open_slide
+    from zeroclick.imaging.slide.open import open_slide
 
     try:
         slide = open_slide(path, mpp=mpp, fast=fast, verify_tiles=0)
@@ -262,7 +262,7 @@ class TileReader:
     Parameters
     ----------
     slide
-        The open :class:`imaging.slide.Slide` (used directly when ``workers == 0``; its path, MPP and
+        The open :class:`zeroclick.imaging.slide.Slide` (used directly when ``workers == 0``; its path, MPP and
         fast-path decision are passed to the workers otherwise).
     grid
         The tiles to read.

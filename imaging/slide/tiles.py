@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.errors import InvalidInputError
 
 SAME_RESOLUTION_TOLERANCE = 0.05  # a level within 5% of the target µm/px is read without resampling
 
@@ -84,7 +84,7 @@ def tile_grid(
     mpp0
         µm/px at level 0.
     tissue
-        A :class:`imaging.slide.tissue.TissueMask`; tiles whose core holds less than
+        A :class:`zeroclick.imaging.slide.tissue.TissueMask`; tiles whose core holds less than
         ``min_tissue_fraction`` tissue are left out.
     """
     if tile_px <= 0 or not (0 <= overlap_px < tile_px) or overlap_px % 2:

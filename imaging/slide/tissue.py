@@ -117,7 +117,7 @@ def detect_tissue_rgb(
 
 
 def detect_tissue(slide, *, params: TissueParams | None = None) -> TissueMask:
-    """Tissue mask of an open :class:`imaging.slide.Slide` from its thumbnail."""
+    """Tissue mask of an open :class:`zeroclick.imaging.slide.Slide` from its thumbnail."""
     params = params or TissueParams()
     thumb, ds = slide.thumbnail(target_mpp=params.thumbnail_mpp)
     mpp0 = 0.5 * (slide.meta.mpp_x + slide.meta.mpp_y)

@@ -1,2 +1,2 @@
-"""Synthetic data with exact ground truth: cardiac MR exams (:mod:`imaging.synthetic.cmr`) and
-whole-slide images (:mod:`imaging.synthetic.slide`)."""
+"""Synthetic data with exact ground truth: cardiac MR exams (:mod:`zeroclick.imaging.synthetic.cmr`) and
+whole-slide images (:mod:`zeroclick.imaging.synthetic.slide`)."""

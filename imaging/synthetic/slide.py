@@ -19,7 +19,7 @@ Ground truth written next to the slide (``OUT.tiff`` -> ``OUT.nuclei.csv``, ``OU
 
 Example
 -------
->>> from imaging.synthetic.slide import generate_slide
+>>> from zeroclick.imaging.synthetic.slide import generate_slide
 >>> info = generate_slide("/tmp/demo.tiff", width=2048, height=2048, seed=1)  # doctest: +SKIP
 >>> info.n_nuclei > 0  # doctest: +SKIP
 True
@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 

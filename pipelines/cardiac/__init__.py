@@ -6,7 +6,7 @@ AHA segments -> LGE -> risk features -> QC. Each stage lives in its own module o
 
 Examples
 --------
->>> from pipelines.cardiac import run            # doctest: +SKIP
+>>> from zeroclick.pipelines.cardiac import run            # doctest: +SKIP
 >>> result = run("exam/dicom")                    # doctest: +SKIP
 >>> result.function.lv_ef_percent, result.lge.infarct_percent_of_myocardium   # doctest: +SKIP
 """
@@ -24,22 +24,22 @@ from typing import Any, Literal
 
 import numpy as np
 
-from imaging import __version__
-from imaging.errors import AnalysisError, InvalidInputError
-from imaging.volume import Volume
-from pipelines.cardiac.aha import compute_aha
-from pipelines.cardiac.function import compute_function
-from pipelines.cardiac.inputs import CaseInputs, load_case
-from pipelines.cardiac.lge import compute_lge
-from pipelines.cardiac.phases import PhaseSearchResult, choose_phases
-from pipelines.cardiac.qc import (
+from zeroclick.imaging import __version__
+from zeroclick.imaging.errors import AnalysisError, InvalidInputError
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.aha import compute_aha
+from zeroclick.pipelines.cardiac.function import compute_function
+from zeroclick.pipelines.cardiac.inputs import CaseInputs, load_case
+from zeroclick.pipelines.cardiac.lge import compute_lge
+from zeroclick.pipelines.cardiac.phases import PhaseSearchResult, choose_phases
+from zeroclick.pipelines.cardiac.qc import (
     check_function,
     check_geometry,
     check_lge,
     check_lge_against_cine,
     check_masks,
 )
-from pipelines.cardiac.result import (
+from zeroclick.pipelines.cardiac.result import (
     AHA_SEGMENT_NAMES,
     AhaResult,
     CardiacImages,
@@ -57,7 +57,7 @@ from pipelines.cardiac.result import (
     ThresholdScar,
     WeightsRef,
 )
-from pipelines.cardiac.risk import compute_risk
+from zeroclick.pipelines.cardiac.risk import compute_risk
 
 logger = logging.getLogger(__name__)
 
@@ -103,23 +103,23 @@ def run(
     ----------
     source
         A DICOM folder/zip/tar, an ACDC patient folder (``Info.cfg`` + frame NIfTI files), an EMIDEC-style LGE
-        NIfTI file, or :class:`~pipelines.cardiac.inputs.CaseInputs` already loaded.
+        NIfTI file, or :class:`~zeroclick.pipelines.cardiac.inputs.CaseInputs` already loaded.
     device
         ``auto`` (cuda > mps > cpu), ``cuda``, ``mps`` or ``cpu``.
     all_phases
         Segment the whole stack at every phase (volume-time curve; slower). Default: ED/ES search
-        (:mod:`pipelines.cardiac.phases`).
+        (:mod:`zeroclick.pipelines.cardiac.phases`).
     prior
         An earlier ``report.json`` (path or dict) of the same patient: adds LV remodeling features.
     cine_segmenter, lge_segmenter
         Objects with ``segment(volume3d, slices=None) -> labels`` (and optionally ``segment_many``,
-        ``provenance``); default: :class:`~pipelines.cardiac.segmentation.CineSegmenter` /
+        ``provenance``); default: :class:`~zeroclick.pipelines.cardiac.segmentation.CineSegmenter` /
         ``LgeSegmenter`` with verified weights on ``device``. Tests inject ground truth here.
     n_search_slices, phase_step, margin_fraction
-        ED/ES search settings (see :func:`pipelines.cardiac.phases.choose_phases`).
+        ED/ES search settings (see :func:`zeroclick.pipelines.cardiac.phases.choose_phases`).
     runtime
         ``auto`` (ONNX Runtime for the networks on the CPU in fp32, PyTorch on GPUs), ``torch`` or
-        ``onnxruntime``; see :class:`imaging.engine.Engine`.
+        ``onnxruntime``; see :class:`zeroclick.imaging.engine.Engine`.
 
     Raises
     ------
@@ -141,16 +141,16 @@ def run(
     warnings: list[str] = list(case.warnings)
     engine = None
     if (case.cine is not None and cine_segmenter is None) or (case.lge is not None and lge_segmenter is None):
-        from imaging.engine import Engine
-        from pipelines.cardiac.segmentation import exports_dir
+        from zeroclick.imaging.engine import Engine
+        from zeroclick.pipelines.cardiac.segmentation import exports_dir
 
         engine = Engine(device=device, runtime=runtime, export_dir=exports_dir())
     if case.cine is not None and cine_segmenter is None:
-        from pipelines.cardiac.segmentation import CineSegmenter
+        from zeroclick.pipelines.cardiac.segmentation import CineSegmenter
 
         cine_segmenter = CineSegmenter(engine=engine)
     if case.lge is not None and lge_segmenter is None:
-        from pipelines.cardiac.segmentation import LgeSegmenter
+        from zeroclick.pipelines.cardiac.segmentation import LgeSegmenter
 
         lge_segmenter = LgeSegmenter(engine=engine)
 
@@ -271,12 +271,12 @@ def _labels_of(out: Any) -> np.ndarray:
 
 
 def _slice_segmenter(cine: Volume, segmenter: Any):
-    """Adapter from a ``CineSegmenter``-like object to :data:`pipelines.cardiac.phases.SliceSegmenter`.
+    """Adapter from a ``CineSegmenter``-like object to :data:`zeroclick.pipelines.cardiac.phases.SliceSegmenter`.
 
     With a segmenter that has ``segment_cached`` (the real ones), each (phase, slice) goes through the network
     once for this exam and every request is post-processed as a whole (see ``CineSegmenter.segment_cached``).
     """
-    from pipelines.cardiac.segmentation import RawLabelCache
+    from zeroclick.pipelines.cardiac.segmentation import RawLabelCache
 
     cache = RawLabelCache()
 

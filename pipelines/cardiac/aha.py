@@ -3,7 +3,7 @@
 Convention (shared with the synthetic generator, docs/conventions.md):
 
 * LV slices = slices containing LV myocardium, ordered base -> apex
-  (:func:`pipelines.cardiac.function.order_base_to_apex`), split with ``numpy.array_split(..., 3)`` into
+  (:func:`zeroclick.pipelines.cardiac.function.order_base_to_apex`), split with ``numpy.array_split(..., 3)`` into
   basal (segments 1-6), mid (7-12) and apical (13-16) thirds. Segment 17 is not reported.
 * In each slice the centre is the centroid of LV cavity + myocardium. The RV insertion points are the two
   ends of the interface between RV cavity and LV myocardium; the anterior one is the one with the smaller
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.volume import Volume
-from pipelines.cardiac.function import order_base_to_apex
-from pipelines.cardiac.result import AHA_SEGMENT_NAMES, AhaResult, SegmentValues
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.function import order_base_to_apex
+from zeroclick.pipelines.cardiac.result import AHA_SEGMENT_NAMES, AhaResult, SegmentValues
 
 THIN_WALL_MM = 5.5
 BASAL_ORDER = (2, 3, 4, 5, 6, 1)

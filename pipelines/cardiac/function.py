@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from imaging.volume import Volume
-from pipelines.cardiac.result import MYOCARDIAL_DENSITY_G_PER_ML, FunctionResult
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.result import MYOCARDIAL_DENSITY_G_PER_ML, FunctionResult
 
 RV, MYO, LV = 1, 2, 3
 

@@ -1,6 +1,6 @@
 """Turn what the user gives (a DICOM exam, an ACDC patient folder, an EMIDEC LGE NIfTI) into :class:`CaseInputs`.
 
-* DICOM folder / zip / tar: :func:`imaging.dicom.scan` classifies the exam; the cine short axis (``cine_sax``)
+* DICOM folder / zip / tar: :func:`zeroclick.imaging.dicom.scan` classifies the exam; the cine short axis (``cine_sax``)
   and the LGE stack (``lge_psir``, else ``lge_mag``) are decoded, nothing else. Height, weight and heart rate
   come from the headers when present.
 * ACDC patient folder: ``Info.cfg`` (or ``patientNNN_Info.cfg``) names ED and ES (1-based frames) and gives
@@ -8,7 +8,7 @@
   and, when present, ``patientNNN_4d.nii.gz``.
 * EMIDEC-style LGE NIfTI file (``.nii`` / ``.nii.gz``): LGE only.
 
-NIfTI files become Volumes through :func:`imaging.nifti.load` (orientation documented in imaging/volume.py).
+NIfTI files become Volumes through :func:`zeroclick.imaging.nifti.load` (orientation documented in imaging/volume.py).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from imaging.errors import InvalidInputError
-from imaging.volume import Volume
-from pipelines.cardiac.result import SeriesReference
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.result import SeriesReference
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class CaseInputs:
 
 
 def nifti_to_volume(path: str | Path) -> Volume:
-    """Load a NIfTI file into a Volume (docs/conventions.md orientation, through :func:`imaging.nifti.load`)."""
-    from imaging.nifti import load
+    """Load a NIfTI file into a Volume (docs/conventions.md orientation, through :func:`zeroclick.imaging.nifti.load`)."""
+    from zeroclick.imaging.nifti import load
 
     return load(path)
 
@@ -179,11 +179,11 @@ def _reference(role: str, series: Any, vol: Volume) -> SeriesReference:
 
 
 def load_dicom(source: Path) -> CaseInputs:
-    """A DICOM exam (folder, zip or tar) through :func:`imaging.dicom.scan`."""
+    """A DICOM exam (folder, zip or tar) through :func:`zeroclick.imaging.dicom.scan`."""
     try:
-        from imaging.dicom import scan
+        from zeroclick.imaging.dicom import scan
     except ImportError as exc:
-        raise InvalidInputError("DICOM input needs imaging.dicom.scan, which this installation lacks") from exc
+        raise InvalidInputError("DICOM input needs zeroclick.imaging.dicom.scan, which this installation lacks") from exc
     t0 = time.perf_counter()
     exam = scan(source)
     t_scan = time.perf_counter() - t0

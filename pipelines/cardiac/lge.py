@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.volume import Volume
-from pipelines.cardiac.function import order_base_to_apex
-from pipelines.cardiac.result import MYOCARDIAL_DENSITY_G_PER_ML, LgeResult, ThresholdScar
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.function import order_base_to_apex
+from zeroclick.pipelines.cardiac.result import MYOCARDIAL_DENSITY_G_PER_ML, LgeResult, ThresholdScar
 
 CAVITY, HEALTHY, INFARCT, MVO = 1, 2, 3, 4
 MYOCARDIUM = (HEALTHY, INFARCT, MVO)

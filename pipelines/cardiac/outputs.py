@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from imaging.volume import Volume
-from pipelines.cardiac.result import CardiacResult, _plain
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.result import CardiacResult, _plain
 
 _PERM = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
 _UNITS = (("_ml_per_m2", "mL/m2"), ("_g_per_m2", "g/m2"), ("_l_per_min_per_m2", "L/min/m2"),

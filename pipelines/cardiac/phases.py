@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipelines.cardiac.result import PhaseChoice
+from zeroclick.pipelines.cardiac.result import PhaseChoice
 
 #: A batch of requests ``[(phase, slice indices), ...]`` -> one label array per request, shaped
 #: ``[len(slices), rows, cols]`` (ACDC labels). One call lets the engine batch slices across phases. A slice

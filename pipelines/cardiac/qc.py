@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.volume import Volume
-from pipelines.cardiac.function import slices_with
-from pipelines.cardiac.result import FunctionResult, LgeResult, QcFlag
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.function import slices_with
+from zeroclick.pipelines.cardiac.result import FunctionResult, LgeResult, QcFlag
 
 EF_RANGE_PERCENT = (5.0, 90.0)
 LV_MASS_RANGE_G = (30.0, 500.0)

@@ -8,7 +8,7 @@ the quality-control findings in plain words. It carries no patient identifier.
 ``write_dicom_outputs(result, out_dir)`` writes, in the source study: a SEG at ED and one at ES (LV
 cavity, LV myocardium, RV cavity), a SEG for LGE (LV myocardium, infarct incl. MVO, MVO), a TID 1500
 SR whose measurements point at those segments, and the report as encapsulated PDF. UIDs are derived
-from the source UIDs and the zeroclick version (:mod:`imaging.dicom.write.uids`), so a re-run replaces
+from the source UIDs and the zeroclick version (:mod:`zeroclick.imaging.dicom.write.uids`), so a re-run replaces
 rather than duplicates.
 """
 
@@ -27,8 +27,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from imaging._version import __version__
-from imaging.dicom.write import (
+from zeroclick.imaging._version import __version__
+from zeroclick.imaging.dicom.write import (
     MeasurementItem,
     SegmentMeasurements,
     SegmentSpec,
@@ -38,10 +38,10 @@ from imaging.dicom.write import (
     save_atomically,
     segmentation_from_labels,
 )
-from imaging.dicom.write import codes as K
-from imaging.errors import InvalidInputError
-from imaging.volume import Volume
-from pipelines.cardiac.result import CardiacResult, FunctionResult, LgeResult
+from zeroclick.imaging.dicom.write import codes as K
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.result import CardiacResult, FunctionResult, LgeResult
 
 __all__ = [
     "CINE_SEGMENTS",
@@ -538,7 +538,7 @@ def _index_source_headers(uids: set[str], search: Sequence[Path],
                           known_paths: Mapping[str, str] | None = None) -> dict[str, Dataset]:
     """Read the headers of the source instances named by ``uids``.
 
-    ``known_paths`` (SOP Instance UID -> file, recorded by :meth:`imaging.dicom.Series.volume`) is tried first,
+    ``known_paths`` (SOP Instance UID -> file, recorded by :meth:`zeroclick.imaging.dicom.Series.volume`) is tried first,
     so only the needed files are opened; whatever is still missing (e.g. files of an archive that was extracted
     to a folder that no longer exists) is searched in ``search`` (files, folders or zip files).
     """

@@ -1,11 +1,11 @@
 """``CardiacResult``: everything one cardiac MRI analysis produced, in one frozen, documented object.
 
-Stable contract for the report writers (DICOM SEG / SR / PDF, ``pipelines.cardiac.report``):
+Stable contract for the report writers (DICOM SEG / SR / PDF, ``zeroclick.pipelines.cardiac.report``):
 
 * measurements live in named, unit-suffixed fields of nested frozen dataclasses
   (:class:`FunctionResult`, :class:`LgeResult`, :class:`AhaResult`); a value that could not be measured
   is ``None`` and a :class:`QcFlag` says why;
-* label masks are :class:`imaging.volume.Volume` objects on the grid of their source series (same affine,
+* label masks are :class:`zeroclick.imaging.volume.Volume` objects on the grid of their source series (same affine,
   same ``sop_instance_uids`` and ``series_instance_uid``), so a SEG can reference its source images:
   ``masks.cine_ed`` / ``masks.cine_es`` (3-D, ACDC labels 0 bg, 1 RV, 2 myocardium, 3 LV cavity),
   ``masks.cine_all`` (4-D, only with ``all_phases=True``), ``masks.lge`` (3-D, EMIDEC labels 0 bg,
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from imaging.volume import Volume
+from zeroclick.imaging.volume import Volume
 
 Severity = Literal["info", "warning", "error"]
 Status = Literal["ok", "partial", "failed"]
@@ -115,7 +115,7 @@ class PhaseChoice:
 class FunctionResult:
     """Biventricular function from the cine short axis (ACDC convention: papillary muscles in the cavity).
 
-    Volumes are voxel count x voxel volume over the LV slices (see :mod:`pipelines.cardiac.function` for the
+    Volumes are voxel count x voxel volume over the LV slices (see :mod:`zeroclick.pipelines.cardiac.function` for the
     basal and apical slice rules). Indexed values use Mosteller BSA and are ``None`` without height and weight.
     """
 
@@ -165,7 +165,7 @@ class SegmentValues:
 
 @dataclass(frozen=True)
 class AhaResult:
-    """AHA 16-segment model (convention in docs/conventions.md, documented in :mod:`pipelines.cardiac.aha`)."""
+    """AHA 16-segment model (convention in docs/conventions.md, documented in :mod:`zeroclick.pipelines.cardiac.aha`)."""
 
     segments: tuple[SegmentValues, ...]
     thin_wall_threshold_mm: float = 5.5
@@ -331,7 +331,7 @@ MEASUREMENT_KEYS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True, eq=False)
 class CardiacResult:
-    """The result of :func:`pipelines.cardiac.run`.
+    """The result of :func:`zeroclick.pipelines.cardiac.run`.
 
     ``status`` is ``ok`` (every requested part measured, no error flag), ``partial`` (some part missing or
     flagged with severity ``error``) or ``failed`` (nothing valid; ``failure_reason`` says why).

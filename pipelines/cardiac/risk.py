@@ -6,7 +6,7 @@ evidence that makes each one matter. A feature whose inputs are missing has ``va
 
 from __future__ import annotations
 
-from pipelines.cardiac.result import FunctionResult, LgeResult, RiskFeature, RiskFeatures
+from zeroclick.pipelines.cardiac.result import FunctionResult, LgeResult, RiskFeature, RiskFeatures
 
 ESC_2022_VA = (
     "Zeppenfeld K et al. 2022 ESC Guidelines for the management of patients with ventricular arrhythmias and "

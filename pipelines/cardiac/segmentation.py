@@ -1,7 +1,7 @@
 """Cine and LGE segmentation with the myopari FC-DenseNet weights, pre/post-processing identical to the reference.
 
 The reference (``myopari==0.1.6``, ``processors/functions_utils.py``) works on a NIfTI-ordered volume
-``v[x, y, z]``; a zeroclick :class:`~imaging.volume.Volume` is ``array[z, y, x]``, so ``v = array.transpose(2, 1, 0)``
+``v[x, y, z]``; a zeroclick :class:`~zeroclick.imaging.volume.Volume` is ``array[z, y, x]``, so ``v = array.transpose(2, 1, 0)``
 and the network input for slice ``s`` is ``array[s].T`` (docs/conventions.md). Per 3-D volume:
 
 1. clip to the 0.05th / 99.05th percentiles of the non-zero voxels and min-max scale to [0, 1];
@@ -33,10 +33,10 @@ import numpy as np
 from scipy import ndimage
 from skimage.transform import resize
 
-from imaging.engine import Engine
-from imaging.errors import InvalidInputError, WeightsError
-from imaging.volume import Volume
-from weights.store import LoadedModel, ModelEntry, builtin_entries, cache_dir, load_model
+from zeroclick.imaging.engine import Engine
+from zeroclick.imaging.errors import InvalidInputError, WeightsError
+from zeroclick.imaging.volume import Volume
+from zeroclick.weights.store import LoadedModel, ModelEntry, builtin_entries, cache_dir, load_model
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The built-in unit kinds: ``cmr`` (one cardiac MRI exam) and ``slide`` (one whole-slide image).
 
-Both adapt a single-study pipeline to the :class:`~pipelines.cohort.kinds.UnitKind` interface. The pipelines
+Both adapt a single-study pipeline to the :class:`~zeroclick.pipelines.cohort.kinds.UnitKind` interface. The pipelines
 are imported only when a worker loads them, so a missing pipeline gives a clear error before any unit runs.
 Each unit writes what ``zeroclick cmr INPUT --out DIR`` / ``zeroclick slide SLIDE --out DIR`` write; the cardiac
 weights are loaded once per worker and reused for every exam.
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imaging import __version__
-from pipelines.cohort.kinds import PipelineUnavailableError, UnitKind
+from zeroclick.imaging import __version__
+from zeroclick.pipelines.cohort.kinds import PipelineUnavailableError, UnitKind
 
 CMR_ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".nii", ".nii.gz")
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".svslide", ".bif", ".vms", ".vmu", ".dcm")
@@ -48,9 +48,9 @@ def cmr_is_unit(path: Path) -> bool:
 def cmr_load(device: str) -> CardiacContext:
     """Import the cardiac pipeline and load the cine and LGE weights once (verified SHA-256)."""
     try:
-        from imaging.engine import Engine
-        from pipelines.cardiac import run  # noqa: F401  (the pipeline must be importable)
-        from pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter, exports_dir
+        from zeroclick.imaging.engine import Engine
+        from zeroclick.pipelines.cardiac import run  # noqa: F401  (the pipeline must be importable)
+        from zeroclick.pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter, exports_dir
     except ImportError as exc:
         raise PipelineUnavailableError(
             f"the cardiac pipeline is not available in this installation ({exc}); "
@@ -68,8 +68,8 @@ def cmr_process(context: CardiacContext, source: Path, out_dir: Path) -> dict[st
 
     The manifest summary keeps the status and the headline numbers.
     """
-    from pipelines.cardiac import run
-    from pipelines.cardiac.outputs import write_outputs
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.outputs import write_outputs
 
     result = run(str(source), device=context.device, cine_segmenter=context.cine_segmenter,
                  lge_segmenter=context.lge_segmenter)
@@ -84,8 +84,8 @@ def cmr_process(context: CardiacContext, source: Path, out_dir: Path) -> dict[st
 def cmr_weights_id() -> str:
     """Ids, versions and SHA-256 prefixes of the cine and LGE weights the cardiac pipeline uses."""
     try:
-        from pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter
-        from weights.store import resolve
+        from zeroclick.pipelines.cardiac.segmentation import CineSegmenter, LgeSegmenter
+        from zeroclick.weights.store import resolve
     except ImportError:
         return "unavailable"
     parts = []
@@ -118,7 +118,7 @@ def slide_is_unit(path: Path) -> bool:
 def slide_load(device: str) -> HistologyContext:
     """Import the histology pipeline (the classical engine needs no weights)."""
     try:
-        from pipelines.histology import run  # noqa: F401  (the pipeline must be importable)
+        from zeroclick.pipelines.histology import run  # noqa: F401  (the pipeline must be importable)
     except ImportError as exc:
         raise PipelineUnavailableError(
             f"the histology pipeline is not available in this installation ({exc}); "
@@ -129,7 +129,7 @@ def slide_load(device: str) -> HistologyContext:
 
 def slide_process(context: HistologyContext, source: Path, out_dir: Path) -> dict[str, Any]:
     """Analyse one slide into ``out_dir`` as ``zeroclick slide SLIDE --out OUT_DIR`` does."""
-    from pipelines.histology import run
+    from zeroclick.pipelines.histology import run
 
     result = run(str(source), out_dir=out_dir, device=context.device, engine=context.engine)
     data = result.to_dict()

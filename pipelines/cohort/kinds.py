@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imaging.errors import InvalidInputError, ZeroClickError
+from zeroclick.imaging.errors import InvalidInputError, ZeroClickError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _GLOB_CHARS = set("*?[")
@@ -72,8 +72,8 @@ class UnitKind:
 
 # name -> a UnitKind, or "module:attribute" naming one (imported only when that kind is used).
 _REGISTRY: dict[str, UnitKind | str] = {
-    "cmr": "pipelines.cohort.builtin:CMR",
-    "slide": "pipelines.cohort.builtin:SLIDE",
+    "cmr": "zeroclick.pipelines.cohort.builtin:CMR",
+    "slide": "zeroclick.pipelines.cohort.builtin:SLIDE",
 }
 
 

@@ -1,7 +1,7 @@
 """Ray backend (the ``zeroclick[ray]`` extra): an actor pool across a cluster, imported only when asked.
 
 Each actor loads the models once (``kind.load``), asks Ray for ``num_gpus`` when the cluster has GPUs, and
-receives unit *paths*, never pixel arrays: it runs the same :func:`pipelines.cohort.runner.process_unit`
+receives unit *paths*, never pixel arrays: it runs the same :func:`zeroclick.pipelines.cohort.runner.process_unit`
 as one machine does, writing outputs into the shared output folder, and returns only the manifest row.
 So every node must see the inputs and the output folder at the same paths (a shared file system).
 An actor that dies fails only the unit it held; a fresh actor replaces it.
@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from imaging.errors import AnalysisError, WeightsError
-from pipelines.cohort.kinds import Unit
-from pipelines.cohort.manifest import ManifestRow
-from pipelines.cohort.runner import UnitJob, failed_row, process_unit
+from zeroclick.imaging.errors import AnalysisError, WeightsError
+from zeroclick.pipelines.cohort.kinds import Unit
+from zeroclick.pipelines.cohort.manifest import ManifestRow
+from zeroclick.pipelines.cohort.runner import UnitJob, failed_row, process_unit
 
 logger = logging.getLogger(__name__)
 

@@ -30,16 +30,16 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Literal
 
-from imaging.errors import AnalysisError, InvalidInputError
-from pipelines.cohort.kinds import Unit, UnitKind, discover_units, get_kind
-from pipelines.cohort.manifest import (
+from zeroclick.imaging.errors import AnalysisError, InvalidInputError
+from zeroclick.pipelines.cohort.kinds import Unit, UnitKind, discover_units, get_kind
+from zeroclick.pipelines.cohort.manifest import (
     ManifestRow,
     ManifestWriter,
     compact_manifest,
     ids_in,
     read_manifests,
 )
-from pipelines.cohort.shards import Shard, parse_shard, select_shard
+from zeroclick.pipelines.cohort.shards import Shard, parse_shard, select_shard
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def run_cohort(
             on_start(len(todo))
         if todo:
             if backend == "ray":
-                from pipelines.cohort.ray_backend import run_units_ray
+                from zeroclick.pipelines.cohort.ray_backend import run_units_ray
 
                 run_units_ray(job, todo, emit, workers=workers, address=ray_address, gpus_per_worker=gpus_per_worker)
             elif workers == 1:

@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 
-from benchmarks import REGISTRY
+from zeroclick.benchmarks import REGISTRY
 
 
 def _load(name: str):
@@ -44,7 +44,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from benchmarks.common import machine_info
+    from zeroclick.benchmarks.common import machine_info
 
     record = {"benchmark": args.bench_name, "machine": machine_info()}
     record.update(args.bench_module.run(args))

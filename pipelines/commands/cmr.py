@@ -66,9 +66,9 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def _cmr(args: argparse.Namespace) -> int:
-    from imaging.errors import ZeroClickError
-    from pipelines.cardiac import run
-    from pipelines.cardiac.outputs import atomic_write_json, write_failure, write_outputs
+    from zeroclick.imaging.errors import ZeroClickError
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.outputs import atomic_write_json, write_failure, write_outputs
 
     try:
         destination = _parse_destination(args.send) if args.send else None
@@ -82,7 +82,7 @@ def _cmr(args: argparse.Namespace) -> int:
                      runtime=args.runtime)
     except ZeroClickError as exc:
         write_failure(out, str(args.input), str(exc))
-        raise  # pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it
+        raise  # zeroclick.pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it
     write_outputs(result, out)
     report = result.to_dict()
     code = 0 if result.status == "ok" else 4
@@ -101,13 +101,13 @@ def _cmr(args: argparse.Namespace) -> int:
 def _dicom_and_send(result, out: Path, destination: tuple[str, str, int] | None, source: str
                     ) -> tuple[dict[str, Any], int]:
     """DICOM SEG/SR/PDF (+ C-STORE). Returns the report's ``outputs`` section and an exit code (0 when fine)."""
-    from imaging.errors import ZeroClickError
+    from zeroclick.imaging.errors import ZeroClickError
 
     extra: dict[str, Any] = {"dicom": [], "errors": []}
     try:
-        from pipelines.cardiac.report import write_dicom_outputs
+        from zeroclick.pipelines.cardiac.report import write_dicom_outputs
     except ImportError as exc:
-        msg = f"DICOM outputs need pipelines.cardiac.report.write_dicom_outputs, not available here ({exc})"
+        msg = f"DICOM outputs need zeroclick.pipelines.cardiac.report.write_dicom_outputs, not available here ({exc})"
         print(f"zeroclick: {msg}", file=sys.stderr)
         extra["errors"].append(msg)
         return extra, 5
@@ -122,9 +122,9 @@ def _dicom_and_send(result, out: Path, destination: tuple[str, str, int] | None,
     if destination is None:
         return extra, 0
     try:
-        from pipelines.pacs.send import send_files
+        from zeroclick.pipelines.pacs.send import send_files
     except ImportError as exc:
-        msg = f"--send needs pipelines.pacs.send.send_files, not available here ({exc})"
+        msg = f"--send needs zeroclick.pipelines.pacs.send.send_files, not available here ({exc})"
         print(f"zeroclick: {msg}", file=sys.stderr)
         extra["errors"].append(msg)
         return extra, 5

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipelines.cohort import ManifestRow
+    from zeroclick.pipelines.cohort import ManifestRow
 
 EPILOG = """INPUTS are folders (each child is a unit: an exam folder or archive, a slide file), globs, or CSV
 files with a 'path' column (optional 'id'). Every unit writes DIR/<id>/ and one row of DIR/manifest.jsonl
@@ -23,7 +23,7 @@ exit codes: 0 all ok, 2 usage, 3 every unit failed, 4 some units failed, 5 pipel
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipelines.cohort import BACKENDS, kind_names
+    from zeroclick.pipelines.cohort import BACKENDS, kind_names
 
     p = sub.add_parser("cohort", help="run a pipeline over many exams or slides (shards, resume, Ray)",
                        description="Run a pipeline over a cohort with a manifest, shards, resume and optional Ray.",
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.cohort import run_cohort
+    from zeroclick.pipelines.cohort import run_cohort
 
     progress = None if (args.quiet or args.json) else _Progress(args.kind_name)
     try:
@@ -86,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from pipelines.cohort import merge_manifests
+    from zeroclick.pipelines.cohort import merge_manifests
 
     rows = merge_manifests(Path(args.out))
     ok = sum(r.ok for r in rows)

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    from pipelines.pacs.listener import Listener, ListenerConfig, Spool
+    from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig, Spool
 
     if args.status:
         spool = Spool(Path(args.spool))

@@ -31,8 +31,8 @@ def _short(text: str, width: int) -> str:
 def _run(args: argparse.Namespace) -> int:
     import warnings
 
-    from imaging.dicom import scan
-    from imaging.errors import ZeroClickWarning
+    from zeroclick.imaging.dicom import scan
+    from zeroclick.imaging.errors import ZeroClickWarning
 
     source = args.source[0] if len(args.source) == 1 else args.source
     t0 = time.perf_counter()

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.histology import run
+    from zeroclick.pipelines.histology import run
 
     result = run(
         args.slide, out_dir=args.out, mpp=args.mpp, engine=args.engine, weights=args.weights,

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmr(args: argparse.Namespace) -> int:
-    from imaging.synthetic.cmr import generate_exam
+    from zeroclick.imaging.synthetic.cmr import generate_exam
 
     info = generate_exam(
         args.out_dir,
@@ -44,7 +44,7 @@ def _cmr(args: argparse.Namespace) -> int:
 
 
 def _slide(args: argparse.Namespace) -> int:
-    from imaging.synthetic.slide import generate_slide
+    from zeroclick.imaging.synthetic.slide import generate_slide
 
     try:
         width, height = (int(v) for v in args.size.lower().split("x"))

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from weights import store
+from zeroclick.weights import store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

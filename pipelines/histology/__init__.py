@@ -2,9 +2,9 @@
 
 Reads top to bottom like the protocol:
 
-1. open the slide with its µm/px (:func:`imaging.slide.open_slide`);
-2. find tissue on a thumbnail (:func:`imaging.slide.detect_tissue`);
-3. lay a tile grid over the tissue at ``target_mpp`` (:func:`imaging.slide.tile_grid`);
+1. open the slide with its µm/px (:func:`zeroclick.imaging.slide.open_slide`);
+2. find tissue on a thumbnail (:func:`zeroclick.imaging.slide.detect_tissue`);
+3. lay a tile grid over the tissue at ``target_mpp`` (:func:`zeroclick.imaging.slide.tile_grid`);
 4. estimate the slide's H&E stain vectors (Macenko, Ruifrok fallback) from a few tissue tiles;
 5. read tiles ahead in worker processes and run the engine in batches (classical or HoVerNet);
 6. count each nucleus once (tile cores), summarise per tile and per slide;
@@ -12,7 +12,7 @@ Reads top to bottom like the protocol:
 
 Example
 -------
->>> from pipelines.histology import run
+>>> from zeroclick.pipelines.histology import run
 >>> result = run("CMU-1-Small-Region.svs", out_dir="out")  # doctest: +SKIP
 >>> round(result.nuclei_density_per_mm2)  # doctest: +SKIP
 """
@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from imaging.engine import select_device
-from imaging.errors import InvalidInputError, WeightsError, check_strictness, report_problem
-from imaging.slide import (
+from zeroclick.imaging.engine import select_device
+from zeroclick.imaging.errors import InvalidInputError, WeightsError, check_strictness, report_problem
+from zeroclick.imaging.slide import (
     CachedTileAssembler,
     Slide,
     TileGrid,
@@ -45,10 +45,10 @@ from imaging.slide import (
     read_tile,
     tile_grid,
 )
-from pipelines.histology.features import density_grid, slide_features, tile_table
-from pipelines.histology.nuclei import NUCLEUS_COLUMNS, ClassicalEngine, NucleiParams
-from pipelines.histology.result import HistologyResult, NucleiTable, TileTable
-from pipelines.histology.stains import StainMatrix, macenko
+from zeroclick.pipelines.histology.features import density_grid, slide_features, tile_table
+from zeroclick.pipelines.histology.nuclei import NUCLEUS_COLUMNS, ClassicalEngine, NucleiParams
+from zeroclick.pipelines.histology.result import HistologyResult, NucleiTable, TileTable
+from zeroclick.pipelines.histology.stains import StainMatrix, macenko
 
 logger = logging.getLogger(__name__)
 
@@ -83,15 +83,15 @@ def run(
     Parameters
     ----------
     slide
-        A path (anything OpenSlide opens) or an open :class:`imaging.slide.Slide`.
+        A path (anything OpenSlide opens) or an open :class:`zeroclick.imaging.slide.Slide`.
     out_dir
-        Where to write the outputs (see :mod:`pipelines.histology.outputs`); ``None`` writes nothing.
+        Where to write the outputs (see :mod:`zeroclick.pipelines.histology.outputs`); ``None`` writes nothing.
     mpp
         Level-0 µm/px, for slides that do not record it (or to override it).
     engine
         ``"classical"`` (no weights), ``"hovernet"`` (needs ``weights``: a MONAI bundle or state dict), or
         an engine object with ``segment_batch(tiles, rgb_batch, grid)`` (e.g. a configured
-        :class:`pipelines.histology.deep.HoVerNetEngine`).
+        :class:`zeroclick.pipelines.histology.deep.HoVerNetEngine`).
     target_mpp, tile_px, overlap_px
         Analysis resolution and tiles (``overlap_px`` must exceed the largest nucleus, in target pixels).
     workers, prefetch
@@ -107,7 +107,7 @@ def run(
         When the level read is a whole factor (2, 4, 8) finer than ``target_mpp`` and its tiles are
         YCbCr JPEG, decode them straight at the target resolution (libjpeg-turbo DCT scaling) instead
         of decoding them whole and averaging pixel blocks: ~25% less reading CPU, pixels ~1 grey level
-        apart on average. ``False`` gives tiles identical to :func:`imaging.slide.read_tile`. Recorded
+        apart on average. ``False`` gives tiles identical to :func:`zeroclick.imaging.slide.read_tile`. Recorded
         in the provenance (``grid.scaled_jpeg``).
     """
     strictness = check_strictness(strictness)
@@ -230,7 +230,7 @@ def _make_engine(engine, stains: StainMatrix, mpp: float, dev, weights, nuclei_p
         return engine
     if engine == "classical":
         return ClassicalEngine(stains, mpp, device=dev, params=nuclei_params)
-    from pipelines.histology.deep import HoVerNetEngine
+    from zeroclick.pipelines.histology.deep import HoVerNetEngine
 
     return HoVerNetEngine.from_weights(weights, mpp=mpp, device=dev, stains=stains)
 
@@ -335,7 +335,7 @@ def _write(out_dir, result: HistologyResult, sl: Slide, tissue: TissueMask, grid
            mpp0) -> HistologyResult:
     import dataclasses
 
-    from pipelines.histology.outputs import write_outputs, write_result
+    from zeroclick.pipelines.histology.outputs import write_outputs, write_result
 
     nuclei = result.nuclei.data if result.nuclei is not None else np.zeros((0, len(NUCLEUS_COLUMNS)))
     tiles = result.tiles.data if result.tiles is not None else np.zeros((0, 13))

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from imaging.engine import Precision, batches, default_precision
-from imaging.errors import InvalidInputError, WeightsError
-from imaging.slide.tiles import Tile, TileGrid
-from pipelines.histology.nuclei import NUCLEUS_CLASSES, TileNuclei, measure_nuclei
-from pipelines.histology.stains import StainMatrix, haematoxylin_batch
+from zeroclick.imaging.engine import Precision, batches, default_precision
+from zeroclick.imaging.errors import InvalidInputError, WeightsError
+from zeroclick.imaging.slide.tiles import Tile, TileGrid
+from zeroclick.pipelines.histology.nuclei import NUCLEUS_CLASSES, TileNuclei, measure_nuclei
+from zeroclick.pipelines.histology.stains import StainMatrix, haematoxylin_batch
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def sliding_window_stitch(
 
 @dataclass
 class HoVerNetEngine:
-    """Nuclei with MONAI HoVerNet; same interface as :class:`pipelines.histology.nuclei.ClassicalEngine`."""
+    """Nuclei with MONAI HoVerNet; same interface as :class:`zeroclick.pipelines.histology.nuclei.ClassicalEngine`."""
 
     model: nn.Module
     mpp: float
@@ -301,8 +301,8 @@ def classify_patches(
     embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
 ) -> PatchPredictions:
     """Run a patch classifier over the slide's tissue at the config's spacing (softmax probabilities)."""
-    from imaging.engine import select_device
-    from imaging.slide import TileReader, detect_tissue, tile_grid
+    from zeroclick.imaging.engine import select_device
+    from zeroclick.imaging.slide import TileReader, detect_tissue, tile_grid
 
     dev = select_device(device)
     model = model.to(dev).eval()

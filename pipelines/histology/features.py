@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.slide.tiles import TileGrid
-from imaging.slide.tissue import TissueMask
-from pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
-from pipelines.histology.result import TILE_COLUMNS
+from zeroclick.imaging.slide.tiles import TileGrid
+from zeroclick.imaging.slide.tissue import TissueMask
+from zeroclick.pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
+from zeroclick.pipelines.histology.result import TILE_COLUMNS
 
 _C = {name: i for i, name in enumerate(NUCLEUS_COLUMNS)}
 LYMPHOCYTE = NUCLEUS_CLASSES.index("lymphocyte")

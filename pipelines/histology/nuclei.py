@@ -8,7 +8,7 @@ processes. Measurements are computed for all objects of a tile at once from labe
 watershed runs only on the few objects per tile that look like touching nuclei.
 
 Only objects whose centroid lies in the tile's *core* are kept, so nuclei on tile overlaps are counted
-once (see :mod:`imaging.slide.tiles`).
+once (see :mod:`zeroclick.imaging.slide.tiles`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from imaging.slide.tiles import Tile, TileGrid
-from pipelines.histology.stains import StainMatrix, haematoxylin_batch, haematoxylin_luts
+from zeroclick.imaging.slide.tiles import Tile, TileGrid
+from zeroclick.pipelines.histology.stains import StainMatrix, haematoxylin_batch, haematoxylin_luts
 
 logger = logging.getLogger(__name__)
 

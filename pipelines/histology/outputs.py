@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
-from pipelines.histology.result import TILE_COLUMNS, HistologyResult
+from zeroclick.pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
+from zeroclick.pipelines.histology.result import TILE_COLUMNS, HistologyResult
 
 CLASS_COLOURS = {"lymphocyte": (220, 30, 30), "spindle": (30, 160, 30), "other": (30, 60, 220)}
 HEATMAP_UPSCALE = 8  # heatmap.tiff pixels per tile core along each axis (at least)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
+from zeroclick.pipelines.histology.nuclei import NUCLEUS_CLASSES, NUCLEUS_COLUMNS
 
 TILE_COLUMNS: tuple[str, ...] = (
     "tile_index", "col", "row", "core_x0_px", "core_y0_px", "core_x1_px", "core_y1_px", "tissue_fraction",

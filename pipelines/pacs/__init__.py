@@ -1,13 +1,13 @@
 """PACS integration: send results back by C-STORE, an Orthanc plugin, and the ``zeroclick listen`` SCP.
 
-* :func:`pipelines.pacs.send.send_files` - C-STORE with retries, backoff and TCP_NODELAY.
-* :mod:`pipelines.pacs.analysis` - the analysis one received study goes through (``python -m`` entry point
+* :func:`zeroclick.pipelines.pacs.send.send_files` - C-STORE with retries, backoff and TCP_NODELAY.
+* :mod:`zeroclick.pipelines.pacs.analysis` - the analysis one received study goes through (``python -m`` entry point
   used by the Orthanc plugin and the listener's worker processes).
 * ``pipelines/pacs/orthanc_plugin.py`` - an Orthanc Python-plugin script: stable study -> analysis -> results
   stored back into the same study.
-* :mod:`pipelines.pacs.listener` - our own Storage SCP with a crash-safe spool and job queue.
+* :mod:`zeroclick.pipelines.pacs.listener` - our own Storage SCP with a crash-safe spool and job queue.
 """
 
-from pipelines.pacs.send import Destination, SendReport, parse_destination, send_files
+from zeroclick.pipelines.pacs.send import Destination, SendReport, parse_destination, send_files
 
 __all__ = ["Destination", "SendReport", "parse_destination", "send_files"]

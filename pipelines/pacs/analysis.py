@@ -1,7 +1,7 @@
-"""The analysis a received study goes through, as a function and as ``python -m pipelines.pacs.analysis``.
+"""The analysis a received study goes through, as a function and as ``python -m zeroclick.pipelines.pacs.analysis``.
 
-Default: the zero-click cardiac pipeline (:func:`pipelines.cardiac.run`) followed by
-:func:`pipelines.cardiac.report.write_dicom_outputs` (SEG ED/ES/LGE, SR, PDF). Another analysis can be
+Default: the zero-click cardiac pipeline (:func:`zeroclick.pipelines.cardiac.run`) followed by
+:func:`zeroclick.pipelines.cardiac.report.write_dicom_outputs` (SEG ED/ES/LGE, SR, PDF). Another analysis can be
 named as ``module:function`` (argument ``--analysis`` or environment variable ``ZEROCLICK_PACS_ANALYSIS``);
 it is called as ``function(in_dir, out_dir)`` and returns the DICOM files it wrote.
 
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imaging.errors import AnalysisError, InvalidInputError, ZeroClickError
+from zeroclick.imaging.errors import AnalysisError, InvalidInputError, ZeroClickError
 
 __all__ = ["ANALYSIS_ENV", "cardiac_analysis", "resolve_analysis", "run_analysis"]
 
@@ -34,8 +34,8 @@ AnalysisFn = Callable[[Path, Path], Sequence[Path]]
 
 def cardiac_analysis(in_dir: Path, out_dir: Path) -> list[Path]:
     """Run the cardiac pipeline on a study folder and write its DICOM outputs into ``out_dir``."""
-    from pipelines.cardiac import run  # type: ignore[attr-defined]
-    from pipelines.cardiac.report import write_dicom_outputs
+    from zeroclick.pipelines.cardiac import run  # type: ignore[attr-defined]
+    from zeroclick.pipelines.cardiac.report import write_dicom_outputs
 
     result = run(str(in_dir))
     if result.status == "failed":
@@ -66,7 +66,7 @@ def run_analysis(in_dir: str | Path, out_dir: str | Path, *, analysis: str | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.pacs.analysis", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m zeroclick.pipelines.pacs.analysis", description=__doc__.splitlines()[0])
     parser.add_argument("in_dir")
     parser.add_argument("out_dir")
     parser.add_argument("--analysis", default=None, help="module:function (default: the cardiac pipeline)")

@@ -11,7 +11,7 @@ Reception (pynetdicom threads)
 
 Scheduling (one thread)
     A study with no new instance for ``stable_s`` seconds becomes a job (unless the same set of instances was
-    already analysed). Jobs run in worker processes (``python -m pipelines.pacs.analysis``, killed with the
+    already analysed). Jobs run in worker processes (``python -m zeroclick.pipelines.pacs.analysis``, killed with the
     listener through PR_SET_PDEATHSIG) on a hard-linked snapshot of the study. Outputs are sent by C-STORE to
     the destination with retries and exponential backoff; a job is marked ``sent`` once, in the same
     transaction that records the send.
@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imaging.errors import InvalidInputError
-from pipelines.pacs.send import parse_destination, send_files, set_tcp_nodelay
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.pacs.send import parse_destination, send_files, set_tcp_nodelay
 
 __all__ = ["Listener", "ListenerConfig", "Spool"]
 
@@ -487,7 +487,7 @@ class Listener:
             # the signature of what is analysed (the study may have grown since the job was queued)
             signature = hashlib.sha256("\n".join(sorted(p.stem for p in files)).encode()).hexdigest()
             self.spool._tx("UPDATE jobs SET signature=? WHERE id=?", (signature, job_id))
-            cmd = [sys.executable, "-m", "pipelines.pacs.analysis", str(in_dir), str(out_dir)]
+            cmd = [sys.executable, "-m", "zeroclick.pipelines.pacs.analysis", str(in_dir), str(out_dir)]
             if self.config.analysis:
                 cmd += ["--analysis", self.config.analysis]
             env = dict(os.environ, **self.config.extra_env)
@@ -553,8 +553,8 @@ class Listener:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipelines.pacs.listener`` = ``zeroclick listen``."""
-    from pipelines.commands.listen import build_parser, run_from_args
+    """``python -m zeroclick.pipelines.pacs.listener`` = ``zeroclick listen``."""
+    from zeroclick.pipelines.commands.listen import build_parser, run_from_args
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run_from_args(build_parser().parse_args(argv))

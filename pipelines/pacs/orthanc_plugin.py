@@ -16,7 +16,7 @@ Install (Debian: ``orthanc`` + ``orthanc-python``), then in the Orthanc configur
 What happens on ``STABLE_STUDY``: a worker thread (never Orthanc's change thread) lists the study's
 series, ignores the ones zeroclick wrote (Manufacturer ``zeroclick``), and skips the study when those
 source instances were already analysed (``state.json``; our own results arriving make the study stable
-again). It then copies the source files to ``WorkDir``, runs ``python -m pipelines.pacs.analysis`` in a
+again). It then copies the source files to ``WorkDir``, runs ``python -m zeroclick.pipelines.pacs.analysis`` in a
 separate process (a crash there cannot take Orthanc down), POSTs every output file to ``/instances`` -
 they carry the study's UIDs so they land in the same study - and appends one line of timings to
 ``WorkDir/timings.jsonl``. Logs name studies by Orthanc's opaque ID only, never by patient attributes.
@@ -107,7 +107,7 @@ def _process(study_id: str, stable_at: float) -> None:
         env = dict(os.environ)
         if PYTHONPATH:
             env["PYTHONPATH"] = PYTHONPATH + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [PYTHON, "-m", "pipelines.pacs.analysis", str(in_dir), str(out_dir)]
+        cmd = [PYTHON, "-m", "zeroclick.pipelines.pacs.analysis", str(in_dir), str(out_dir)]
         if ANALYSIS:
             cmd += ["--analysis", ANALYSIS]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)

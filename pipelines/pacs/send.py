@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pydicom
 
-from imaging.errors import InvalidInputError, ZeroClickError
+from zeroclick.imaging.errors import InvalidInputError, ZeroClickError
 
 __all__ = [
     "Destination",

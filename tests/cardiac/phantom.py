@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imaging.volume import Volume
+from zeroclick.imaging.volume import Volume
 
 N = 96
 CENTRE = 48.0

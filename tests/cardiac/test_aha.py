@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from imaging.volume import Volume
-from pipelines.cardiac.aha import cine_slice_frame, compute_aha, levels, segment_of
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.aha import cine_slice_frame, compute_aha, levels, segment_of
 from tests.cardiac.phantom import polar, sax_slice, volume
 
 

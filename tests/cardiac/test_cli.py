@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import pipelines.cardiac.segmentation as segmentation
+import zeroclick.pipelines.cardiac.segmentation as segmentation
 from tests.cardiac.phantom import LutSegmenter, cine_phantom, write_acdc_folder
 
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from imaging.volume import Volume
-from pipelines.cardiac.function import bsa_mosteller_m2, compute_function, order_base_to_apex
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.function import bsa_mosteller_m2, compute_function, order_base_to_apex
 
 
 def _box_labels(n_slices, cav, myo_pad, rv):

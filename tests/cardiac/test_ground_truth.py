@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.cardiac import run
-from pipelines.cardiac.inputs import load_case
+from zeroclick.pipelines.cardiac import run
+from zeroclick.pipelines.cardiac.inputs import load_case
 from tests.cardiac.phantom import TruthSegmenter
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def exam(tmp_path_factory):
-    from imaging.synthetic.cmr import generate_exam, load_truth
+    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth
 
     out = tmp_path_factory.mktemp("cmr-exam") / "exam"
     generate_exam(out, n_images=400, seed=1)
@@ -74,7 +74,7 @@ def test_phase_search_agrees_with_all_phase_run(exam):
 
 def test_cli_dicom_outputs_on_generated_exam(exam, tmp_path, monkeypatch, run_cli):
     """``zeroclick cmr DICOM --dicom``: SEG/SR/PDF written next to report.json (network replaced by the truth)."""
-    import pipelines.cardiac.segmentation as segmentation
+    import zeroclick.pipelines.cardiac.segmentation as segmentation
 
     case, truth, gt = exam
     segs = _segmenters(case, truth)
@@ -100,7 +100,7 @@ def test_cli_send_stores_every_output_in_a_scp(exam, tmp_path, monkeypatch, run_
     from pydicom.uid import AllTransferSyntaxes
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-    import pipelines.cardiac.segmentation as segmentation
+    import zeroclick.pipelines.cardiac.segmentation as segmentation
 
     case, truth, gt = exam
     segs = _segmenters(case, truth)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from imaging.volume import Volume
-from pipelines.cardiac.lge import compute_lge
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.lge import compute_lge
 
 
 def _case():

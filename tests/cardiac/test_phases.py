@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipelines.cardiac.phases import choose_phases
+from zeroclick.pipelines.cardiac.phases import choose_phases
 
 
 def _cine(radii):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.cardiac.inputs import PSIR_ZERO_STORED, load_case
+from zeroclick.pipelines.cardiac.inputs import PSIR_ZERO_STORED, load_case
 
 
 @pytest.mark.parametrize("vendor, shifted", [("ge", True), ("siemens", False)])
 def test_issue_4_signed_psir_is_shifted_to_the_training_convention(tmp_path, vendor, shifted):
-    synthetic = pytest.importorskip("imaging.synthetic.cmr")
+    synthetic = pytest.importorskip("zeroclick.imaging.synthetic.cmr")
     synthetic.generate_exam(tmp_path, n_images=synthetic.minimum_images(), vendor=vendor, seed=3)
     case = load_case(tmp_path / "dicom")
     assert case.series[-1].role == "lge" and case.lge is not None

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from pipelines.cardiac import run
+from zeroclick.pipelines.cardiac import run
 
 # 20 + 6 slices through the network: ~30 s on a quiet 2-core machine, minutes when it is shared
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -16,8 +16,8 @@ def _reference(shared_data):
 
 
 def _weights_or_skip():
-    from imaging.errors import WeightsError
-    from weights.store import load_model
+    from zeroclick.imaging.errors import WeightsError
+    from zeroclick.weights.store import load_model
 
     try:
         load_model("acdc")

@@ -1,7 +1,7 @@
 import pytest
 
-from pipelines.cardiac.result import FunctionResult, LgeResult
-from pipelines.cardiac.risk import compute_risk
+from zeroclick.pipelines.cardiac.result import FunctionResult, LgeResult
+from zeroclick.pipelines.cardiac.risk import compute_risk
 
 
 def _function(edv, esv, esvi=None):

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from imaging.errors import AnalysisError, InvalidInputError
-from imaging.volume import Volume
-from pipelines.cardiac import CaseInputs, run
-from pipelines.cardiac.outputs import write_outputs
+from zeroclick.imaging.errors import AnalysisError, InvalidInputError
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac import CaseInputs, run
+from zeroclick.pipelines.cardiac.outputs import write_outputs
 from tests.cardiac.phantom import TruthSegmenter, cine_phantom, image_from_labels
 
 
@@ -73,7 +73,7 @@ def test_run_matches_truth_and_all_phase_run(tmp_path):
 
 
 def test_nifti_masks_round_trip(tmp_path):
-    from pipelines.cardiac.inputs import nifti_to_volume
+    from zeroclick.pipelines.cardiac.inputs import nifti_to_volume
 
     case, labels, _, segs = _case(with_lge=False)
     res = run(case, **segs)

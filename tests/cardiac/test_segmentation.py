@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from imaging.engine import Engine
-from imaging.errors import InvalidInputError, WeightsError
-from imaging.volume import Volume
-from pipelines.cardiac.segmentation import (
+from zeroclick.imaging.engine import Engine
+from zeroclick.imaging.errors import InvalidInputError, WeightsError
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.segmentation import (
     CineSegmenter,
     LgeSegmenter,
     PreparedVolume,
@@ -21,8 +21,8 @@ from pipelines.cardiac.segmentation import (
     postprocess,
     prepare_volume,
 )
-from weights import store
-from weights.store import LoadedModel
+from zeroclick.weights import store
+from zeroclick.weights.store import LoadedModel
 
 
 def _volume(array: np.ndarray, spacing=(10.0, 1.5, 1.5)) -> Volume:
@@ -238,7 +238,7 @@ def test_emidec_p087_matches_reference_and_naive_onnx(shared_data: Path, weights
 
 
 def test_keep_largest_heart_component_drops_a_second_ventricle() -> None:
-    from pipelines.cardiac.segmentation import keep_largest_heart_component
+    from zeroclick.pipelines.cardiac.segmentation import keep_largest_heart_component
 
     labels = np.zeros((4, 40, 40), np.uint8)
     labels[:, 5:20, 5:20] = 2          # LV myocardium ring around the cavity, through all slices

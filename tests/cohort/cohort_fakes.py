@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from imaging.errors import InvalidInputError
-from pipelines.cohort import UnitKind
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.cohort import UnitKind
 
 
 def is_unit(path: Path) -> bool:

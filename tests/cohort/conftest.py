@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from cohort_fakes import FAKE
 
-from pipelines.cohort import register_kind
-from pipelines.cohort.kinds import unregister_kind
+from zeroclick.pipelines.cohort import register_kind
+from zeroclick.pipelines.cohort.kinds import unregister_kind
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     if args.no_weights:
-        from imaging.errors import WeightsError
+        from zeroclick.imaging.errors import WeightsError
 
         raise WeightsError("weights not fetched: run `zeroclick weights fetch`")
     return {"speedup_vs_slow": args.speedup, "stages": {"total_s": args.seconds}, "tiles_per_s": 10.0 / args.seconds}

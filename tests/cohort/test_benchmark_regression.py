@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-import benchmarks
-from benchmarks import regression
+from zeroclick import benchmarks
+from zeroclick.benchmarks import regression
 
 
 @pytest.fixture

@@ -9,19 +9,19 @@ from pathlib import Path
 import pytest
 from cohort_fakes import make_cohort
 
-from pipelines.cohort import run_cohort
-from pipelines.cohort.builtin import cmr_load, slide_load
-from pipelines.cohort.kinds import PipelineUnavailableError
+from zeroclick.pipelines.cohort import run_cohort
+from zeroclick.pipelines.cohort.builtin import cmr_load, slide_load
+from zeroclick.pipelines.cohort.kinds import PipelineUnavailableError
 
 
 def test_missing_cardiac_pipeline_is_a_named_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pipelines.cardiac", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "zeroclick.pipelines.cardiac", None)  # import now raises ImportError
     with pytest.raises(PipelineUnavailableError, match="zeroclick cmr --help"):
         cmr_load("cpu")
 
 
 def test_missing_histology_pipeline_is_a_named_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "pipelines.histology", None)
+    monkeypatch.setitem(sys.modules, "zeroclick.pipelines.histology", None)
     with pytest.raises(PipelineUnavailableError, match="zeroclick slide --help"):
         slide_load("cpu")
 
@@ -35,7 +35,7 @@ def test_cli_exit_code_5_when_the_pipeline_cannot_load(tmp_path, run_cli, fake_k
 
 @pytest.fixture(scope="module")
 def weights_ready() -> None:
-    from weights import store
+    from zeroclick.weights import store
 
     if any(s.state != "ok" for s in store.status()):
         pytest.skip("weights not fetched: run `zeroclick weights fetch` once (tests never download)")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from cohort_fakes import FAKE, make_cohort
 
-from imaging.errors import InvalidInputError
-from pipelines.cohort import discover_units
-from pipelines.cohort.builtin import CMR, SLIDE
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.cohort import discover_units
+from zeroclick.pipelines.cohort.builtin import CMR, SLIDE
 
 
 def test_folder_children_are_units_hidden_and_foreign_skipped(tmp_path):

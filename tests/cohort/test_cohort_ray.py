@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from cohort_fakes import FAKE, make_cohort, tree_bytes
 
-from pipelines.cohort import run_cohort
+from zeroclick.pipelines.cohort import run_cohort
 
 pytestmark = pytest.mark.distributed
 ray = pytest.importorskip("ray")

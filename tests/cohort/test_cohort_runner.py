@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cohort_fakes import FAKE, make_cohort, tree_bytes
 
-from pipelines.cohort import merge_manifests, run_cohort
+from zeroclick.pipelines.cohort import merge_manifests, run_cohort
 
 MANIFEST_KEYS = {"id", "status", "outputs", "seconds", "weights_id", "version", "error"}
 
@@ -162,7 +162,7 @@ def test_cli_exit_codes_manifest_and_json(tmp_path, run_cli, fake_kind):
 
 
 def test_ray_is_never_imported_unless_asked():
-    code = ("import sys; from pipelines.cli import build_parser; import pipelines.cohort; build_parser(); "
+    code = ("import sys; from zeroclick.pipelines.cli import build_parser; import zeroclick.pipelines.cohort; build_parser(); "
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from imaging.errors import InvalidInputError
-from pipelines.cohort import Shard, parse_shard, select_shard
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.cohort import Shard, parse_shard, select_shard
 
 
 def _check_partition(ids: list[str], count: int, seed: int) -> None:

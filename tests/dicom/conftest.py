@@ -1,4 +1,4 @@
-"""Fixtures for the imaging.dicom tests: one small pydicom-made exam per session."""
+"""Fixtures for the zeroclick.imaging.dicom tests: one small pydicom-made exam per session."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tiny pydicom-made MR exams with known geometry and classes for the imaging.dicom tests."""
+"""Tiny pydicom-made MR exams with known geometry and classes for the zeroclick.imaging.dicom tests."""
 
 from __future__ import annotations
 

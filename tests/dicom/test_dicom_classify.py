@@ -8,8 +8,8 @@ import dicom_factory
 import numpy as np
 import pytest
 
-from imaging.dicom import LABELS, scan
-from imaging.dicom.classify import lax_angle_deg
+from zeroclick.imaging.dicom import LABELS, scan
+from zeroclick.imaging.dicom.classify import lax_angle_deg
 
 
 def _labels(exam) -> dict[int, str]:

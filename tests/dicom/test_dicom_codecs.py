@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from pydicom import uid as u
 
-from imaging.dicom import scan
+from zeroclick.imaging.dicom import scan
 
 SYNTAXES = [u.ExplicitVRLittleEndian, u.ImplicitVRLittleEndian, u.DeflatedExplicitVRLittleEndian, u.RLELossless,
             u.JPEGLSLossless, u.JPEG2000Lossless, u.JPEGLosslessSV1, u.JPEGBaseline8Bit]
@@ -54,8 +54,8 @@ def test_missing_codec_names_the_package(tmp_path):
 import sys
 for name in ("libjpeg", "pylibjpeg", "gdcm", "pyjpegls", "jpeg_ls"):
     sys.modules[name] = None   # as if the plugins were not installed
-from imaging.dicom import scan
-from imaging.errors import MissingCodecError
+from zeroclick.imaging.dicom import scan
+from zeroclick.imaging.errors import MissingCodecError
 series = scan({str(tmp_path)!r}).series[0]
 try:
     series.volume()

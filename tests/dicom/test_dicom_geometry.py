@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from imaging.dicom import scan
+from zeroclick.imaging.dicom import scan
 
 
 def _ipp(path) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_missing_slice_is_reported_as_gap(exam_copy):
 
 
 def test_unequal_phase_counts_are_reported_and_block_the_volume(exam_copy):
-    from imaging.errors import InvalidSeriesError
+    from zeroclick.imaging.errors import InvalidSeriesError
 
     files = sorted((exam_copy / "se002").glob("*.dcm"))
     files[5].unlink()
@@ -131,7 +131,7 @@ def test_localizer_planes_are_not_a_problem(small_exam):
 
 
 def test_issue_3_strict_mode_raises_on_a_gap(exam_copy):
-    from imaging.errors import InvalidSeriesError
+    from zeroclick.imaging.errors import InvalidSeriesError
 
     sorted((exam_copy / "se006").glob("*.dcm"))[3].unlink()
     with pytest.raises(InvalidSeriesError, match="gap between slices 2 and 3"):

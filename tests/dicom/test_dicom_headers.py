@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ImplicitVRLittleEndian
 
-from imaging.dicom.headers import read_header, read_header_fast, read_header_pydicom
+from zeroclick.imaging.dicom.headers import read_header, read_header_fast, read_header_pydicom
 
 
 def _public(h: dict) -> dict:

@@ -17,8 +17,8 @@ from pydicom.uid import (
     GrayscaleSoftcopyPresentationStateStorage,
 )
 
-from imaging.dicom import scan
-from imaging.errors import InvalidDicomError, InvalidInputError, InvalidSeriesError, ZeroClickWarning
+from zeroclick.imaging.dicom import scan
+from zeroclick.imaging.errors import InvalidDicomError, InvalidInputError, InvalidSeriesError, ZeroClickWarning
 
 
 def _edit(src: Path, dst: Path, change) -> Path:

@@ -7,8 +7,8 @@ import zipfile
 
 import pytest
 
-from imaging.dicom import scan
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.dicom import scan
+from zeroclick.imaging.errors import InvalidInputError
 
 
 def _labels(exam) -> dict[int, str]:

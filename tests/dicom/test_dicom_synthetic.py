@@ -1,4 +1,4 @@
-"""The scanner on whole generated exams (imaging.synthetic.cmr): every vendor flavour, syntax and enhanced.
+"""The scanner on whole generated exams (zeroclick.imaging.synthetic.cmr): every vendor flavour, syntax and enhanced.
 
 The default run covers the three vendors (classic files) and Philips-style enhanced multi-frame; the full
 vendor x transfer syntax x enhanced matrix is marked ``slow``.
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging.dicom import scan
-from imaging.dicom.headers import read_header_fast, read_header_pydicom
+from zeroclick.imaging.dicom import scan
+from zeroclick.imaging.dicom.headers import read_header_fast, read_header_pydicom
 
-synthetic = pytest.importorskip("imaging.synthetic.cmr")
+synthetic = pytest.importorskip("zeroclick.imaging.synthetic.cmr")
 
 VENDORS = ("siemens", "ge", "philips")
 SYNTAXES = ("explicit", "jpegls", "rle", "j2k")

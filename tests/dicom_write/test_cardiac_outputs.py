@@ -1,4 +1,4 @@
-"""pipelines.cardiac.report: the one-page report and the DICOM objects written into the source study."""
+"""zeroclick.pipelines.cardiac.report: the one-page report and the DICOM objects written into the source study."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from imaging.errors import InvalidInputError
-from pipelines.cardiac.report import SERIES_DESCRIPTIONS, write_dicom_outputs, write_report_files
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.cardiac.report import SERIES_DESCRIPTIONS, write_dicom_outputs, write_report_files
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_report_pdf_and_png_have_no_patient_identifier(mini_result, tmp_path):
 def test_nifti_result_is_refused_with_a_reason(mini_result):
     from dataclasses import replace
 
-    from pipelines.cardiac.result import CardiacMasks
+    from zeroclick.pipelines.cardiac.result import CardiacMasks
 
     bare = replace(mini_result, masks=CardiacMasks(cine_ed=mini_result.masks.cine_ed.with_array(
         mini_result.masks.cine_ed.array, sop_instance_uids=None)))
@@ -98,7 +98,7 @@ def test_zip_source_and_missing_lge(mini_result, mini_exam, tmp_path):
     import zipfile
     from dataclasses import replace
 
-    from pipelines.cardiac.result import CardiacMasks
+    from zeroclick.pipelines.cardiac.result import CardiacMasks
 
     archive = tmp_path / "exam.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -117,7 +117,7 @@ def test_source_paths_recorded_by_the_reader_are_used_without_a_folder_search(mi
     """Series.volume() records where each image came from; the writer reads exactly those headers."""
     from dataclasses import replace
 
-    from pipelines.cardiac.result import CardiacMasks
+    from zeroclick.pipelines.cardiac.result import CardiacMasks
 
     def with_paths(mask, series):
         by_uid = {str(ds.SOPInstanceUID): str(p) for ds, p in zip(series.datasets, series.paths)}
@@ -136,7 +136,7 @@ def test_source_paths_recorded_by_the_reader_are_used_without_a_folder_search(mi
 
 
 def test_issue_3_volume_records_source_path_of_every_image(mini_exam):
-    from imaging.dicom import scan
+    from zeroclick.imaging.dicom import scan
 
     exam = scan(mini_exam.root)
     cine_uid = str(mini_exam.cine.datasets[0].SeriesInstanceUID)

@@ -13,11 +13,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def pipeline_outputs(tmp_path_factory):
-    pytest.importorskip("imaging.synthetic.cmr")
-    from imaging.synthetic.cmr import generate_exam, load_truth
-    from pipelines.cardiac import run
-    from pipelines.cardiac.inputs import load_case
-    from pipelines.cardiac.report import write_dicom_outputs
+    pytest.importorskip("zeroclick.imaging.synthetic.cmr")
+    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.report import write_dicom_outputs
     from tests.cardiac.phantom import TruthSegmenter
 
     exam = tmp_path_factory.mktemp("exam") / "exam"

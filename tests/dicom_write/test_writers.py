@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from pydicom.uid import JPEGLSLossless
 
-from imaging.dicom.write import (
+from zeroclick.imaging.dicom.write import (
     MeasurementItem,
     SegmentMeasurements,
     SegmentSpec,
@@ -18,8 +18,8 @@ from imaging.dicom.write import (
     save_atomically,
     segmentation_from_labels,
 )
-from imaging.dicom.write import codes as K
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.dicom.write import codes as K
+from zeroclick.imaging.errors import InvalidInputError
 
 CINE_SEGMENTS = [
     SegmentSpec("LV cavity", K.ANATOMICAL_STRUCTURE, K.LV, (3,)),

@@ -114,7 +114,7 @@ class MiniExam:
 
 
 def _volume(series: MiniSeries, n_phases: int, array: np.ndarray, *, uids: bool = True):
-    from imaging.volume import Volume
+    from zeroclick.imaging.volume import Volume
 
     ds0 = series.datasets[0]
     affine = np.array([[0, 0, 1.5, -48.0], [0, 1.5, 0, -48.0], [10.0, 0, 0, 0.0], [0, 0, 0, 1]])
@@ -128,7 +128,7 @@ def _volume(series: MiniSeries, n_phases: int, array: np.ndarray, *, uids: bool 
 
 def build_result(exam: MiniExam):
     """A CardiacResult as the pipeline would return it for the mini exam (numbers chosen by hand)."""
-    from pipelines.cardiac.result import (
+    from zeroclick.pipelines.cardiac.result import (
         AHA_SEGMENT_NAMES,
         AhaResult,
         CardiacImages,

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from imaging.errors import InvalidInputError, WeightsError
-from imaging.slide import open_slide
-from imaging.synthetic.slide import generate_slide, load_truth_nuclei
-from pipelines.histology import run
-from pipelines.histology.deep import (
+from zeroclick.imaging.errors import InvalidInputError, WeightsError
+from zeroclick.imaging.slide import open_slide
+from zeroclick.imaging.synthetic.slide import generate_slide, load_truth_nuclei
+from zeroclick.pipelines.histology import run
+from zeroclick.pipelines.histology.deep import (
     AttentionMIL,
     HoVerNetEngine,
     PatchClassifierConfig,
@@ -24,7 +24,7 @@ from pipelines.histology.deep import (
     load_state_dict,
     sliding_window_stitch,
 )
-from pipelines.histology.evaluation import match_detections
+from zeroclick.pipelines.histology.evaluation import match_detections
 
 
 class ValidConvNet(nn.Module):

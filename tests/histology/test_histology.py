@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from imaging.errors import ZeroClickWarning
-from imaging.slide import MissingMppError, open_slide
-from imaging.synthetic.slide import generate_slide, load_truth_nuclei
-from pipelines.histology import run
-from pipelines.histology.evaluation import match_detections
+from zeroclick.imaging.errors import ZeroClickWarning
+from zeroclick.imaging.slide import MissingMppError, open_slide
+from zeroclick.imaging.synthetic.slide import generate_slide, load_truth_nuclei
+from zeroclick.pipelines.histology import run
+from zeroclick.pipelines.histology.evaluation import match_detections
 
 
 @pytest.fixture(scope="module")

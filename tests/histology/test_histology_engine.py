@@ -9,8 +9,8 @@ from scipy import ndimage
 from skimage.draw import disk, ellipse
 from skimage.measure import regionprops
 
-from imaging.slide.tiles import Tile, TileGrid
-from pipelines.histology.nuclei import (
+from zeroclick.imaging.slide.tiles import Tile, TileGrid
+from zeroclick.pipelines.histology.nuclei import (
     NUCLEUS_COLUMNS,
     ClassicalEngine,
     binary_open3,
@@ -18,7 +18,7 @@ from pipelines.histology.nuclei import (
     fill_object_holes,
     measure_nuclei,
 )
-from pipelines.histology.stains import ruifrok
+from zeroclick.pipelines.histology.stains import ruifrok
 
 C = {name: i for i, name in enumerate(NUCLEUS_COLUMNS)}
 
@@ -98,7 +98,7 @@ def test_touching_nuclei_are_split_and_single_ones_are_not():
 
 
 def test_cpu_deconvolution_equals_the_per_channel_formula():
-    from pipelines.histology.stains import haematoxylin_luts
+    from zeroclick.pipelines.histology.stains import haematoxylin_luts
 
     rgb = np.random.default_rng(4).integers(0, 256, (2, 40, 72, 3), dtype=np.uint8)[:, :, ::2]  # not contiguous
     engine = ClassicalEngine(ruifrok(), 0.5)

@@ -16,8 +16,8 @@ import pydicom
 import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-from pipelines.pacs.listener import Listener, ListenerConfig, Spool
-from pipelines.pacs.send import send_files, set_tcp_nodelay
+from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig, Spool
+from zeroclick.pipelines.pacs.send import send_files, set_tcp_nodelay
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "tests" / "pacs"), str(REPO / "tests" / "dicom_write")])
@@ -185,7 +185,7 @@ def test_send_files_reports_unreachable_destination(pacs_exam):
 
 class ListenerProcess:
     def __init__(self, spool: Path, port: int, dest: str, env: dict[str, str]):
-        self.args = [sys.executable, "-m", "pipelines.pacs.listener", "--spool", str(spool), "--port", str(port),
+        self.args = [sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(spool), "--port", str(port),
                      "--allow", "MODALITY", "--send", dest, "--stable-seconds", "2", "--min-free-gb", "0",
                      "--analysis", "zc_threshold_analysis:analyse_slow"]
         self.env = dict(os.environ, PYTHONPATH=PYTHONPATH, **env)
@@ -212,7 +212,7 @@ class ListenerProcess:
 
     def status(self) -> dict:
         """The queue as ``zeroclick listen --status`` prints it."""
-        out = subprocess.run([sys.executable, "-m", "pipelines.pacs.listener", "--spool", str(self.spool),
+        out = subprocess.run([sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(self.spool),
                               "--status"], capture_output=True, text=True, env=self.env, timeout=30)
         return json.loads(out.stdout)
 
@@ -315,8 +315,8 @@ def test_send_files_decompresses_for_a_peer_without_jpeg_ls(pacs_exam, tmp_path)
     import numpy as np
     from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
-    from imaging.dicom.write import SegmentSpec, derived_uid, save_atomically, segmentation_from_labels
-    from imaging.dicom.write import codes as K
+    from zeroclick.imaging.dicom.write import SegmentSpec, derived_uid, save_atomically, segmentation_from_labels
+    from zeroclick.imaging.dicom.write import codes as K
 
     seg = segmentation_from_labels(
         pacs_exam.lge.datasets, pacs_exam.lge.labels,

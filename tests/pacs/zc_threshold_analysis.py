@@ -1,5 +1,5 @@
 """A stand-in analysis for PACS tests: labels read back from the mini exam's pixel values (exact), then the
-real writers (:func:`pipelines.cardiac.report.write_dicom_outputs`). Called as ``module:function``."""
+real writers (:func:`zeroclick.pipelines.cardiac.report.write_dicom_outputs`). Called as ``module:function``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dicom_write"))
 
 from zc_mini_exam import build_result, load_mini_exam  # noqa: E402
 
-from pipelines.cardiac.report import write_dicom_outputs  # noqa: E402
+from zeroclick.pipelines.cardiac.report import write_dicom_outputs  # noqa: E402
 
 
 def analyse(in_dir: Path, out_dir: Path) -> list[Path]:

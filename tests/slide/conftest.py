@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imaging.synthetic.slide import SlideInfo, generate_slide
+from zeroclick.imaging.synthetic.slide import SlideInfo, generate_slide
 
 
 @pytest.fixture(scope="session")

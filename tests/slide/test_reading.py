@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from imaging.errors import SlideUnreadableError
-from imaging.slide import (
+from zeroclick.imaging.errors import SlideUnreadableError
+from zeroclick.imaging.slide import (
     CorruptTileError,
     MissingMppError,
     TileReader,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from imaging.errors import AnalysisError
-from imaging.slide import TileReader, detect_tissue, open_slide, read_tile, tile_grid
-from imaging.slide.reader import CachedTileAssembler
+from zeroclick.imaging.errors import AnalysisError
+from zeroclick.imaging.slide import TileReader, detect_tissue, open_slide, read_tile, tile_grid
+from zeroclick.imaging.slide.reader import CachedTileAssembler
 
 
 def _grid(slide, target_mpp, tile_px, overlap_px, tissue=None):

@@ -10,8 +10,8 @@ import numpy as np
 import openslide
 import pytest
 
-from imaging.errors import InvalidInputError
-from imaging.synthetic.slide import generate_slide, load_truth_nuclei
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.synthetic.slide import generate_slide, load_truth_nuclei
 
 
 def test_opens_in_openslide_with_mpp_and_levels(small_slide):
@@ -86,7 +86,7 @@ def test_50000_wide_slide_streams_in_bounded_memory(tmp_path):
     # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the parent's RSS at fork over the exec,
     # so inside a long pytest run it reported the test runner's ~3 GB instead of the generator's ~0.5 GB.
     code = (
-        "from imaging.synthetic.slide import generate_slide\n"
+        "from zeroclick.imaging.synthetic.slide import generate_slide\n"
         f"generate_slide({str(tmp_path / 'wide.tiff')!r}, width=50000, height=3072, seed=0)\n"
         "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0])\n"
     )

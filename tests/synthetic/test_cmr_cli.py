@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from imaging.synthetic.cmr import minimum_images
+from zeroclick.imaging.synthetic.cmr import minimum_images
 
 
 def test_synth_cmr_cli_prints_summary(run_cli, tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from imaging.errors import InvalidInputError
-from imaging.synthetic.cmr import nifti_to_dicom
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.synthetic.cmr import nifti_to_dicom
 
 _FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
 _P = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)

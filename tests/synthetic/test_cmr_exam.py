@@ -10,8 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from imaging.errors import InvalidInputError
-from imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from pydicom.uid import EnhancedMRImageStorage, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from imaging.synthetic.cmr import generate_exam, minimum_images
+from zeroclick.imaging.synthetic.cmr import generate_exam, minimum_images
 
 N = minimum_images()
 
@@ -58,7 +58,7 @@ def test_jpeg2000_exam_round_trips_pixels(tmp_path, reference):
 
 
 def test_jpeg2000_writer_round_trips_pixels(tmp_path):
-    from imaging.synthetic.cmr.writer import FrameInfo, SeriesWriter
+    from zeroclick.imaging.synthetic.cmr.writer import FrameInfo, SeriesWriter
 
     ds = pydicom.Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.4"

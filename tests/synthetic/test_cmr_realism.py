@@ -1,7 +1,7 @@
 """Issue 4: the real pretrained networks must read the phantom as they read real CMR.
 
 The cine SAX stack of a small generated exam goes through the project's own :class:`CineSegmenter` (the
-myopari ACDC weights), whole ED and ES volumes as ``pipelines.cardiac.run`` segments them, and the LV
+myopari ACDC weights), whole ED and ES volumes as ``zeroclick.pipelines.cardiac.run`` segments them, and the LV
 cavity is compared with the generator's truth labels; the PSIR LGE stack goes through :class:`LgeSegmenter`
 (EMIDEC weights). On the first phantom the ES cavity Dice was 0.71 and the LGE model found no infarct
 (bright fat discs and atria read as ventricles, signed PSIR values outside the network's training range).
@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging.synthetic.cmr import generate_exam, load_truth
-from imaging.synthetic.cmr.plan import minimum_images
+from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth
+from zeroclick.imaging.synthetic.cmr.plan import minimum_images
 
 pytestmark = pytest.mark.slow
 
 
 def _weights_ready(name: str) -> None:
-    from weights import store
+    from zeroclick.weights import store
 
     states = store.status([name], hash_files=False)
     if any(s.state != "ok" for s in states):
@@ -37,7 +37,7 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def small_exam(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, object]:
-    from pipelines.cardiac.inputs import load_dicom
+    from zeroclick.pipelines.cardiac.inputs import load_dicom
 
     out = tmp_path_factory.mktemp("realism") / "exam"
     generate_exam(out, n_images=minimum_images(), seed=0, workers=1)
@@ -47,8 +47,8 @@ def small_exam(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, ob
 
 def test_issue_4_real_cine_model_reads_phantom_lv_at_ed_and_es(small_exam: tuple[Path, dict, object]) -> None:
     _weights_ready("acdc")
-    from imaging.engine import Engine
-    from pipelines.cardiac.segmentation import CineSegmenter
+    from zeroclick.imaging.engine import Engine
+    from zeroclick.pipelines.cardiac.segmentation import CineSegmenter
 
     out, gt, case = small_exam
     truth = load_truth(out)["cine_sax"].array
@@ -68,8 +68,8 @@ def test_issue_4_real_cine_model_reads_phantom_lv_at_ed_and_es(small_exam: tuple
 
 def test_issue_4_real_lge_model_finds_phantom_myocardium_and_infarct(small_exam: tuple[Path, dict, object]) -> None:
     _weights_ready("emidec")
-    from imaging.engine import Engine
-    from pipelines.cardiac.segmentation import LgeSegmenter
+    from zeroclick.imaging.engine import Engine
+    from zeroclick.pipelines.cardiac.segmentation import LgeSegmenter
 
     out, gt, case = small_exam
     assert case.lge is not None and "PSIR" in case.series[-1].description.upper()

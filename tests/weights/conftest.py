@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from weights import store
+from zeroclick.weights import store
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imaging.engine import Engine
-from imaging.volume import Volume
-from pipelines.cardiac.segmentation import prepare_volume
-from weights import store
+from zeroclick.imaging.engine import Engine
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.segmentation import prepare_volume
+from zeroclick.weights import store
 
 CASES = [
     ("acdc", "acdc/patient101_frame01.nii.gz", [4, 5]),

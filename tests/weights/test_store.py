@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from imaging.errors import WeightsError
-from imaging.networks import fcdensenet_myopari
-from weights import store
+from zeroclick.imaging.errors import WeightsError
+from zeroclick.imaging.networks import fcdensenet_myopari
+from zeroclick.weights import store
 
 REFERENCE_SHA256 = {  # from ../shared/data/cmr/reference.json (weights_source)
     "wheel": "65c0067dadfecb4372411b409a4e9d1a901f16aefa53375df0fcaea423e3e393",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from imaging.dicom.write.pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
-from imaging.dicom.write.seg import MANUFACTURER, SegmentSpec, segmentation_from_labels
-from imaging.dicom.write.sr import MeasurementItem, SegmentMeasurements, measurement_report
-from imaging.dicom.write.uids import derived_uid
+from zeroclick.imaging.dicom.write.pdf import ENCAPSULATED_PDF_STORAGE, encapsulated_pdf
+from zeroclick.imaging.dicom.write.seg import MANUFACTURER, SegmentSpec, segmentation_from_labels
+from zeroclick.imaging.dicom.write.sr import MeasurementItem, SegmentMeasurements, measurement_report
+from zeroclick.imaging.dicom.write.uids import derived_uid
 
 __all__ = [
     "ENCAPSULATED_PDF_STORAGE",

@@ -13,9 +13,9 @@ import datetime as _dt
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
-from imaging._version import __version__
-from imaging.dicom.write.seg import MANUFACTURER, MODEL_NAME
-from imaging.errors import InvalidInputError
+from zeroclick.imaging._version import __version__
+from zeroclick.imaging.dicom.write.seg import MANUFACTURER, MODEL_NAME
+from zeroclick.imaging.errors import InvalidInputError
 
 __all__ = ["ENCAPSULATED_PDF_STORAGE", "encapsulated_pdf"]
 

@@ -23,9 +23,9 @@ from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 from pydicom.uid import JPEGLSLossless
 
-from imaging._version import __version__
-from imaging.dicom.write.uids import derived_uid
-from imaging.errors import InvalidInputError
+from zeroclick.imaging._version import __version__
+from zeroclick.imaging.dicom.write.uids import derived_uid
+from zeroclick.imaging.errors import InvalidInputError
 
 __all__ = ["MANUFACTURER", "SegmentSpec", "segmentation_from_labels"]
 
@@ -89,7 +89,7 @@ def segmentation_from_labels(
     segments
         The segments, numbered 1.. in the given order.
     series_instance_uid, sop_instance_uid
-        UIDs of the new object (see :mod:`imaging.dicom.write.uids` for deterministic ones).
+        UIDs of the new object (see :mod:`zeroclick.imaging.dicom.write.uids` for deterministic ones).
     series_number, series_description
         Series attributes; the description is what a radiologist sees in the PACS series list.
     algorithm_name, algorithm_version

@@ -1,7 +1,7 @@
 """TID 1500 Measurement Report (Comprehensive 3D SR) whose measurements point at SEG segments.
 
 Each :class:`SegmentMeasurements` becomes one TID 1411 "Volumetric ROI measurements" group that
-references a segment of a SEG written by :mod:`imaging.dicom.write.seg`; its measurements carry
+references a segment of a SEG written by :mod:`zeroclick.imaging.dicom.write.seg`; its measurements carry
 coded names and UCUM units. Values that are not finite are left out (never reported as valid).
 """
 
@@ -16,11 +16,11 @@ import highdicom as hd
 from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
 
-from imaging._version import __version__
-from imaging.dicom.write.codes import LOCAL_SCHEME
-from imaging.dicom.write.seg import MANUFACTURER, MODEL_NAME
-from imaging.dicom.write.uids import derived_uid
-from imaging.errors import InvalidInputError
+from zeroclick.imaging._version import __version__
+from zeroclick.imaging.dicom.write.codes import LOCAL_SCHEME
+from zeroclick.imaging.dicom.write.seg import MANUFACTURER, MODEL_NAME
+from zeroclick.imaging.dicom.write.uids import derived_uid
+from zeroclick.imaging.errors import InvalidInputError
 
 __all__ = ["MeasurementItem", "SegmentMeasurements", "measurement_report"]
 

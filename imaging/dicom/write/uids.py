@@ -27,7 +27,7 @@ import uuid
 
 from pydicom.uid import UID
 
-from imaging._version import __version__
+from zeroclick.imaging._version import __version__
 
 __all__ = ["derived_uid"]
 

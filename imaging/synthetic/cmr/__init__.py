@@ -1,6 +1,6 @@
 """Synthetic cardiac MR exams with exact ground truth, and a NIfTI -> DICOM converter.
 
->>> from imaging.synthetic.cmr import generate_exam, load_truth
+>>> from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth
 >>> info = generate_exam("exam", n_images=400, vendor="ge", seed=3)  # doctest: +SKIP
 >>> load_truth("exam")["cine_sax"].array.shape  # doctest: +SKIP
 """

@@ -1,6 +1,6 @@
 """Side-by-side figure: the phantom's mid-ventricular short-axis slice next to a real ACDC slice, ED and ES.
 
-``python -m imaging.synthetic.cmr.compare docs/phantom_vs_acdc.png [--acdc-dir DIR] [--seed N]`` renders
+``python -m zeroclick.imaging.synthetic.cmr.compare docs/phantom_vs_acdc.png [--acdc-dir DIR] [--seed N]`` renders
 both in the DICOM display orientation (rows top to bottom, the NIfTI array transposed) with the same
 percentile windowing, plus the phantom's truth contours: end-diastole on the first row, end-systole on the
 second. Needs matplotlib (not a runtime dependency).
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib.pyplot as plt
     import nibabel as nib
 
-    p = argparse.ArgumentParser(prog="python -m imaging.synthetic.cmr.compare")
+    p = argparse.ArgumentParser(prog="python -m zeroclick.imaging.synthetic.cmr.compare")
     p.add_argument("out", help="PNG to write")
     p.add_argument("--acdc-dir", default=str(Path(__file__).resolve().parents[4] / "shared/data/cmr/acdc"),
                    help="folder with patient101_frame01.nii.gz (ED) and patient101_frame14.nii.gz (ES)")

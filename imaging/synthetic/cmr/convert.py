@@ -18,7 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage
 
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.errors import InvalidInputError
 
 from .writer import FrameInfo, SeriesWriter, transfer_syntax_uid
 

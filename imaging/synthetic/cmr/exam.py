@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.errors import InvalidInputError
 
 from . import headers, plan, render, truth
 from . import phantom as ph
@@ -239,7 +239,7 @@ def generate_exam(out_dir: str | Path, *, n_images: int = 3000, vendor: str = "s
         Folder to create; receives ``dicom/``, ``truth/*.nii.gz`` and ``ground_truth.json``.
     n_images
         Total number of 2-D images (frames) in the exam; series sizes add up to it exactly.
-        At least :func:`imaging.synthetic.cmr.plan.minimum_images` (raises ``InvalidInputError`` below).
+        At least :func:`zeroclick.imaging.synthetic.cmr.plan.minimum_images` (raises ``InvalidInputError`` below).
     vendor
         ``"siemens"``, ``"ge"`` or ``"philips"``: header style (descriptions, image types, rescale).
     transfer_syntax

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imaging.errors import InvalidInputError
+from zeroclick.imaging.errors import InvalidInputError
 
 MOLLI_TIS_MS: tuple[float, ...] = (102.0, 182.0, 262.0, 1089.0, 1171.0, 1251.0, 2078.0, 3066.0)
 N_MAP_SLICES = 3
@@ -26,7 +26,7 @@ TIERS: tuple[tuple[int, int], ...] = (
 @dataclass(frozen=True)
 class SeriesLayout:
     key: str  # generator key (headers.STYLES)
-    expected_class: str  # imaging.dicom classification label
+    expected_class: str  # zeroclick.imaging.dicom classification label
     n_slices: int
     n_frames: int  # phases, inversion times or dynamics per slice
 

@@ -15,8 +15,8 @@ from typing import cast
 import nibabel as nib
 import numpy as np
 
-from imaging.errors import InvalidInputError
-from imaging.volume import Volume
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.volume import Volume
 
 from . import phantom as ph
 from .geometry import Plane
@@ -50,7 +50,7 @@ def lv_levels(slices_base_to_apex: list[int]) -> dict[int, int]:
 
 
 def volume_affine(planes: tuple[Plane, ...]) -> np.ndarray:
-    """4x4 (slice, row, col, 1) -> LPS affine of a stack of parallel planes (imaging.volume contract)."""
+    """4x4 (slice, row, col, 1) -> LPS affine of a stack of parallel planes (zeroclick.imaging.volume contract)."""
     p0 = planes[0]
     step = (np.array(planes[1].origin) - np.array(p0.origin)) if len(planes) > 1 else p0.normal
     aff = np.eye(4)

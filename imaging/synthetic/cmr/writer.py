@@ -27,7 +27,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from imaging.errors import InvalidInputError, MissingCodecError
+from zeroclick.imaging.errors import InvalidInputError, MissingCodecError
 
 TRANSFER_SYNTAXES: dict[str, UID] = {
     "explicit": ExplicitVRLittleEndian,
