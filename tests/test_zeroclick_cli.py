@@ -48,3 +48,27 @@ def test_library_does_not_configure_root_logging():
         "assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger('zeroclick').handlers)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _subcommand_paths(parser, prefix=()):
+    """Every (sub)command path of an argparse parser, e.g. ('bench', 'cmr')."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _subcommand_paths(sub, (*prefix, name))
+
+
+def test_issue_13_every_command_help_answers(capsys):
+    """`zeroclick X --help` answers for every command and subcommand (`bench --help` used to crash on '30%')."""
+    from zeroclick.pipelines.cli import build_parser
+
+    paths = list(_subcommand_paths(build_parser()))
+    assert ("bench", "regression") in paths and ("validate", "cmr") in paths
+    for path in [(), *paths]:
+        with pytest.raises(SystemExit) as exit_info:
+            build_parser().parse_args([*path, "--help"])
+        assert exit_info.value.code == 0, path
+        assert "usage: zeroclick" in capsys.readouterr().out, path

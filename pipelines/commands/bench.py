@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         module = _load(name)
         if module is None:
             continue
-        bp = bsub.add_parser(name, help=getattr(module, "DESCRIPTION", ""))
+        # argparse %-formats help strings: a literal "30%" in a description must be escaped
+        bp = bsub.add_parser(name, help=getattr(module, "DESCRIPTION", "").replace("%", "%%"))
         bp.add_argument("--json", action="store_true", help="print only the JSON object (default prints it too)")
         bp.add_argument("--out", help="also write the JSON object to this file")
         module.add_arguments(bp)
