@@ -47,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from zeroclick.imaging import progress
 from zeroclick.imaging.errors import DeviceError
 
 logger = logging.getLogger(__name__)
@@ -384,12 +385,15 @@ class Engine:
             host = _Prefetcher(self._host_batches(model, chunks, batch_size), pin=self.device.type == "cuda")
             stack.callback(host.close)
             if self.device.type == "cuda":
-                yield from self._run_cuda(runner, host, output, bar)
+                for out in self._run_cuda(runner, host, output, bar):
+                    progress.advance(len(out))  # the ambient reporter (zeroclick.imaging.progress): silent by default
+                    yield out
             else:
                 for x in host:
                     y = self._forward(runner, x.to(self.device), output)
                     if bar is not None:
                         bar[1](len(x))
+                    progress.advance(len(x))
                     yield y.cpu().numpy()
 
     def _host_batches(self, model: torch.nn.Module, chunks: Iterable[np.ndarray | torch.Tensor],

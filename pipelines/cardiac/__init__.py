@@ -17,6 +17,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from zeroclick.imaging import __version__
+from zeroclick.imaging import progress as _progress
 from zeroclick.imaging.errors import AnalysisError, InvalidInputError
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.aha import compute_aha
@@ -96,6 +98,8 @@ def run(
     phase_step: int = 3,
     margin_fraction: float = 0.01,
     runtime: str = "auto",
+    weights: str | Path | Sequence[str | Path] | None = None,
+    progress: bool | Any = None,
 ) -> CardiacResult:
     """Analyse one cardiac MRI case end to end.
 
@@ -120,6 +124,14 @@ def run(
     runtime
         ``auto`` (ONNX Runtime for the networks on the CPU in fp32, PyTorch on GPUs), ``torch`` or
         ``onnxruntime``; see :class:`zeroclick.imaging.engine.Engine`.
+    weights
+        Weights to use instead of the built-in ones: a name or alias from ``zeroclick weights list`` (built-in or
+        imported with ``zeroclick weights import``) or a path to a weights file (ONNX, safetensors, MONAI bundle),
+        which is imported into the cache first (SHA-256 recorded). 4-class models replace the cine network,
+        5-class models the LGE network; give a list for both. Recorded in ``provenance.weights``.
+    progress
+        ``True`` for rich progress bars on stderr (stages, slices done, ETA), a callable
+        ``fn(stage, done, total)``, or a :class:`zeroclick.imaging.progress.Reporter`; default silent.
 
     Raises
     ------
@@ -130,15 +142,26 @@ def run(
     AnalysisError
         Nothing valid could be measured (reason in the message).
     """
+    with _progress.reporting(progress):
+        return _run(source, device=device, all_phases=all_phases, prior=prior, cine_segmenter=cine_segmenter,
+                    lge_segmenter=lge_segmenter, n_search_slices=n_search_slices, phase_step=phase_step,
+                    margin_fraction=margin_fraction, runtime=runtime, weights=weights)
+
+
+def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prior: str | Path | dict[str, Any] | None,
+         cine_segmenter: Any | None, lge_segmenter: Any | None, n_search_slices: int, phase_step: int,
+         margin_fraction: float, runtime: str, weights: str | Path | Sequence[str | Path] | None) -> CardiacResult:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
+    _progress.stage("reading the exam")
     case = source if isinstance(source, CaseInputs) else load_case(source)
     seconds.update(case.stage_seconds or {"load": time.perf_counter() - t0})
     if case.cine is None and case.lge is None:
         raise AnalysisError(f"{case.source}: neither a cine short axis nor an LGE stack to analyse")
     qc: list[QcFlag] = []
     warnings: list[str] = list(case.warnings)
+    cine_weights, lge_weights = _chosen_weights(weights)
     engine = None
     if (case.cine is not None and cine_segmenter is None) or (case.lge is not None and lge_segmenter is None):
         from zeroclick.imaging.engine import Engine
@@ -148,11 +171,11 @@ def run(
     if case.cine is not None and cine_segmenter is None:
         from zeroclick.pipelines.cardiac.segmentation import CineSegmenter
 
-        cine_segmenter = CineSegmenter(engine=engine)
+        cine_segmenter = CineSegmenter(cine_weights, engine=engine)
     if case.lge is not None and lge_segmenter is None:
         from zeroclick.pipelines.cardiac.segmentation import LgeSegmenter
 
-        lge_segmenter = LgeSegmenter(engine=engine)
+        lge_segmenter = LgeSegmenter(lge_weights, engine=engine)
 
     # --- cine: ED/ES search, then function -------------------------------------------------------
     slices_inferred = 0
@@ -163,6 +186,7 @@ def run(
     search: PhaseSearchResult | None = None
     if case.cine is not None:
         t0 = time.perf_counter()
+        _progress.stage("cine: ED/ES search and segmentation", unit="slices")
         try:
             search = _cine_phases(case, cine_segmenter, all_phases=all_phases, n_search=n_search_slices,
                                   phase_step=phase_step, margin_fraction=margin_fraction)
@@ -199,6 +223,7 @@ def run(
     lge: LgeResult | None = None
     if case.lge is not None and lge_segmenter is not None:
         t0 = time.perf_counter()
+        _progress.stage("LGE segmentation", total=case.lge.spatial_shape[0], unit="slices")
         try:
             labels = np.asarray(_labels_of(lge_segmenter.segment(case.lge)), dtype=np.uint8)
         except (InvalidInputError, AnalysisError) as exc:  # a bad LGE must not cost the cine result
@@ -216,6 +241,7 @@ def run(
 
     # --- AHA segments, geometry QC, risk ---------------------------------------------------------
     t0 = time.perf_counter()
+    _progress.stage("quantification")
     aha: AhaResult | None = None
     if function is not None and masks["cine_ed"] is not None:
         aha = compute_aha(masks["cine_ed"], masks["cine_es"], masks["lge"])
@@ -252,7 +278,8 @@ def run(
         slices_inferred=slices_inferred,
         started_utc=started,
         options={"all_phases": all_phases, "n_search_slices": n_search_slices, "phase_step": phase_step,
-                 "margin_fraction": margin_fraction, "prior": prior is not None, "runtime": runtime},
+                 "margin_fraction": margin_fraction, "prior": prior is not None, "runtime": runtime,
+                 "weights": [str(w) for w in _as_list(weights)]},
     )
     cine_ed_image = cine_es_image = None
     if case.cine is not None and phases is not None:
@@ -264,6 +291,31 @@ def run(
         masks=CardiacMasks(**masks),
         images=CardiacImages(cine=case.cine, cine_es=cine_es_image, lge=case.lge, cine_ed=cine_ed_image),
     )
+
+
+def _as_list(weights: str | Path | Sequence[str | Path] | None) -> list[str | Path]:
+    if weights is None:
+        return []
+    return [weights] if isinstance(weights, (str, Path)) else list(weights)
+
+
+def _chosen_weights(weights: str | Path | Sequence[str | Path] | None) -> tuple[str | None, str | None]:
+    """(cine, LGE) weights ids from ``--weights NAME|PATH`` values: a path is imported into the cache first
+    (SHA-256 recorded by the store); 4-class models are cine networks (ACDC labels), 5-class ones LGE (EMIDEC)."""
+    from zeroclick.weights.store import import_weights, resolve
+
+    chosen: dict[str, str] = {}
+    for w in _as_list(weights):
+        path = Path(w).expanduser()
+        entry = import_weights(path) if (isinstance(w, Path) or os.sep in str(w) or path.exists()) else resolve(str(w))
+        task = {4: "cine", 5: "lge"}.get(entry.n_classes)
+        if task is None:
+            raise InvalidInputError(f"weights {entry.id!r} have {entry.n_classes} classes; the cardiac pipeline takes "
+                                    "4-class cine (ACDC labels) or 5-class LGE (EMIDEC labels) models")
+        if task in chosen:
+            raise InvalidInputError(f"two {task} weights given ({chosen[task]!r} and {entry.id!r}): give one per network")
+        chosen[task] = entry.id
+    return chosen.get("cine"), chosen.get("lge")
 
 
 def _labels_of(out: Any) -> np.ndarray:

