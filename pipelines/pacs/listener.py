@@ -1,26 +1,36 @@
 """``zeroclick listen``: a Storage SCP that analyses each study once it is complete and sends the results back.
 
+Connections (:mod:`zeroclick.pipelines.pacs.guard`)
+    Deadlines on the TLS handshake and the association request, per-peer limits before a slot is held, the
+    calling-AE whitelist checked at the association request, a PDU length cap and a maximum instance size;
+    received data sets stream to a temporary file (pynetdicom's chunked mode), never whole into memory.
+
 Reception (pynetdicom threads)
-    Calling-AE whitelist, optional TLS, TCP_NODELAY. Each instance is checked (pixel data complete for its
-    geometry, else failure status 0xA900) and written to the spool atomically (temporary name, fsync,
-    rename, directory fsync) *before* it is recorded in the SQLite queue and acknowledged. The same SOP
-    Instance UID with the same pixels is acknowledged and ignored (idempotent); with different pixels it is
-    kept aside under ``duplicates/`` and reported (``status()``, log), never dropped silently. When the free
-    disk space falls under the watermark new associations are rejected (A-ASSOCIATE-RJ transient,
-    local-limit-exceeded) and C-STOREs answered 0xA700 (out of resources). Received data is never deleted.
+    Each instance's UIDs must be DICOM UIDs (digits and dots, at most 64 characters) or the C-STORE is refused
+    (0xC000) with a log line saying which and why; file names come only from validated UIDs and a hash of the
+    Study Instance UID, and every path is checked to lie inside the spool. Pixel data must be complete for its
+    geometry (else 0xA900). The file is written to the spool atomically (temporary name, fsync, rename,
+    directory fsync) *before* it is recorded in the SQLite queue and acknowledged. Stores of one SOP Instance
+    UID are serialised; the same pixels again are acknowledged and ignored; different pixels are kept under
+    ``duplicates/``, recorded, and flag the study ``conflicting_instances``. Under the free-disk watermark new
+    associations are rejected and C-STOREs answered 0xA700. Received data is never deleted.
 
 Scheduling (one thread)
-    A study with no new instance for ``stable_s`` seconds becomes a job (unless the same set of instances was
-    already analysed). Jobs run in worker processes (``python -m zeroclick.pipelines.pacs.analysis``, killed with the
-    listener through PR_SET_PDEATHSIG) on a hard-linked snapshot of the study. Outputs are sent by C-STORE to
-    the destination with retries and exponential backoff; a job is marked ``sent`` once, in the same
-    transaction that records the send.
+    A study quiet for ``stable_s`` seconds (measured from the wall-clock time of its last instance, stored in
+    the database, so it survives restarts) is analysed only when it is complete by its own geometry
+    (:mod:`zeroclick.pipelines.pacs.completeness`); otherwise it waits, and after ``max_wait_s`` without news it
+    ends as ``incomplete`` with the reason, and nothing is sent. A study with conflicting instances is not
+    analysed until the conflict is resolved (``zeroclick listen --resolve``). A study with nothing to analyse
+    (a lone localizer) says so instead of failing. Jobs run in worker processes (``python -m
+    zeroclick.pipelines.pacs.analysis``, killed with the listener through PR_SET_PDEATHSIG) on a hard-linked
+    snapshot of the study. Outputs are sent by C-STORE with retries and exponential backoff; a job is marked
+    ``sent`` once, in the same transaction that records the send. A re-analysis supersedes the earlier results
+    (:mod:`zeroclick.pipelines.pacs.supersede`).
 
 Crash safety
     Everything that matters is in the fsynced spool files and ``spool/queue.sqlite`` (WAL). On start
     the listener indexes spool files the database does not know (killed between rename and commit), removes
-    temporary files, and puts jobs that were ``running`` back in the queue. Outputs carry deterministic UIDs,
-    so even a send interrupted after the peer stored it but before our commit stores nothing new at the PACS.
+    temporary files, and puts jobs that were ``running`` back in the queue.
 
 Logs name studies by a short hash of the Study Instance UID, never by patient attributes.
 """
@@ -28,13 +38,11 @@ Logs name studies by a short hash of the Study Instance UID, never by patient at
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
-import sqlite3
 import ssl
 import subprocess
 import sys
@@ -46,9 +54,19 @@ from pathlib import Path
 from typing import Any
 
 from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.pacs.completeness import COMPLETENESS_MODES, assess
+from zeroclick.pipelines.pacs.guard import ConnectionGuard, ConnectionLimits, start_guarded_server
 from zeroclick.pipelines.pacs.send import parse_destination, send_files, set_tcp_nodelay
+from zeroclick.pipelines.pacs.spool import (
+    Spool,
+    UnsafeNameError,
+    check_uid,
+    inside,
+    inspect_instance,
+    study_key,
+)
 
-__all__ = ["Listener", "ListenerConfig", "Spool"]
+__all__ = ["ConnectionLimits", "Listener", "ListenerConfig", "Spool", "check_uid", "study_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,28 +75,6 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_DATASET_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS instances (
-    sop_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, series_uid TEXT, path TEXT NOT NULL,
-    pixel_sha256 TEXT NOT NULL, calling_aet TEXT, received_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
-CREATE TABLE IF NOT EXISTS duplicates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, sop_uid TEXT NOT NULL, study_uid TEXT NOT NULL, path TEXT NOT NULL,
-    pixel_sha256 TEXT NOT NULL, calling_aet TEXT, received_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS studies (
-    study_uid TEXT PRIMARY KEY, last_received REAL NOT NULL, state TEXT NOT NULL, analysed_signature TEXT);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, study_uid TEXT NOT NULL, signature TEXT NOT NULL,
-    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, started REAL,
-    finished REAL, outputs TEXT, error TEXT, send_attempts INTEGER NOT NULL DEFAULT 0, next_send_at REAL,
-    sent_at REAL, last_received REAL);
-"""
-
-
-def study_key(study_uid: str) -> str:
-    """Short, non-identifying name of a study for logs and folder names."""
-    return hashlib.sha256(study_uid.encode()).hexdigest()[:16]
-
 
 @dataclass(frozen=True)
 class ListenerConfig:
@@ -86,6 +82,7 @@ class ListenerConfig:
 
     ``allowed_aets`` empty means any calling AE title is accepted (a warning is logged).
     ``destination`` is ``AET@HOST:PORT``; without it results stay in ``spool/jobs/<id>/out``.
+    ``completeness`` is ``cardiac``, ``geometry`` or ``none`` (:mod:`zeroclick.pipelines.pacs.completeness`).
     """
 
     spool_dir: Path
@@ -95,6 +92,8 @@ class ListenerConfig:
     allowed_aets: tuple[str, ...] = ()
     destination: str | None = None
     stable_s: float = 10.0
+    max_wait_s: float = 3600.0
+    completeness: str = "cardiac"
     workers: int = 1
     min_free_bytes: int = 1 << 30
     analysis: str | None = None
@@ -105,201 +104,9 @@ class ListenerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     poll_s: float = 0.2
     extra_env: dict[str, str] = field(default_factory=dict)
-
-
-# ------------------------------------------------------------------------------------------------- spool
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(data: bytes, final: Path, tmp_dir: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{final.name}.{threading.get_ident()}.tmp"
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
-class Spool:
-    """The files and the SQLite queue under ``spool_dir`` (thread-safe; one connection behind a lock)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        for sub in ("tmp", "studies", "duplicates", "jobs"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self._lock = threading.RLock()
-        self.db = sqlite3.connect(self.root / "queue.sqlite", check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is crash-safe in WAL mode for a killed process; after a power loss the last commits may be
-        # missing, but the fsynced spool files are the truth and recover() re-indexes them (~3x faster storing).
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self.db.close()
-
-    def _tx(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
-        with self._lock:
-            return self.db.execute(sql, args).fetchall()
-
-    # reception
-    def store(self, *, sop_uid: str, study_uid: str, series_uid: str, data: bytes, pixel_sha256: str,
-              calling_aet: str) -> str:
-        """Spool one instance. Returns ``stored``, ``same`` (already there, same pixels) or ``duplicate``."""
-        now = time.time()
-        with self._lock:
-            row = self.db.execute("SELECT pixel_sha256 FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
-        if row is not None and row[0] == pixel_sha256:
-            return "same"
-        skey = study_key(study_uid)
-        if row is not None:
-            final = self.root / "duplicates" / skey / f"{sop_uid}.{pixel_sha256[:12]}.dcm"
-            _atomic_write(data, final, self.root / "tmp")
-            with self._lock:
-                self.db.execute("INSERT INTO duplicates(sop_uid, study_uid, path, pixel_sha256, calling_aet, "
-                                "received_at) VALUES (?,?,?,?,?,?)",
-                                (sop_uid, study_uid, str(final.relative_to(self.root)), pixel_sha256, calling_aet, now))
-            logger.warning("study %s: instance received again with DIFFERENT pixels; kept aside in %s", skey,
-                           final.parent.relative_to(self.root))
-            return "duplicate"
-        final = self.root / "studies" / skey / f"{sop_uid}.dcm"
-        _atomic_write(data, final, self.root / "tmp")
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute("INSERT OR IGNORE INTO instances VALUES (?,?,?,?,?,?,?)",
-                                (sop_uid, study_uid, series_uid, str(final.relative_to(self.root)), pixel_sha256,
-                                 calling_aet, now))
-                self.db.execute("INSERT INTO studies(study_uid, last_received, state) VALUES (?,?,'receiving') "
-                                "ON CONFLICT(study_uid) DO UPDATE SET last_received=excluded.last_received, "
-                                "state='receiving'", (study_uid, now))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-        return "stored"
-
-    # recovery
-    def recover(self) -> dict[str, int]:
-        """Make the queue consistent after a crash; returns counts of what was repaired."""
-        import pydicom
-
-        for tmp in (self.root / "tmp").iterdir():
-            tmp.unlink()
-        known = {r[0] for r in self._tx("SELECT path FROM instances")}
-        indexed = 0
-        for path in sorted((self.root / "studies").rglob("*.dcm")):
-            rel = str(path.relative_to(self.root))
-            if rel in known:
-                continue
-            try:
-                ds = pydicom.dcmread(path)
-            except Exception:  # noqa: BLE001 - a file we cannot read is left in place and logged
-                logger.error("unreadable spool file %s left in place", rel)
-                continue
-            self.store(sop_uid=str(ds.SOPInstanceUID), study_uid=str(ds.StudyInstanceUID),
-                       series_uid=str(ds.get("SeriesInstanceUID", "")), data=path.read_bytes(),
-                       pixel_sha256=pixel_sha256(ds), calling_aet="(recovered)")
-            indexed += 1
-        requeued = len(self._tx("SELECT id FROM jobs WHERE state='running'"))
-        self._tx("UPDATE jobs SET state='queued' WHERE state='running'")
-        return {"indexed": indexed, "requeued": requeued}
-
-    # jobs
-    def promote_stable(self, stable_s: float) -> list[int]:
-        """Turn studies without news for ``stable_s`` into jobs; returns the new job ids."""
-        now = time.time()
-        new: list[int] = []
-        with self._lock:
-            due = self.db.execute("SELECT study_uid, last_received, analysed_signature FROM studies "
-                                  "WHERE state='receiving' AND last_received <= ?", (now - stable_s,)).fetchall()
-            for study_uid, last, done_sig in due:
-                uids = [r[0] for r in self.db.execute(
-                    "SELECT sop_uid FROM instances WHERE study_uid=? ORDER BY sop_uid", (study_uid,))]
-                sig = hashlib.sha256("\n".join(uids).encode()).hexdigest()
-                busy = self.db.execute("SELECT 1 FROM jobs WHERE study_uid=? AND state IN ('queued','running')",
-                                       (study_uid,)).fetchone()
-                if busy:
-                    continue  # wait until the running job of this study is over
-                self.db.execute("BEGIN IMMEDIATE")
-                if sig == done_sig:
-                    self.db.execute("UPDATE studies SET state='done' WHERE study_uid=?", (study_uid,))
-                else:
-                    cur = self.db.execute("INSERT INTO jobs(study_uid, signature, state, created, last_received) "
-                                          "VALUES (?,?,'queued',?,?)", (study_uid, sig, now, last))
-                    self.db.execute("UPDATE studies SET state='queued' WHERE study_uid=?", (study_uid,))
-                    new.append(int(cur.lastrowid or 0))
-                self.db.execute("COMMIT")
-        return new
-
-    def study_files(self, study_uid: str) -> list[Path]:
-        return [self.root / r[0] for r in self._tx("SELECT path FROM instances WHERE study_uid=?", (study_uid,))]
-
-    def status(self) -> dict[str, Any]:
-        """Counts, jobs and duplicates (no patient attribute; studies by hash)."""
-        jobs = [dict(zip(("id", "study", "state", "attempts", "send_attempts", "error", "outputs"), r))
-                for r in self._tx("SELECT id, study_uid, state, attempts, send_attempts, error, outputs FROM jobs")]
-        for j in jobs:
-            j["study"] = study_key(j["study"])
-            j["outputs"] = json.loads(j["outputs"]) if j["outputs"] else []
-        dups = [{"study": study_key(s), "sop_instance_uid": u, "path": p}
-                for s, u, p in self._tx("SELECT study_uid, sop_uid, path FROM duplicates")]
-        return {
-            "instances": self._tx("SELECT COUNT(*) FROM instances")[0][0],
-            "studies": {study_key(s): st for s, st in self._tx("SELECT study_uid, state FROM studies")},
-            "jobs": jobs,
-            "duplicates": dups,
-        }
-
-
-def pixel_sha256(ds) -> str:
-    """SHA-256 of the pixel data (of the whole encoded dataset when it has none)."""
-    if "PixelData" in ds:
-        return hashlib.sha256(bytes(ds.PixelData)).hexdigest()
-    from io import BytesIO
-
-    buf = BytesIO()
-    ds.save_as(buf)
-    return hashlib.sha256(buf.getvalue()).hexdigest()
-
-
-def pixel_problem(ds) -> str | None:
-    """Why the pixel data is incomplete for the image geometry, or ``None`` when it is fine."""
-    if "PixelData" not in ds:
-        return None
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
-        spp, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.BitsAllocated)
-    except (AttributeError, TypeError, ValueError) as exc:
-        return f"image geometry tags missing ({exc})"
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    if ts is not None and ts.is_encapsulated:
-        from pydicom.encaps import generate_frames
-
-        try:
-            n = sum(1 for _ in generate_frames(ds.PixelData, number_of_frames=frames))
-        except Exception as exc:  # noqa: BLE001
-            return f"encapsulated pixel data cannot be parsed ({exc})"
-        return None if n == frames else f"{n} of {frames} compressed frames present"
-    expected = (rows * cols * frames * spp * bits + 7) // 8
-    have = len(ds.PixelData)
-    return None if have >= expected else f"pixel data truncated: {have} of {expected} bytes"
-
-
-# ---------------------------------------------------------------------------------------------- listener
 
 
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
@@ -311,6 +118,15 @@ def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
 
 def _free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
+
+
+def _failure(code: int, comment: str):
+    from pydicom.dataset import Dataset
+
+    status = Dataset()
+    status.Status = code
+    status.ErrorComment = comment[:64]
+    return status
 
 
 class Listener:
@@ -328,9 +144,12 @@ class Listener:
             parse_destination(config.destination)  # fail early on a bad destination
         if bool(config.tls_cert) != bool(config.tls_key):
             raise InvalidInputError("TLS needs both --tls-cert and --tls-key")
+        if config.completeness not in COMPLETENESS_MODES:
+            raise InvalidInputError(f"completeness={config.completeness!r}: use one of {', '.join(COMPLETENESS_MODES)}")
         self.config = config
         self.spool = Spool(config.spool_dir)
-        self._server = None
+        self.guard: ConnectionGuard | None = None
+        self._server: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._running: dict[int, tuple[subprocess.Popen, float]] = {}
@@ -355,75 +174,69 @@ class Listener:
         return ctx
 
     def _on_store(self, event) -> Any:
-        from pydicom.dataset import Dataset
-
+        calling = str(event.assoc.requestor.ae_title).strip()
+        limit = self.config.limits.max_instance_bytes
+        if self.guard is not None and self.guard.take_oversize(event.assoc):
+            logger.warning("C-STORE from %s refused (0xA700): instance larger than %d bytes", calling, limit)
+            return _failure(STATUS_OUT_OF_RESOURCES, f"instance larger than {limit} bytes")
         if not self.disk_ok():
             logger.error("free disk under the watermark: C-STORE refused (0xA700)")
             return STATUS_OUT_OF_RESOURCES
+        path = Path(event.dataset_path)
         try:
-            ds = event.dataset
-            ds.file_meta = event.file_meta
-            problem = pixel_problem(ds)
-            sop_uid, study_uid = str(ds.SOPInstanceUID), str(ds.StudyInstanceUID)
-        except Exception as exc:  # noqa: BLE001 - undecodable data set
-            logger.warning("C-STORE refused: data set cannot be decoded (%s)", type(exc).__name__)
-            return STATUS_CANNOT_UNDERSTAND
-        if problem:
-            logger.warning("C-STORE refused (0xA900): %s", problem)
-            status = Dataset()
-            status.Status = STATUS_DATASET_MISMATCH
-            status.ErrorComment = problem[:64]
-            return status
+            info = inspect_instance(path)
+        except UnsafeNameError as exc:
+            logger.warning("C-STORE from %s refused (0xC000): %s", calling, exc)
+            return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+        except InvalidInputError as exc:
+            logger.warning("C-STORE from %s refused (0xC000): %s", calling, exc)
+            return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+        if info.problem:
+            logger.warning("C-STORE from %s refused (0xA900): %s", calling, info.problem)
+            return _failure(STATUS_DATASET_MISMATCH, info.problem)
         try:
-            self.spool.store(sop_uid=sop_uid, study_uid=study_uid, series_uid=str(ds.get("SeriesInstanceUID", "")),
-                             data=event.encoded_dataset(include_meta=True), pixel_sha256=pixel_sha256(ds),
-                             calling_aet=str(event.assoc.requestor.ae_title).strip())
+            self.spool.store(info, path, calling_aet=calling)
+        except UnsafeNameError as exc:
+            logger.warning("C-STORE from %s refused (0xC000): %s", calling, exc)
+            return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
         except OSError as exc:
-            logger.error("spool write failed (%s): C-STORE refused (0xA700)", exc)
+            logger.error("spool write failed (%s): C-STORE refused (0xA700)", type(exc).__name__)
             return STATUS_OUT_OF_RESOURCES
         return STATUS_SUCCESS
 
     def _make_ae(self):
-        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pydicom.uid import AllTransferSyntaxes
+        from pynetdicom import AE, AllStoragePresentationContexts, _config
         from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-        listener = self
-
-        class _GuardedAE(AE):
-            """Rejects associations (transient, local-limit-exceeded) while the disk is under the watermark."""
-
-            @property
-            def maximum_associations(self) -> int:  # type: ignore[override]
-                return self._maximum_associations if listener.disk_ok() else -1
-
-            @maximum_associations.setter
-            def maximum_associations(self, value: int) -> None:
-                self._maximum_associations = max(int(value), 1)
-
-        ae = _GuardedAE(ae_title=self.config.ae_title)
-        ae.maximum_associations = 16
-        ae.maximum_pdu_size = 0
-        ae.network_timeout = ae.dimse_timeout = ae.acse_timeout = 60
-        if self.config.allowed_aets:
-            ae.require_calling_aet = list(self.config.allowed_aets)
-        else:
+        _config.STORE_RECV_CHUNKED_DATASET = True  # data sets stream to a temporary file, never whole into memory
+        limits = self.config.limits
+        ae = AE(ae_title=self.config.ae_title)
+        # our ConnectionGuard enforces the real limits; pynetdicom's count includes connections not yet associated
+        ae.maximum_associations = limits.max_pending + limits.max_associations + 1
+        ae.maximum_pdu_size = limits.max_pdu_bytes
+        ae.network_timeout = ae.dimse_timeout = limits.idle_s
+        ae.acse_timeout = limits.association_request_s
+        if not self.config.allowed_aets:
             logger.warning("no --allow AE title given: any calling AE may store")
-        from pydicom.uid import AllTransferSyntaxes
-
         for cx in AllStoragePresentationContexts:
             ae.add_supported_context(cx.abstract_syntax, AllTransferSyntaxes)
         ae.add_supported_context(Verification)
-        return ae, evt
+        return ae
 
     # ---- lifecycle
     def start(self) -> None:
+        from pynetdicom import evt
+
         repaired = self.spool.recover()
         if any(repaired.values()):
             logger.warning("recovered after an interruption: %s", repaired)
-        ae, evt = self._make_ae()
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, set_tcp_nodelay)]
-        self._server = ae.start_server((self.config.host, self.config.port), block=False, evt_handlers=handlers,
-                                       ssl_context=self._ssl_context())
+        ae = self._make_ae()
+        self.guard = ConnectionGuard(self.config.limits, allowed_aets=self.config.allowed_aets, disk_ok=self.disk_ok)
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, set_tcp_nodelay),
+                    (evt.EVT_REQUESTED, self.guard.on_requested)]
+        self._server = start_guarded_server(ae, (self.config.host, self.config.port), guard=self.guard,
+                                            evt_handlers=handlers, ssl_context=self._ssl_context())
         self._thread = threading.Thread(target=self._loop, name="zeroclick-scheduler", daemon=True)
         self._thread.start()
         logger.info("listening as %s on %s:%d", self.config.ae_title, self.config.host, self.port)
@@ -454,12 +267,67 @@ class Listener:
     def _loop(self) -> None:
         while not self._stop.wait(self.config.poll_s):
             try:
-                self.spool.promote_stable(self.config.stable_s)
+                self._promote()
                 self._reap()
                 self._launch()
                 self._send_due()
             except Exception:  # noqa: BLE001 - the scheduler must survive anything and log it
                 logger.exception("scheduler step failed")
+
+    def _set_study(self, study_uid: str, state: str, reason: str | None = None, checked: str | None = None) -> None:
+        self.spool._tx("UPDATE studies SET state=?, reason=?, checked_signature=coalesce(?, checked_signature) "
+                       "WHERE study_uid=?", (state, reason, checked, study_uid))
+
+    def _promote(self) -> None:
+        """Quiet studies become jobs when complete; others wait, end incomplete, or have nothing to analyse."""
+        c = self.config
+        now = time.time()
+        due = self.spool._tx(
+            "SELECT study_uid, last_received, state, analysed_signature, checked_signature, conflicts, reason "
+            "FROM studies WHERE state IN ('receiving', 'waiting') AND last_received <= ?", (now - c.stable_s,))
+        for study_uid, last, state, done_sig, checked_sig, conflicts, reason in due:
+            if self.spool._tx("SELECT 1 FROM jobs WHERE study_uid=? AND state IN ('queued','running')", (study_uid,)):
+                continue  # wait until the running job of this study is over
+            key = study_key(study_uid)
+            if conflicts:
+                why = (f"{conflicts} instance(s) received again with different pixels; resolve with `zeroclick "
+                       f"listen --spool DIR --resolve {key} --keep first|latest`")
+                self._set_study(study_uid, "conflicting_instances", why)
+                logger.warning("study %s not analysed: %s", key, why)
+                continue
+            sig = self.spool.signature(study_uid)
+            if sig == done_sig:
+                self._set_study(study_uid, "done", None)
+                continue
+            quiet_s = now - last
+            if state == "waiting" and sig == checked_sig:
+                if quiet_s > c.max_wait_s:
+                    self._set_study(study_uid, "incomplete", reason)
+                    logger.warning("study %s incomplete after %.0f s without news, nothing analysed or sent: %s",
+                                   key, quiet_s, reason)
+                continue
+            try:
+                readiness = assess(self.spool.study_files(study_uid), mode=c.completeness)
+            except Exception as exc:  # noqa: BLE001 - an unreadable study waits (and ends incomplete), named
+                logger.warning("study %s: completeness check failed (%s)", key, type(exc).__name__)
+                readiness = None
+                self._set_study(study_uid, "waiting", f"completeness check failed: {type(exc).__name__}", sig)
+            if readiness is None:
+                continue
+            if readiness.state == "ready":
+                with self.spool.transaction() as db:
+                    db.execute("INSERT INTO jobs(study_uid, signature, state, created, last_received) "
+                               "VALUES (?,?,'queued',?,?)", (study_uid, sig, now, last))
+                    db.execute("UPDATE studies SET state='queued', reason=NULL, checked_signature=? "
+                               "WHERE study_uid=?", (sig, study_uid))
+            elif readiness.state == "nothing_to_analyse":
+                self._set_study(study_uid, "nothing_to_analyse", readiness.reason, sig)
+                logger.info("study %s: nothing to analyse (%s)", key, readiness.reason)
+            else:
+                final = quiet_s > c.max_wait_s
+                self._set_study(study_uid, "incomplete" if final else "waiting", readiness.reason, sig)
+                logger.info("study %s %s: %s", key, "incomplete" if final else "waiting for more images",
+                            readiness.reason)
 
     def _launch(self) -> None:
         free = self.config.workers - len(self._running)
@@ -474,19 +342,18 @@ class Listener:
             last = self.spool._tx("SELECT last_received FROM studies WHERE study_uid=?", (study_uid,))
             if last and time.time() - last[0][0] < self.config.stable_s:
                 continue  # images arrived after the job was queued (e.g. a resend after a restart): wait
-            job_dir = self.spool.root / "jobs" / str(job_id) / f"attempt{attempts + 1}"
+            job_dir = self.spool.path_for("jobs", str(int(job_id)), f"attempt{int(attempts) + 1}")
             in_dir, out_dir = job_dir / "in", job_dir / "out"
             shutil.rmtree(job_dir, ignore_errors=True)
             in_dir.mkdir(parents=True)
-            files = sorted(self.spool.study_files(study_uid))
-            for path in files:
+            for path in sorted(self.spool.study_files(study_uid)):
+                target = inside(in_dir, in_dir / path.name)  # path.name is "<validated UID>.dcm"
                 try:
-                    os.link(path, in_dir / path.name)
+                    os.link(path, target)
                 except OSError:
-                    shutil.copy2(path, in_dir / path.name)
+                    shutil.copy2(path, target)
             # the signature of what is analysed (the study may have grown since the job was queued)
-            signature = hashlib.sha256("\n".join(sorted(p.stem for p in files)).encode()).hexdigest()
-            self.spool._tx("UPDATE jobs SET signature=? WHERE id=?", (signature, job_id))
+            self.spool._tx("UPDATE jobs SET signature=? WHERE id=?", (self.spool.signature(study_uid), job_id))
             cmd = [sys.executable, "-m", "zeroclick.pipelines.pacs.analysis", str(in_dir), str(out_dir)]
             if self.config.analysis:
                 cmd += ["--analysis", self.config.analysis]
@@ -497,6 +364,11 @@ class Listener:
                            (time.time(), job_id))
             self._running[job_id] = (proc, time.time())
             logger.info("job %d (study %s) started", job_id, study_key(study_uid))
+
+    def _outputs_inside(self, job_id: int, outputs: list[str]) -> list[str]:
+        """The analysis' output paths, each checked to lie inside its job folder."""
+        job_dir = self.spool.path_for("jobs", str(int(job_id)))
+        return [str(inside(job_dir, Path(p))) for p in outputs]
 
     def _reap(self) -> None:
         for job_id, (proc, started) in list(self._running.items()):
@@ -513,16 +385,40 @@ class Listener:
                 except ValueError:
                     answer = {}
             if proc.returncode == 0 and "outputs" in answer:
+                try:
+                    outputs = self._outputs_inside(job_id, list(answer["outputs"]))
+                except UnsafeNameError as exc:
+                    self.spool._tx("UPDATE jobs SET state='failed', error=? WHERE id=?", (str(exc), job_id))
+                    logger.error("job %d failed: an output lies outside its job folder", job_id)
+                    continue
+                supersedes = self._supersede(job_id, outputs)
                 state = "analysed" if self.config.destination else "done"
-                self.spool._tx("UPDATE jobs SET state=?, finished=?, outputs=?, next_send_at=? WHERE id=?",
-                               (state, time.time(), json.dumps(answer["outputs"]), time.time(), job_id))
+                self.spool._tx("UPDATE jobs SET state=?, finished=?, outputs=?, next_send_at=?, supersedes=? "
+                               "WHERE id=?", (state, time.time(), json.dumps(outputs), time.time(), supersedes,
+                                              job_id))
                 self._mark_study_analysed(job_id)
-                logger.info("job %d analysed: %d outputs", job_id, len(answer["outputs"]))
+                logger.info("job %d analysed: %d outputs", job_id, len(outputs))
             else:
                 reason = answer.get("error") or (err.strip().splitlines() or ["killed"])[-1]
                 self.spool._tx("UPDATE jobs SET state='queued', error=? WHERE id=?", (reason[:500], job_id))
                 logger.warning("job %d failed (%s); it will be retried up to %d attempts", job_id, reason,
                                self.config.max_attempts)
+
+    def _supersede(self, job_id: int, outputs: list[str]) -> int | None:
+        """Mark the study's earlier result set as replaced by this one; returns the earlier job id."""
+        from zeroclick.pipelines.pacs.supersede import link_predecessor
+
+        earlier = self.spool._tx(
+            "SELECT id, outputs, state FROM jobs WHERE study_uid=(SELECT study_uid FROM jobs WHERE id=?) AND id<? "
+            "AND state IN ('sent', 'analysed', 'send_failed', 'done') ORDER BY id DESC LIMIT 1", (job_id, job_id))
+        if not earlier:
+            return None
+        old_id, old_outputs, old_state = earlier[0]
+        link_predecessor([Path(p) for p in outputs], [Path(p) for p in json.loads(old_outputs or "[]")])
+        if old_state == "analysed":  # not sent yet: the newer results go instead
+            self.spool._tx("UPDATE jobs SET state='superseded' WHERE id=?", (old_id,))
+        logger.info("job %d supersedes job %d (the study changed after its analysis)", job_id, old_id)
+        return int(old_id)
 
     def _mark_study_analysed(self, job_id: int) -> None:
         self.spool._tx("UPDATE studies SET analysed_signature=(SELECT signature FROM jobs WHERE id=?), "

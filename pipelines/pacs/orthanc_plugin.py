@@ -21,6 +21,10 @@ separate process (a crash there cannot take Orthanc down), POSTs every output fi
 they carry the study's UIDs so they land in the same study - and appends one line of timings to
 ``WorkDir/timings.jsonl``. Logs name studies by Orthanc's opaque ID only, never by patient attributes.
 
+No path is built from received data: job folders and copied files are named by Orthanc's own IDs, and only
+after they match Orthanc's ID format (five groups of 8 hexadecimal digits); every output the analysis reports
+must lie inside the job's ``out`` folder before it is uploaded.
+
 This file runs inside Orthanc's embedded Python: it imports only the standard library and ``orthanc``.
 """
 
@@ -30,6 +34,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import subprocess
 import threading
@@ -46,6 +51,8 @@ WORK_DIR = Path(_config.get("WorkDir", "/tmp/zeroclick-orthanc"))
 ANALYSIS = _config.get("Analysis", "")
 PYTHONPATH = _config.get("PythonPath", "")
 TIMEOUT_S = float(_config.get("TimeoutSeconds", 900))
+
+_ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}")
 
 _jobs: queue.Queue[tuple[str, float] | None] = queue.Queue()
 _state_lock = threading.Lock()
@@ -82,6 +89,20 @@ def _source_instances(study_id: str) -> list[str]:
     return sorted(ids)
 
 
+def _safe_id(value: str) -> str:
+    """An Orthanc resource ID checked against its format before it names a file or folder."""
+    if not isinstance(value, str) or not _ORTHANC_ID.fullmatch(value):
+        raise ValueError("unexpected Orthanc ID format: refusing to build a path from it")
+    return value
+
+
+def _inside(root: Path, path: Path) -> Path:
+    resolved, base = Path(path).resolve(), Path(root).resolve()
+    if base not in resolved.parents:
+        raise ValueError("an analysis output lies outside its job folder: not uploaded")
+    return resolved
+
+
 def _append_timing(record: dict) -> None:
     with open(WORK_DIR / "timings.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -95,14 +116,14 @@ def _process(study_id: str, stable_at: float) -> None:
     with _state_lock:
         if _load_state().get(study_id) == signature:
             return  # already analysed exactly these instances (our own results made it stable again)
-    job_dir = WORK_DIR / f"job-{study_id[:16]}-{int(time.time() * 1000)}"
+    job_dir = WORK_DIR / f"job-{_safe_id(study_id)[:17]}-{int(time.time() * 1000)}"
     in_dir, out_dir = job_dir / "in", job_dir / "out"
     in_dir.mkdir(parents=True)
     record: dict = {"study": study_id, "n_inputs": len(instances), "stable_at": stable_at}
     try:
         t0 = time.time()
         for iid in instances:
-            (in_dir / f"{iid}.dcm").write_bytes(orthanc.RestApiGet(f"/instances/{iid}/file"))
+            (in_dir / f"{_safe_id(iid)}.dcm").write_bytes(orthanc.RestApiGet(f"/instances/{iid}/file"))
         t1 = time.time()
         env = dict(os.environ)
         if PYTHONPATH:
@@ -120,7 +141,7 @@ def _process(study_id: str, stable_at: float) -> None:
             return
         stored = []
         for path in answer["outputs"]:
-            reply = json.loads(orthanc.RestApiPost("/instances", Path(path).read_bytes()))
+            reply = json.loads(orthanc.RestApiPost("/instances", _inside(out_dir, Path(path)).read_bytes()))
             stored.append(reply.get("ID", ""))
         t3 = time.time()
         record.update(status="ok", n_outputs=len(stored), download_s=t1 - t0, analysis_s=t2 - t1,
@@ -144,7 +165,10 @@ def _worker() -> None:
         item = _jobs.get()
         if item is None:
             return
-        _process(*item)
+        try:
+            _process(*item)
+        except Exception as exc:  # noqa: BLE001 - the worker thread must survive a bad study
+            orthanc.LogError(f"zeroclick: a study was skipped: {type(exc).__name__}: {exc}")
 
 
 def OnChange(change_type, level, resource_id):  # noqa: N802 - name fixed by the Orthanc plugin API

@@ -19,26 +19,11 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig, Spool
 from zeroclick.pipelines.pacs.send import send_files, set_tcp_nodelay
 
-REPO = Path(__file__).resolve().parents[2]
-PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "tests" / "pacs"), str(REPO / "tests" / "dicom_write")])
+from zc_listener_helpers import PYTHONPATH, free_port, wait_for  # noqa: I001 - test helper beside this file
+
 ANALYSIS = "zc_threshold_analysis:analyse"
 
 pytestmark = pytest.mark.pacs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate, timeout_s: float, what: str, detail=lambda: "") -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{detail()}")
 
 
 @pytest.fixture
@@ -101,7 +86,7 @@ def listener(tmp_path, destination):
     dest, _ = destination
     cfg = ListenerConfig(spool_dir=tmp_path / "spool", port=free_port(), allowed_aets=("MODALITY",),
                          destination=dest, stable_s=0.8, analysis=ANALYSIS, extra_env={"PYTHONPATH": PYTHONPATH},
-                         min_free_bytes=0, poll_s=0.1)
+                         min_free_bytes=0, poll_s=0.1, completeness="geometry")
     lst = Listener(cfg)
     lst.start()
     yield lst
@@ -186,7 +171,7 @@ def test_send_files_reports_unreachable_destination(pacs_exam):
 class ListenerProcess:
     def __init__(self, spool: Path, port: int, dest: str, env: dict[str, str]):
         self.args = [sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(spool), "--port", str(port),
-                     "--allow", "MODALITY", "--send", dest, "--stable-seconds", "2", "--min-free-gb", "0",
+                     "--allow", "MODALITY", "--send", dest, "--stable-seconds", "2", "--min-free-gb", "0", "--completeness", "geometry",
                      "--analysis", "zc_threshold_analysis:analyse_slow"]
         self.env = dict(os.environ, PYTHONPATH=PYTHONPATH, **env)
         self.port, self.spool, self.proc = port, spool, None

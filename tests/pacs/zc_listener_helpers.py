@@ -1,0 +1,84 @@
+"""Helpers shared by the listener tests: free ports, waiting, pushing files, a recording destination SCP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from zeroclick.pipelines.pacs.send import set_tcp_nodelay
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "tests" / "pacs"), str(REPO / "tests" / "dicom_write")])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate, timeout_s: float, what: str, detail=lambda: "") -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}\n{detail()}")
+
+
+def push_datasets(datasets, port: int, *, aet: str = "MODALITY", timeout_s: float = 90, tls=None):
+    """C-STORE data sets one by one on one association; the statuses (None where the association broke),
+    or None when the association was not established."""
+    ae = AE(ae_title=aet)
+    ae.dimse_timeout = ae.network_timeout = ae.acse_timeout = timeout_s
+    for c in {str(ds.SOPClassUID) for ds in datasets}:
+        ae.add_requested_context(c)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ZEROCLICK", evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)],
+                         tls_args=(tls, "127.0.0.1") if tls is not None else None)
+    if not assoc.is_established:
+        return None
+    statuses = []
+    try:
+        for ds in datasets:
+            st = assoc.send_c_store(ds) if assoc.is_established else None
+            statuses.append(int(st.Status) if st else None)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return statuses
+
+
+def push(paths, port: int, **kwargs):
+    return push_datasets([pydicom.dcmread(p) for p in paths], port, **kwargs)
+
+
+class RecordingScp:
+    """A Storage SCP standing for the hospital PACS; keeps every data set it receives."""
+
+    def __init__(self) -> None:
+        self.received: list[pydicom.Dataset] = []
+        self._lock = threading.Lock()
+        from pydicom.uid import AllTransferSyntaxes
+
+        ae = AE(ae_title="DEST")
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, AllTransferSyntaxes)
+        self.port = free_port()
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False,
+                                      evt_handlers=[(evt.EVT_C_STORE, self._on_store),
+                                                    (evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+        self.address = f"DEST@127.0.0.1:{self.port}"
+
+    def _on_store(self, event):
+        ds = event.dataset
+        with self._lock:
+            self.received.append(ds)
+        return 0x0000
+
+    def close(self) -> None:
+        self.server.shutdown()
