@@ -23,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -56,6 +58,32 @@ AHA_SEGMENT_NAMES: dict[int, str] = {
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
 
 
+def _plain_value(v: Any) -> Any:
+    """numpy scalars (also inside tuples/dicts) -> Python bool/int/float, so results hold plain numbers."""
+    if isinstance(v, np.bool_):
+        return bool(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, tuple):
+        return tuple(_plain_value(x) for x in v)
+    if isinstance(v, dict):
+        return {_plain_value(k): _plain_value(x) for k, x in v.items()}
+    return v
+
+
+class _PlainNumbers:
+    """Base of the measurement dataclasses: numpy scalars given to a field are stored as Python numbers."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            plain = _plain_value(value)
+            if plain is not value:
+                object.__setattr__(self, f.name, plain)
+
+
 @dataclass(frozen=True)
 class QcFlag:
     """One quality-control finding. ``severity='error'`` means the named measurements are not valid.
@@ -85,7 +113,7 @@ class SeriesReference:
 
 
 @dataclass(frozen=True)
-class PhaseChoice:
+class PhaseChoice(_PlainNumbers):
     """How end-diastole and end-systole were chosen (0-based phase indices of the cine).
 
     ``method`` is one of ``given`` (named by the input, e.g. ACDC Info.cfg), ``single_phase``,
@@ -112,7 +140,7 @@ class PhaseChoice:
 
 
 @dataclass(frozen=True)
-class FunctionResult:
+class FunctionResult(_PlainNumbers):
     """Biventricular function from the cine short axis (ACDC convention: papillary muscles in the cavity).
 
     Volumes are voxel count x voxel volume over the LV slices (see :mod:`zeroclick.pipelines.cardiac.function` for the
@@ -150,7 +178,7 @@ class FunctionResult:
 
 
 @dataclass(frozen=True)
-class SegmentValues:
+class SegmentValues(_PlainNumbers):
     """Values of one AHA segment (1-16). ``None`` where the segment had no myocardium or no data."""
 
     segment: int
@@ -164,7 +192,7 @@ class SegmentValues:
 
 
 @dataclass(frozen=True)
-class AhaResult:
+class AhaResult(_PlainNumbers):
     """AHA 16-segment model (convention in docs/conventions.md, documented in :mod:`zeroclick.pipelines.cardiac.aha`)."""
 
     segments: tuple[SegmentValues, ...]
@@ -186,7 +214,7 @@ class AhaResult:
 
 
 @dataclass(frozen=True)
-class ThresholdScar:
+class ThresholdScar(_PlainNumbers):
     """Infarct by a classical signal-intensity rule inside the model's myocardium."""
 
     method: str
@@ -198,7 +226,7 @@ class ThresholdScar:
 
 
 @dataclass(frozen=True)
-class LgeResult:
+class LgeResult(_PlainNumbers):
     """Late gadolinium enhancement: model labels (primary) and classical thresholds (``classical``).
 
     Infarct includes MVO (EMIDEC convention): ``infarct_ml`` counts labels 3+4, ``mvo_ml`` label 4,
@@ -227,7 +255,7 @@ class LgeResult:
 
 
 @dataclass(frozen=True)
-class RiskFeature:
+class RiskFeature(_PlainNumbers):
     """One post-infarction risk feature: its value, the published threshold or effect size, and the source.
 
     ``above_threshold`` is ``True``/``False`` for thresholded features and ``None`` for continuous ones
@@ -395,6 +423,39 @@ class CardiacResult:
 
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, source: str | os.PathLike[str] | dict[str, Any]) -> CardiacResult:
+        """Load a ``report.json`` (path, JSON text or dict) back into a result (masks and images stay empty).
+
+        >>> CardiacResult.from_json("out/report.json").function.lv_ef_percent   # doctest: +SKIP
+        """
+        from zeroclick.pipelines.cardiac.notebook import from_dict
+
+        if isinstance(source, dict):
+            data = source
+        elif isinstance(source, str) and source.lstrip().startswith("{"):
+            data = json.loads(source)
+        else:
+            data = json.loads(Path(source).read_text(encoding="utf-8"))
+        keep = {f.name for f in dataclasses.fields(cls)} - {"masks", "images"}
+        return from_dict(cls, {k: v for k, v in data.items() if k in keep})
+
+    def to_frame(self) -> Any:
+        """The key numbers as a one-row pandas DataFrame (``pd.concat`` rows of a cohort)."""
+        from zeroclick.pipelines.cardiac.notebook import to_frame
+
+        return to_frame(self)
+
+    def __repr__(self) -> str:  # short: status, key numbers, QC counts (never pixel arrays)
+        from zeroclick.pipelines.cardiac.notebook import short_repr
+
+        return short_repr(self)
+
+    def _repr_html_(self) -> str:
+        from zeroclick.pipelines.cardiac.notebook import html_repr
+
+        return html_repr(self)
 
 
 def _volume_summary(v: Volume) -> dict[str, Any]:
