@@ -27,6 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "transport, spool, queue, quantification and DICOM writers without inference)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--instance-mb", type=float, default=0.0,
+                        help="instead: send ONE instance of this size to a listener process and report its memory "
+                             "(VmRSS before, VmHWM after; issue 18 measured 315 MB -> 1.32 GB for 288 MB)")
+    parser.add_argument("--listener-module", default="zeroclick.pipelines.pacs.listener",
+                        help="with --instance-mb: module providing Listener/ListenerConfig (to measure another version)")
+    parser.add_argument("--listener-path", default="", help="with --instance-mb: folder prepended to sys.path")
 
 
 TRUTH_ENV = "ZC_BENCH_TRUTH_DIR"
@@ -79,7 +85,91 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_MEMORY_CHILD = """
+import importlib, sys
+from pathlib import Path
+if sys.argv[1]:
+    sys.path.insert(0, sys.argv[1])
+mod = importlib.import_module(sys.argv[2])
+cfg = mod.ListenerConfig(spool_dir=Path(sys.argv[3]), port=int(sys.argv[4]), min_free_bytes=0, stable_s=3600.0)
+mod.Listener(cfg).serve_forever()
+"""
+
+
+def _proc_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def run_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Memory of a listener process that receives one ``--instance-mb`` instance (loopback, one C-STORE)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from pynetdicom import AE, evt
+
+    from zeroclick.pipelines.pacs.send import set_tcp_nodelay
+
+    side = int(np.sqrt(args.instance_mb * 1e6 / 2))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+    ds.Modality, ds.PatientID = "OT", "BENCH"
+    ds.Rows = ds.Columns = side
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = np.random.default_rng(0).integers(0, 4096, (side, side), dtype=np.uint16).tobytes()
+    with tempfile.TemporaryDirectory(prefix="zc-bench-mem-") as tmp:
+        port = _free_port()
+        proc = subprocess.Popen([sys.executable, "-c", _MEMORY_CHILD, args.listener_path, args.listener_module,
+                                 str(Path(tmp) / "spool"), str(port)], stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 60
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            time.sleep(1.0)
+            rss_before = _proc_kib(proc.pid, "VmRSS")
+            scu = AE(ae_title="BENCHSCU")
+            scu.acse_timeout = scu.dimse_timeout = scu.network_timeout = 300
+            scu.add_requested_context(SecondaryCaptureImageStorage, ExplicitVRLittleEndian)
+            t0 = time.time()
+            assoc = scu.associate("127.0.0.1", port, ae_title="ZEROCLICK",
+                                  evt_handlers=[(evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+            status = assoc.send_c_store(ds) if assoc.is_established else None
+            if assoc.is_established:
+                assoc.release()
+            seconds = time.time() - t0
+            time.sleep(1.0)
+            peak, after = _proc_kib(proc.pid, "VmHWM"), _proc_kib(proc.pid, "VmRSS")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return {
+        "instance_bytes": len(ds.PixelData),
+        "listener": args.listener_module,
+        "status": f"0x{int(status.Status):04X}" if status else None,
+        "store_s": seconds,
+        "rss_before_mb": rss_before / 1024,
+        "rss_peak_mb": peak / 1024,
+        "rss_after_mb": after / 1024,
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.instance_mb:
+        return run_memory(args)
     import pydicom
     from pydicom.uid import AllTransferSyntaxes
     from pynetdicom import AE, AllStoragePresentationContexts, evt

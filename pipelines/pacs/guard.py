@@ -193,8 +193,8 @@ class ConnectionGuard:
 
 def _shut(sock: socket.socket) -> None:
     """Shut a socket down from another thread: a blocked ``recv`` returns at once."""
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
+    try:  # the plain socket call, also for an SSLSocket (whose shutdown() needs the TLS state of another thread)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
         pass
 
@@ -280,7 +280,8 @@ class _GuardedHandler(RequestHandler):
             if self.server.tls_context is not None:
                 try:
                     tls = self.server.tls_context.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-                    tls.do_handshake()  # bounded: the watchdog shuts the raw socket at the deadline
+                    conn.sock = tls  # wrap_socket() detached ``raw``: the watchdog must shut this one
+                    tls.do_handshake()  # bounded: the watchdog shuts the socket at the deadline
                 except (OSError, ssl.SSLError) as exc:
                     logger.warning("TLS handshake with %s failed (%s)", conn.peer, type(exc).__name__)
                     return
