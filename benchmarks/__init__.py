@@ -11,4 +11,5 @@ REGISTRY: dict[str, str] = {
     "slide": "zeroclick.benchmarks.slide",
     "pacs": "zeroclick.benchmarks.pacs",
     "regression": "zeroclick.benchmarks.regression",
+    "runtimes": "zeroclick.benchmarks.runtimes",
 }

@@ -27,16 +27,22 @@ CPU notes (measured on the 2-core development machines, see ``FACTS.md``):
   :func:`jemalloc_hint` returns that advice when jemalloc is installed but not loaded.
 * intra-op threads = the cores in this process's affinity mask (:func:`configure_cpu_threads`).
 * ``runtime="auto"`` runs networks that declare ``zeroclick_onnx_export = True`` (the FC-DenseNet) through
-  ONNX Runtime on the CPU in fp32: the same module exported once, checked against PyTorch, 1.25x faster
-  on a quiet machine and ~2x when the cores are shared (:mod:`zeroclick.imaging.onnx_runtime`).
+  the same module's ONNX export (exported once, cached beside the weights, checked against PyTorch):
+  OpenVINO (:mod:`zeroclick.imaging.openvino_runtime`) where it is installed and usable, in bf16 where the
+  CPU computes bf16 natively (AVX512_BF16/AMX) and in fp32 elsewhere; otherwise ONNX Runtime fp32
+  (:mod:`zeroclick.imaging.onnx_runtime`); otherwise PyTorch. Measured on a 2-core Zen 4 (``FACTS.md``):
+  ONNX Runtime fp32 3.3, OpenVINO fp32 4.2, OpenVINO bf16 6.6-7.3 slices/s; PyTorch eager ~1.
+  OpenVINO aborts under the jemalloc preload, so a process started with it uses ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import os
+import platform
 import queue
 import threading
 import time
@@ -53,7 +59,7 @@ from zeroclick.imaging.errors import DeviceError
 logger = logging.getLogger(__name__)
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
-RUNTIME_CHOICES = ("auto", "torch", "onnxruntime")
+RUNTIME_CHOICES = ("auto", "torch", "onnxruntime", "openvino")
 PRECISION_CHOICES = ("fp32", "bf16")
 Output = Literal["probabilities", "labels"]
 
@@ -91,6 +97,29 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise DeviceError(f"unknown device {device!r}; choose one of {', '.join(DEVICE_CHOICES)}")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where there is none)."""
+    return frozenset(_cpuinfo_field("flags").split())
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU model name of ``/proc/cpuinfo``, else :func:`platform.processor`."""
+    return _cpuinfo_field("model name") or platform.processor() or "unknown"
+
+
+def _cpuinfo_field(name: str) -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.split(":", 1)[0].strip() == name:
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    return ""
 
 
 def configure_cpu_threads(n: int | None = None) -> int:
@@ -221,10 +250,11 @@ class Engine:
         CPU intra-op threads; ``None`` = the cores of this process's affinity mask.
     runtime
         ``"torch"``, ``"onnxruntime"`` (CPU, fp32 only: the module exported to ONNX and checked against
-        PyTorch) or ``"auto"``: ONNX Runtime on the CPU in fp32 for modules whose class sets
-        ``zeroclick_onnx_export = True`` and when ``onnxruntime`` is installed, PyTorch otherwise. A module
-        whose export fails or disagrees with PyTorch falls back to PyTorch under ``"auto"`` (logged, and
-        visible in :attr:`info`).
+        PyTorch), ``"openvino"`` (CPU: the same export; bf16 where the CPU has native bf16 unless
+        ``precision="fp32"``) or ``"auto"``: for modules whose class sets ``zeroclick_onnx_export = True`` on
+        the CPU, OpenVINO when installed and usable (see :func:`zeroclick.imaging.openvino_runtime.openvino_usable`),
+        else ONNX Runtime in fp32, else PyTorch; PyTorch on GPUs. Under ``"auto"`` a runtime whose export
+        fails or disagrees with PyTorch fp32 falls back to the next one (logged, and visible in :attr:`info`).
     export_dir
         Cache folder for ONNX exports (``None``: export in memory, once per engine and model).
 
@@ -266,6 +296,7 @@ class Engine:
             raise DeviceError("runtime='onnxruntime' runs fp32 on the CPU only; use device='cpu', precision='fp32' "
                               "and compile=False, or runtime='torch'")
         self.runtime = runtime
+        self.openvino_precision = self._openvino_precision(precision, compile)
         self.export_dir = export_dir
         self._prepared: dict[int, tuple[torch.nn.Module, Any]] = {}
         self._auto_batch: dict[tuple[int, tuple[int, ...]], int] = {}
@@ -293,16 +324,50 @@ class Engine:
             d["gpu"] = torch.cuda.get_device_name(self.device)
         return d
 
+    def _openvino_precision(self, precision: str | None, compile: bool) -> str | None:
+        """OpenVINO's precision for this engine (``None``: OpenVINO is not a choice); raises for an explicit
+        ``runtime="openvino"`` that cannot run here."""
+        if self.runtime not in ("auto", "openvino"):
+            return None
+        from zeroclick.imaging.openvino_runtime import native_bf16, openvino_usable
+
+        usable, why = openvino_usable()
+        if self.runtime == "openvino":
+            if self.device.type != "cpu" or compile:
+                raise DeviceError("runtime='openvino' runs on the CPU only; use device='cpu' and compile=False, "
+                                  "or runtime='torch' (GPUs keep PyTorch bf16)")
+            if not usable:
+                raise DeviceError(f"runtime='openvino' cannot run here: {why}")
+            if precision == "bf16" and not native_bf16():
+                raise DeviceError("runtime='openvino' with precision='bf16' needs a CPU with native bf16 "
+                                  "(avx512_bf16 or amx_bf16); use precision='fp32'")
+        elif self.device.type != "cpu" or compile or not usable:
+            return None
+        if precision is not None:
+            return precision if precision == "fp32" or native_bf16() else None
+        return "bf16" if native_bf16() else "fp32"
+
     # ------------------------------------------------------------------------------------------ model
-    def wants_onnxruntime(self, model: torch.nn.Module) -> bool:
-        """Whether :meth:`prepare` runs ``model`` through ONNX Runtime (see ``runtime``)."""
-        if self.runtime == "onnxruntime":
-            return True
-        if self.runtime == "torch" or self.device.type != "cpu" or self.precision.name != "fp32" or self.compile:
-            return False
+    def cpu_runtime_for(self, model: torch.nn.Module) -> str:
+        """The runtime :meth:`prepare` chooses for ``model``: ``"openvino"``, ``"onnxruntime"`` or ``"torch"``.
+
+        ``auto`` picks an exported runtime only for modules whose class sets ``zeroclick_onnx_export = True``;
+        OpenVINO where :attr:`openvino_precision` is set (installed, on the CPU, not under jemalloc), then ONNX
+        Runtime for fp32, then PyTorch.
+        """
+        if self.runtime != "auto":
+            return self.runtime
+        if self.device.type != "cpu" or self.compile or not getattr(model, "zeroclick_onnx_export", False):
+            return "torch"
+        if self.openvino_precision is not None:
+            return "openvino"
         from zeroclick.imaging.onnx_runtime import onnxruntime_available
 
-        return bool(getattr(model, "zeroclick_onnx_export", False)) and onnxruntime_available()
+        return "onnxruntime" if self.precision.name == "fp32" and onnxruntime_available() else "torch"
+
+    def wants_onnxruntime(self, model: torch.nn.Module) -> bool:
+        """Whether :meth:`prepare` runs ``model`` through its ONNX export (ONNX Runtime or OpenVINO)."""
+        return self.cpu_runtime_for(model) in ("onnxruntime", "openvino")
 
     def prepare(self, model: torch.nn.Module) -> Any:
         """Eval mode, on the device, channels-last and compiled as configured (cached per model).
@@ -316,13 +381,11 @@ class Engine:
             return hit[1]
         model.eval()
         model.to(self.device)
-        if self.wants_onnxruntime(model):
-            from zeroclick.imaging.onnx_runtime import OnnxRuntimeRunner
-
-            ort_runner = OnnxRuntimeRunner(model, num_threads=self.num_threads, export_dir=self.export_dir,
-                                           fallback=self.runtime == "auto")
-            self._prepared[key] = (model, ort_runner)
-            return ort_runner
+        chosen = self.cpu_runtime_for(model)
+        if chosen in ("onnxruntime", "openvino"):
+            exported = self._exported_runner(model, chosen)
+            self._prepared[key] = (model, exported)
+            return exported
         if self.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         runner: torch.nn.Module = model
@@ -330,6 +393,23 @@ class Engine:
             runner = torch.compile(model)  # type: ignore[assignment]
         self._prepared[key] = (model, runner)
         return runner
+
+    def _exported_runner(self, model: torch.nn.Module, chosen: str) -> Any:
+        """An OpenVINO or ONNX Runtime runner; under ``auto`` a failed OpenVINO falls back to ONNX Runtime
+        (where installed, fp32) and that to PyTorch."""
+        from zeroclick.imaging.onnx_runtime import OnnxRuntimeRunner, onnxruntime_available
+
+        auto = self.runtime == "auto"
+        common: dict[str, Any] = {"num_threads": self.num_threads, "export_dir": self.export_dir}
+        if chosen == "onnxruntime":
+            return OnnxRuntimeRunner(model, fallback=auto, **common)
+        from zeroclick.imaging.openvino_runtime import OpenVinoRunner
+
+        fallback: Any = False
+        if auto:
+            ort_ok = self.precision.name == "fp32" and onnxruntime_available()
+            fallback = (lambda: OnnxRuntimeRunner(model, fallback=True, **common)) if ort_ok else True
+        return OpenVinoRunner(model, precision=self.openvino_precision or "fp32", fallback=fallback, **common)
 
     def batch_size_for(self, model: torch.nn.Module, sample_shape: tuple[int, ...]) -> int:
         """The configured batch size, or one chosen from free memory and a per-sample activation estimate."""

@@ -16,11 +16,13 @@ later processes only open the file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OnnxRuntimeRunner", "onnxruntime_available", "state_digest"]
+__all__ = ["ExportedRunner", "OnnxRuntimeRunner", "atomic_write", "onnxruntime_available", "state_digest"]
 
 OPSET = 17
 #: Largest |difference| of probabilities allowed between the export and the PyTorch module on the probe.
@@ -56,79 +58,105 @@ def state_digest(model: torch.nn.Module, sample_shape: tuple[int, ...]) -> str:
     return h.hexdigest()
 
 
-class OnnxRuntimeRunner:
-    """A callable ``runner(x) -> y`` with the module's contract, executed by an ONNX Runtime CPU session.
+class ExportedRunner:
+    """A callable ``runner(x) -> y`` with the module's contract, executed by a runtime that reads the ONNX export.
+
+    Subclasses say how a session is opened from the export (:meth:`_open`) and how it runs a batch
+    (:meth:`_infer`); exporting, caching under the weights' digest, the parity check against PyTorch and the
+    fallback live here, once.
 
     Parameters
     ----------
     model
         A CPU module in eval mode mapping ``[B, C, ...]`` to ``[B, K, ...]``.
     num_threads
-        ONNX Runtime intra-op threads (the engine passes its CPU thread count).
+        Intra-op threads of the runtime (the engine passes its CPU thread count).
     export_dir
         Folder for cached exports; ``None`` exports into memory (once per runner).
     fallback
-        When the export fails or disagrees with PyTorch: ``True`` logs a warning, records the reason in
-        :attr:`fallback_reason` and runs the module in PyTorch from then on; ``False`` raises.
+        When the export fails, the runtime refuses it or it disagrees with PyTorch: ``False`` raises; ``True``
+        logs a warning, records the reason in :attr:`fallback_reason` and runs the module in PyTorch from then
+        on; a callable returns the runner to use instead (e.g. ONNX Runtime after an OpenVINO failure).
 
     The session is built on the first call, for that call's sample shape (``x.shape[1:]``); another sample
     shape builds another session.
     """
 
+    #: Name reported in the engine's ``runtime_used``.
+    name = "exported"
+    #: Largest |difference| of probabilities allowed against the PyTorch module on the probe.
+    tolerance: float = PARITY_TOLERANCE
+
     def __init__(self, model: torch.nn.Module, *, num_threads: int = 1,
-                 export_dir: str | os.PathLike[str] | None = None, fallback: bool = False) -> None:
+                 export_dir: str | os.PathLike[str] | None = None,
+                 fallback: bool | Callable[[], Callable[[torch.Tensor], torch.Tensor]] = False) -> None:
         self.model = model
-        self.fallback = bool(fallback)
+        self.fallback = fallback
         self.fallback_reason: str | None = None
+        self._instead: Callable[[torch.Tensor], torch.Tensor] | None = None
         self.num_threads = max(1, int(num_threads))
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self._sessions: dict[tuple[int, ...], Any] = {}
 
     @property
     def runtime(self) -> str:
-        """``"onnxruntime"``, or ``"torch (...reason)"`` after a fallback."""
-        return "onnxruntime" if self.fallback_reason is None else f"torch ({self.fallback_reason})"
+        """:attr:`name`, or ``"<runtime used instead> (...reason)"`` after a fallback."""
+        if self.fallback_reason is None:
+            return self.name
+        instead = getattr(self._instead, "runtime", "torch")
+        return f"{instead} ({self.fallback_reason})"
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fallback_reason is not None:
-            return self.model(x)
+        if self._instead is not None:
+            return self._instead(x)
         shape = tuple(int(s) for s in x.shape[1:])
         session = self._sessions.get(shape)
         if session is None:
             try:
                 session = self._sessions[shape] = self._session(shape)
-            except Exception as exc:  # export/ORT errors have no common base class
+            except Exception as exc:  # export/runtime errors have no common base class
                 if not self.fallback:
                     raise
-                self.fallback_reason = f"ONNX export not used: {type(exc).__name__}: {exc}"[:300]
-                logger.warning("%s runs in PyTorch: %s", type(self.model).__name__, self.fallback_reason)
-                return self.model(x)
-        inp = x.detach().cpu().to(torch.float32).contiguous().numpy()
-        (out,) = session.run(None, {"input": inp})
+                self.fallback_reason = f"{self.name} not used: {type(exc).__name__}: {exc}"[:300]
+                self._instead = self.fallback() if callable(self.fallback) else self.model
+                logger.warning("%s runs in %s: %s", type(self.model).__name__,
+                               getattr(self._instead, "runtime", "torch"), self.fallback_reason)
+                return self._instead(x)
+        out = self._infer(session, x.detach().cpu().to(torch.float32).contiguous().numpy())
         return torch.from_numpy(out)
+
+    # -------------------------------------------------------------------------------------- subclass hooks
+    def _open(self, data: bytes, shape: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def _infer(self, session: Any, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _verified(self, shape: tuple[int, ...]) -> bool:
+        """Whether this runtime already passed :meth:`_check` on the cached export (ONNX Runtime: the export
+        itself is the checked artefact, so a cached file is trusted)."""
+        return True
+
+    def _record_check(self, shape: tuple[int, ...], diff: float) -> None:
+        """Remember a passed check (see :meth:`_verified`)."""
 
     # -------------------------------------------------------------------------------------------------
     def _session(self, shape: tuple[int, ...]) -> Any:
         path = self._cache_path(shape)
         if path is not None and path.is_file():
             try:
-                return self._open(path.read_bytes())
+                session = self._open(path.read_bytes(), shape)
             except Exception as exc:  # a damaged cached export: export again rather than fall back for good
                 logger.warning("cached ONNX export %s is unreadable (%s); exporting again", path.name, exc)
+            else:
+                if not self._verified(shape):
+                    self._check(session, shape)
+                return session
         data = self._export(shape)
-        session = self._open(data)
+        session = self._open(data, shape)
         self._check(session, shape)
         self._store(data, path)
         return session
-
-    def _open(self, data: bytes) -> Any:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.num_threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
     def _cache_path(self, shape: tuple[int, ...]) -> Path | None:
         if self.export_dir is None:
@@ -140,12 +168,7 @@ class OnnxRuntimeRunner:
         """Write a checked export atomically; a cached export is trusted (its name is the weights' digest)."""
         if path is not None:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
+                atomic_write(path, data)
             except OSError as exc:  # a read-only cache only costs the export next time
                 logger.warning("could not cache the ONNX export in %s: %s", path.parent, exc)
 
@@ -162,12 +185,47 @@ class OnnxRuntimeRunner:
         return data
 
     def _check(self, session: Any, shape: tuple[int, ...]) -> None:
-        """The export must reproduce the module on a deterministic probe, or it is not used."""
+        """The runtime must reproduce the module on a deterministic probe, or it is not used."""
         probe = torch.from_numpy(np.random.default_rng(0).random((1, *shape), dtype=np.float32))
         with torch.inference_mode():
             ref = self.model(probe).float().numpy()
-        (got,) = session.run(None, {"input": probe.numpy()})
+        got = self._infer(session, probe.numpy())
         diff = float(np.max(np.abs(ref - got)))
-        if not diff <= PARITY_TOLERANCE:
-            raise RuntimeError(f"ONNX export of {type(self.model).__name__} differs from PyTorch by {diff:.3g} "
-                               f"(> {PARITY_TOLERANCE}); use runtime='torch'")
+        if not diff <= self.tolerance:
+            raise RuntimeError(f"{self.name} run of {type(self.model).__name__} differs from PyTorch by {diff:.3g} "
+                               f"(> {self.tolerance}); use runtime='torch'")
+        self._record_check(shape, diff)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class OnnxRuntimeRunner(ExportedRunner):
+    """:class:`ExportedRunner` on an ONNX Runtime CPU session (fp32, the export's own arithmetic)."""
+
+    name = "onnxruntime"
+
+    def _open(self, data: bytes, shape: tuple[int, ...]) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.num_threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+    def _infer(self, session: Any, x: np.ndarray) -> np.ndarray:
+        (out,) = session.run(None, {"input": x})
+        return out

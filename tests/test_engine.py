@@ -150,25 +150,25 @@ def test_onnxruntime_runtime_matches_torch_and_caches_the_export(tmp_path: Path)
     net = _small_densenet()
     x = np.random.default_rng(2).random((5, 1, 32, 32), dtype=np.float32)
     ref = Engine(device="cpu", runtime="torch", batch_size=2).predict(net, x)
-    auto = Engine(device="cpu", batch_size=2, export_dir=tmp_path)
-    got = auto.predict(net, x)
-    assert auto.info["runtime_used"] == {"FCDenseNet": "onnxruntime"}
+    ort = Engine(device="cpu", batch_size=2, export_dir=tmp_path, runtime="onnxruntime")
+    got = ort.predict(net, x)
+    assert ort.info["runtime_used"] == {"FCDenseNet": "onnxruntime"}
     assert got.shape == ref.shape == (5, 4, 32, 32)
     assert float(np.abs(got - ref).max()) < 1e-5
     exported = list(tmp_path.glob("FCDenseNet-*.onnx"))
     assert len(exported) == 1
     stamp = exported[0].stat().st_mtime_ns
-    again = Engine(device="cpu", batch_size=3, export_dir=tmp_path)  # a new process would do the same
+    again = Engine(device="cpu", batch_size=3, export_dir=tmp_path, runtime="onnxruntime")  # as a new process
     np.testing.assert_array_equal(again.predict(net, x, output="labels"), ref.argmax(1).astype(np.uint8))
     assert exported[0].stat().st_mtime_ns == stamp  # reused, not exported again
     exported[0].write_bytes(b"not an onnx graph")  # a damaged cache is exported again, not trusted or fatal
-    damaged = Engine(device="cpu", export_dir=tmp_path)
+    damaged = Engine(device="cpu", export_dir=tmp_path, runtime="onnxruntime")
     np.testing.assert_allclose(damaged.predict(net, x), ref, atol=1e-5)
     assert damaged.info["runtime_used"] == {"FCDenseNet": "onnxruntime"}
     assert exported[0].stat().st_size > 1000
     with torch.no_grad():
         next(net.parameters()).add_(0.5)  # other weights -> another export, never the stale one
-    Engine(device="cpu", export_dir=tmp_path).predict(net, x[:1])
+    Engine(device="cpu", export_dir=tmp_path, runtime="onnxruntime").predict(net, x[:1])
     assert len(list(tmp_path.glob("FCDenseNet-*.onnx"))) == 2
 
 
@@ -186,7 +186,8 @@ def test_onnxruntime_falls_back_to_torch_under_auto_and_raises_when_asked_for() 
     auto = Engine(device="cpu")
     out = auto.predict(net, x)
     np.testing.assert_allclose(out, Engine(device="cpu", runtime="torch").predict(Scorer(), x), atol=1e-6)
-    assert auto.info["runtime_used"]["_NotExportable"].startswith("torch (ONNX export not used")
+    used = auto.info["runtime_used"]["_NotExportable"]
+    assert used.startswith("torch (") and "not used" in used  # every exported runtime failed: PyTorch, logged
     assert Engine(device="cpu").wants_onnxruntime(Scorer()) is False  # only networks that opt in
     with pytest.raises(DeviceError, match="fp32 on the CPU only"):
         Engine(device="cpu", precision="bf16", runtime="onnxruntime")
@@ -211,3 +212,153 @@ def test_small_chunks_are_grouped_into_full_batches_in_order() -> None:
     out = Engine(device="cpu", batch_size=3).predict(net, iter(chunks))
     assert net.batch_sizes == [3, 3, 2]
     np.testing.assert_allclose(out, Engine(device="cpu", batch_size=8).predict(Scorer(), x), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ OpenVINO
+def _openvino() -> None:
+    pytest.importorskip("openvino")
+    from zeroclick.imaging.openvino_runtime import openvino_usable
+
+    usable, why = openvino_usable()
+    if not usable:
+        pytest.skip(why)
+
+
+def test_openvino_fp32_matches_torch_and_bf16_agrees_from_the_cached_export(tmp_path: Path) -> None:
+    _openvino()
+    from zeroclick.imaging.openvino_runtime import OpenVinoRunner, native_bf16
+
+    net = _small_densenet()
+    x = np.random.default_rng(3).random((5, 1, 32, 32), dtype=np.float32)
+    ref = Engine(device="cpu", runtime="torch", batch_size=2).predict(net, x)
+    fp32 = Engine(device="cpu", runtime="openvino", precision="fp32", batch_size=2, export_dir=tmp_path)
+    np.testing.assert_allclose(fp32.predict(net, x), ref, atol=1e-4)
+    assert fp32.info["runtime_used"] == {"FCDenseNet": "openvino-fp32"}
+    exported = list(tmp_path.glob("FCDenseNet-*.onnx"))
+    assert len(exported) == 1  # the same cached export ONNX Runtime reads
+    assert (exported[0].with_suffix(".openvino-fp32.json")).is_file()  # the passed check is remembered
+    if not native_bf16():
+        with pytest.raises(DeviceError, match="native bf16"):
+            Engine(device="cpu", runtime="openvino", precision="bf16")
+        return
+    bf16 = Engine(device="cpu", runtime="openvino", batch_size=2, export_dir=tmp_path)  # bf16 by default here
+    assert bf16.openvino_precision == "bf16"
+    got = bf16.predict(net, x)
+    assert float(np.abs(got - ref).max()) < 0.05  # bf16 keeps 8 bits of mantissa
+    assert float(np.mean(got.argmax(1) == ref.argmax(1))) >= 0.98
+    assert bf16.info["runtime_used"] == {"FCDenseNet": "openvino-bf16"}
+    stamp = exported[0].stat().st_mtime_ns
+
+    def no_probe(*_a: object) -> None:
+        raise AssertionError("the remembered check must not be run again")
+
+    original = OpenVinoRunner._check
+    OpenVinoRunner._check = no_probe  # type: ignore[method-assign]
+    try:
+        again = Engine(device="cpu", runtime="openvino", batch_size=3, export_dir=tmp_path)
+        np.testing.assert_allclose(again.predict(net, x), got, atol=1e-6)
+    finally:
+        OpenVinoRunner._check = original  # type: ignore[method-assign]
+    assert exported[0].stat().st_mtime_ns == stamp
+
+
+def test_auto_runtime_follows_the_cpu_and_what_is_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    _openvino()
+    from zeroclick.imaging import openvino_runtime as ovr
+
+    net = _small_densenet()
+    monkeypatch.setattr(ovr, "native_bf16", lambda: True)
+    auto = Engine(device="cpu")
+    assert (auto.cpu_runtime_for(net), auto.openvino_precision) == ("openvino", "bf16")
+    assert auto.cpu_runtime_for(Scorer()) == "torch"  # only networks that opt in
+    assert Engine(device="cpu", precision="fp32").openvino_precision == "fp32"  # an explicit fp32 is kept
+    monkeypatch.setattr(ovr, "native_bf16", lambda: False)  # e.g. a Zen 3 without AVX512_BF16
+    assert Engine(device="cpu").openvino_precision == "fp32"
+    monkeypatch.setattr(ovr, "openvino_usable", lambda: (False, "not installed"))
+    assert Engine(device="cpu").cpu_runtime_for(net) == "onnxruntime"
+    with pytest.raises(DeviceError, match="cannot run here: not installed"):
+        Engine(device="cpu", runtime="openvino")
+
+
+def test_a_failing_openvino_falls_back_to_onnxruntime_under_auto(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    _openvino()
+    pytest.importorskip("onnxruntime")
+    from zeroclick.imaging.openvino_runtime import OpenVinoRunner
+
+    def broken(*_a: object) -> None:
+        raise RuntimeError("plugin refused the graph")
+
+    monkeypatch.setattr(OpenVinoRunner, "_open", broken)
+    net = _small_densenet()
+    x = np.random.default_rng(4).random((3, 1, 32, 32), dtype=np.float32)
+    auto = Engine(device="cpu", export_dir=tmp_path)
+    np.testing.assert_allclose(auto.predict(net, x), Engine(device="cpu", runtime="torch").predict(net, x), atol=1e-5)
+    used = auto.info["runtime_used"]["FCDenseNet"]
+    assert used.startswith("onnxruntime (openvino-") and "plugin refused the graph" in used
+    with pytest.raises(RuntimeError, match="plugin refused"):
+        Engine(device="cpu", runtime="openvino", precision="fp32").predict(net, x)
+
+
+JEMALLOC = Path("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
+
+
+def test_openvino_is_refused_not_crashed_under_the_jemalloc_preload() -> None:
+    """OpenVINO 2026.4 aborts (munmap_chunk) under LD_PRELOAD=jemalloc: auto must use ONNX Runtime there."""
+    _openvino()
+    if not JEMALLOC.exists():
+        pytest.skip("Debian libjemalloc2 is not installed")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, torch\n"
+        "from zeroclick.imaging.engine import Engine\n"
+        "from zeroclick.imaging.errors import DeviceError\n"
+        "from zeroclick.imaging.networks.fcdensenet import FCDenseNet\n"
+        "net = FCDenseNet(n_classes=4, down_blocks=(2, 2), up_blocks=(2, 2), bottleneck_layers=2,"
+        " first_conv_channels=8).eval()\n"
+        "auto = Engine(device='cpu')\n"
+        "auto.predict(net, np.zeros((2, 1, 16, 16), np.float32))\n"
+        "print(auto.info['runtime_used']['FCDenseNet'])\n"
+        "try:\n"
+        "    Engine(device='cpu', runtime='openvino')\n"
+        "except DeviceError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    env = dict(os.environ, LD_PRELOAD=str(JEMALLOC), MALLOC_CONF="dirty_decay_ms:-1,muzzy_decay_ms:-1,retain:true")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] in ("onnxruntime", "torch")
+    assert lines[1].startswith("refused:") and "jemalloc" in lines[1]
+
+
+@pytest.mark.slow
+def test_issue_16_openvino_accuracy_gate_on_acdc_test_patients(shared_data: Path) -> None:
+    """Each alternative CPU runtime against fp32 ONNX Runtime on real patients with manual labels: EF within
+    0.5 points, volumes within 1%, label Dice >= 0.98, and no worse against the manual labels."""
+    _openvino()
+    pytest.importorskip("onnxruntime")
+    from zeroclick.benchmarks import runtimes
+    from zeroclick.imaging.openvino_runtime import native_bf16
+    from zeroclick.weights import store
+
+    if any(s.state != "ok" for s in store.status()):
+        pytest.skip("weights not fetched: run `zeroclick weights fetch`")
+    folders = [shared_data / "cmr" / "acdc_test" / f"patient{n}" for n in (101, 104)]
+    if not all(f.is_dir() for f in folders):
+        pytest.skip("the shared ACDC test patients are not here")
+    names = ["onnxruntime", "openvino-bf16" if native_bf16() else "openvino-fp32"]
+    record = runtimes.compare(folders, names)
+    ref = record["runtimes"]["onnxruntime"]
+    for name in names[1:]:
+        got = record["runtimes"][name]
+        assert got["runtime_used"] == name
+        assert got["max_ef_change_points"] <= 0.5, got
+        assert got["max_volume_change_percent"] <= 1.0, got
+        assert got["min_dice_vs_reference"] >= 0.98, got
+        assert got["gate_passed"]
+        assert got["mean_dice_vs_manual"] >= ref["mean_dice_vs_manual"] - 0.005, (got, ref)
+        assert got["mean_dice_vs_manual"] > 0.85  # the manual labels: a sane segmentation, not just agreement
