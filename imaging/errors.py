@@ -15,39 +15,79 @@ STRICTNESS_VALUES: tuple[str, ...] = ("ignore", "warn", "raise")
 
 
 class ZeroClickError(Exception):
-    """Base class of every error raised on purpose by zeroclick."""
+    """Base class of every error raised on purpose by zeroclick.
+
+    ``code`` is a short stable key for machines (``report.json`` ``failure_code``); each class has a default
+    and a raise site may name a more precise one: ``InvalidInputError("...", code="mixed_patients")``.
+    """
+
+    code: str = "error"
+
+    def __init__(self, *args: object, code: str | None = None) -> None:
+        super().__init__(*args)
+        if code is not None:
+            self.code = code
 
 
 class InvalidInputError(ZeroClickError, ValueError):
     """The input cannot be analysed as given (wrong kind of file, missing data)."""
 
+    code = "invalid_input"
+
 
 class InvalidSeriesError(InvalidInputError):
     """A DICOM series is inconsistent (geometry, sizes, missing tags)."""
+
+    code = "invalid_series"
 
 
 class InvalidDicomError(InvalidInputError):
     """A file is not DICOM, is truncated, or lacks tags every image needs."""
 
+    code = "invalid_dicom"
+
+
+class ResourceLimitError(InvalidInputError):
+    """The input exceeds a documented ceiling (files per exam, bytes per file, pixels per image, archive
+    expansion); see :mod:`zeroclick.imaging.dicom.limits`. The message names the limit and how to raise it."""
+
+    code = "resource_limit"
+
+
+class OutputFolderError(ZeroClickError, FileExistsError):
+    """The output folder holds results of an earlier run; pass ``--overwrite`` to replace it whole."""
+
+    code = "output_folder_not_empty"
+
 
 class MissingCodecError(ZeroClickError, ImportError):
     """Pixel data uses a compression no installed plugin decodes; the message names the package."""
+
+    code = "missing_codec"
 
 
 class SlideUnreadableError(ZeroClickError, OSError):
     """A whole-slide image cannot be opened or read."""
 
+    code = "slide_unreadable"
+
 
 class WeightsError(ZeroClickError, RuntimeError):
     """Model weights are missing, unverified or do not match the manifest."""
+
+    code = "weights"
 
 
 class DeviceError(ZeroClickError, RuntimeError):
     """The requested compute device is not available."""
 
+    code = "device"
+
 
 class AnalysisError(ZeroClickError, RuntimeError):
     """A pipeline could not produce a valid result; the message says which stage and why."""
+
+    code = "analysis_failed"
 
 
 class ZeroClickWarning(UserWarning):

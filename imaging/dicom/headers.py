@@ -20,7 +20,9 @@ Enhanced multi-frame functional groups are walked in :mod:`zeroclick.imaging.dic
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import struct
 from typing import Any
 
@@ -52,6 +54,9 @@ FIELDS: tuple[tuple[int, str, str], ...] = (
     (0x0008103E, "SeriesDescription", "LO"),
     (0x00081090, "ManufacturerModelName", "LO"),
     (0x00089208, "ComplexImageComponent", "CS"),
+    (0x00100010, "PatientName", "PN"),
+    (0x00100020, "PatientID", "LO"),
+    (0x00100030, "PatientBirthDate", "DA"),
     (0x00101020, "PatientSize", "DS"),
     (0x00101030, "PatientWeight", "DS"),
     (0x00180010, "ContrastBolusAgent", "LO"),
@@ -106,6 +111,7 @@ _SINGLE_VALUE_FAST = frozenset({"UI", "CS", "SH", "LO", "TM", "DS", "IS"})
 # Fields that describe the series, not the image: converted once per series in a scan (lazy reads).
 SERIES_LEVEL_KEYWORDS = frozenset({
     "Modality", "Manufacturer", "SeriesDescription", "ManufacturerModelName", "PatientSize", "PatientWeight",
+    "PatientName", "PatientID", "PatientBirthDate",
     "ContrastBolusAgent", "ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "SequenceName",
     "RepetitionTime", "SpacingBetweenSlices", "EchoTrainLength", "ProtocolName", "NominalInterval", "HeartRate",
     "CardiacNumberOfImages", "FlipAngle", "PulseSequenceName", "EchoPulseSequence", "PhaseContrast",
@@ -141,35 +147,91 @@ class _Fallback(Exception):
     """The fast parser met something it does not fully understand."""
 
 
-def _text(raw: bytes, vr: str, encoding: str) -> Any:
+_DECIMAL_COMMA = re.compile(r"^[+-]?[0-9]+,[0-9]+$")
+_SHOWN = 24  # characters of a bad value quoted in a message (values are never patient identifiers here)
+
+
+def lenient_number(text: str, vr: str, keyword: str, out: Header) -> Any:
+    """A DS/IS value that ``float``/``int`` refused (or that is not finite), read the way a person would.
+
+    A decimal comma (``"1,58"``, common in European exports) is read as the decimal it means and noted in
+    ``out["_notes"]``. Anything else (``"--5"``, ``"0x10"``, ``"12 34"``, NaN, infinity, UTF-16 bytes) is not
+    a number: the element is left out, its keyword added to ``out["_invalid"]`` and the reason noted, so that
+    :func:`zeroclick.imaging.dicom.scan.validate` can reject an image whose geometry depends on it.
+    """
+    values: list[float | int] = []
+    converted = False
+    for part in text.split("\\"):
+        p = part.strip("\x00 ")
+        if not p:
+            continue
+        value: float | int | None = None
+        try:
+            value = float(p) if vr == "DS" else int(p)
+        except ValueError:
+            if _DECIMAL_COMMA.match(p):
+                value, converted = float(p.replace(",", ".")), True
+            elif vr == "IS":
+                try:
+                    f = float(p)
+                except ValueError:
+                    f = math.nan
+                if math.isfinite(f) and f.is_integer():
+                    value, converted = int(f), True
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            out.setdefault("_invalid", {})[keyword] = True
+            out.setdefault("_notes", []).append(
+                f"{keyword} value {p[:_SHOWN]!r} is not a valid {vr} number; the element is ignored")
+            return None
+        if vr == "IS" and isinstance(value, float):
+            value = int(value)
+        values.append(value)
+    if converted:
+        shown = text.strip("\x00 ")[:_SHOWN]
+        out.setdefault("_notes", []).append(
+            f"{keyword} value {shown!r} is not a standard {vr} (decimal comma or written as a decimal); "
+            f"read as {values[0] if len(values) == 1 else tuple(values)}")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _text(raw: bytes, vr: str, encoding: str, keyword: str = "", out: Header | None = None) -> Any:
     if b"\\" not in raw or vr in ("LT", "ST", "UT"):  # one value: the common case
         text = raw.decode(encoding)
         text = text.rstrip("\x00 ") if vr in ("LT", "ST", "UT") else text.strip("\x00 ")
         if not text:
             return None
-        if vr == "DS":
-            return float(text)
-        if vr == "IS":
-            return int(text)
+        if vr in _NUMERIC_TEXT_VRS:
+            try:
+                value = float(text) if vr == "DS" else int(text)
+                if math.isfinite(value):
+                    return value
+            except ValueError:
+                pass
+            return lenient_number(text, vr, keyword, {} if out is None else out)
         return text
-    parts = [p.strip("\x00 ") for p in raw.decode(encoding).split("\\")]
-    if vr == "DS":
-        nums = [float(p) for p in parts if p != ""]
-        return tuple(nums) if nums else None
-    if vr == "IS":
-        ints = [int(p) for p in parts if p != ""]
-        return tuple(ints) if ints else None
+    text = raw.decode(encoding)
+    parts = [p.strip("\x00 ") for p in text.split("\\")]
+    if vr in _NUMERIC_TEXT_VRS:
+        try:
+            nums = [float(p) if vr == "DS" else int(p) for p in parts if p != ""]
+            if all(math.isfinite(v) for v in nums):
+                return tuple(nums) if nums else None
+        except ValueError:
+            pass
+        return lenient_number(text, vr, keyword, {} if out is None else out)
     return tuple(parts)
 
 
-def _convert(raw: bytes, vr: str, encoding: str) -> Any:
+def _convert(raw: bytes, vr: str, encoding: str, keyword: str = "", out: Header | None = None) -> Any:
     if vr == "US":
         n = len(raw) // 2
         if n == 0:
             return None
         vals = struct.unpack(f"<{n}H", raw[: 2 * n])
         return vals[0] if n == 1 else tuple(vals)
-    return _text(raw, vr, encoding)
+    return _text(raw, vr, encoding, keyword, out)
 
 
 def _skip_undefined(buf: bytes, pos: int, implicit: bool) -> int:
@@ -335,9 +397,18 @@ def _convert_found(out: Header, buf: bytes, found: list[tuple[int, bytes | None,
             text = raw.decode(encoding).strip("\x00 ")
             if not text:
                 continue
-            value = float(text) if dict_vr == "DS" else (int(text) if dict_vr == "IS" else text)
+            value: Any
+            if dict_vr == "DS" or dict_vr == "IS":
+                try:
+                    value = float(text) if dict_vr == "DS" else int(text)
+                    if not math.isfinite(value):
+                        value = lenient_number(text, dict_vr, kw, out)
+                except ValueError:
+                    value = lenient_number(text, dict_vr, kw, out)
+            else:
+                value = text
         else:
-            value = _convert(raw, dict_vr, encoding)
+            value = _convert(raw, dict_vr, encoding, kw, out)
         if kw == "SpecificCharacterSet":
             charset = value if not isinstance(value, tuple) else "\\".join(value)
             if charset not in _TEXT_CHARSETS:
@@ -466,13 +537,36 @@ def _normalise(value: Any, vr: str) -> Any:
 
 
 def header_from_dataset(ds: Any) -> Header:
-    """The :data:`FIELDS` of a pydicom dataset, normalised like the fast parser's output."""
+    """The :data:`FIELDS` of a pydicom dataset, normalised like the fast parser's output.
+
+    Numbers that pydicom cannot convert go through :func:`lenient_number` on their raw text, as in the fast
+    parser; any other value pydicom cannot convert is left out and noted.
+    """
     out: Header = {}
     for tag, kw, vr in FIELDS:
-        elem = ds.get(tag)
-        if elem is None:
+        try:
+            raw = ds.get_item(tag)
+        except Exception:  # noqa: BLE001 - a damaged element is a noted, ignored element
+            raw = None
+        if raw is None:
             continue
-        value = _normalise(elem.value, vr)
+        raw_value = getattr(raw, "value", None)
+        if vr in _NUMERIC_TEXT_VRS and isinstance(raw_value, (bytes, bytearray)):
+            value = _text(bytes(raw_value), vr, "latin-1", kw, out)
+        else:
+            try:
+                value = _normalise(ds[tag].value, vr)
+                if vr == "DS" and not all(math.isfinite(v) for v in (value if isinstance(value, tuple) else
+                                                                      (value,) if value is not None else ())):
+                    raise ValueError("not finite")
+            except Exception as exc:  # noqa: BLE001
+                if vr in _NUMERIC_TEXT_VRS:
+                    text = str(raw_value) if not isinstance(raw_value, (list, tuple)) else \
+                        "\\".join(str(v) for v in raw_value)
+                    value = lenient_number(text, vr, kw, out)
+                else:
+                    out.setdefault("_notes", []).append(f"{kw} cannot be read ({type(exc).__name__}); ignored")
+                    value = None
         if value is not None:
             out[kw] = value
     return out

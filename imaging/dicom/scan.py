@@ -21,13 +21,19 @@ from typing import Any, NamedTuple
 import numpy as np
 import pydicom.uid as uids
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
-
 from zeroclick.imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
 from zeroclick.imaging.dicom.decode import decode_images, known_transfer_syntax
 from zeroclick.imaging.dicom.geometry import Geometry, Image, build_geometry, survey
 from zeroclick.imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
+from zeroclick.imaging.dicom.limits import Limits, default_limits, pixels_of
 from zeroclick.imaging.dicom.sources import collect
-from zeroclick.imaging.errors import InvalidDicomError, InvalidSeriesError, Strictness, check_strictness, report_problem
+from zeroclick.imaging.errors import (
+    InvalidDicomError,
+    InvalidSeriesError,
+    Strictness,
+    check_strictness,
+    report_problem,
+)
 from zeroclick.imaging.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -214,20 +220,28 @@ class Exam:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def _read_one(path: str) -> tuple[str, Header | None, str, str]:
+def _read_one(path: str, limits: Limits | None = None) -> tuple[str, Header | None, str, str]:
     """(path, header, code, reason); never raises."""
     try:
-        if os.path.getsize(path) == 0:
+        size = os.path.getsize(path)
+        if size == 0:
             return path, None, "empty_file", "zero-byte file: nothing to read; re-export or remove it"
+        ceiling = (limits or _LIMITS).max_file_bytes
+        if size > ceiling:
+            return path, None, "file_too_large", f"{size} bytes, more than the ceiling of {ceiling} bytes per " \
+                "file (max_file_bytes); raise it with ZEROCLICK_LIMITS if the file is genuine"
         return path, read_header(path, lazy=True), "", ""  # series-level fields are not needed per file
     except PydicomInvalidDicomError:
         return path, None, "not_dicom", "not a DICOM file (no DICM preamble, no readable dataset)"
     except OSError as exc:
         return path, None, "unreadable", f"cannot read the file ({exc.strerror or exc}); check permissions"
     except Exception as exc:  # noqa: BLE001 - any parser failure is a rejection, never a crash of the batch
-        with open(path, "rb") as fh:
-            fh.seek(128)
-            is_part10 = fh.read(4) == b"DICM"
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(128)
+                is_part10 = fh.read(4) == b"DICM"
+        except OSError:
+            is_part10 = False
         if is_part10:
             return path, None, "truncated_header", f"DICOM header cannot be parsed ({type(exc).__name__}: {exc}); " \
                 "the file is probably truncated: re-send it"
@@ -248,19 +262,30 @@ class _Accepted(NamedTuple):
     size: tuple[int, int]
     instance_number: int
     images: list[Image]
+    notes: tuple[str, ...] = ()
+
+
+# The ceilings of the scan in progress (set by scan() before the workers fork; the defaults otherwise).
+_LIMITS = Limits()
 
 
 def _ingest_one(path: str) -> _Accepted | Rejected:
-    """Read, validate and turn one file into images (runs in the worker processes)."""
+    """Read, validate and turn one file into images (runs in the worker processes); never raises."""
     path, head, code, reason = _read_one(path)
     if head is None:
         return Rejected(path, reason, code)
-    rej = validate(path, head)
-    if rej is not None:
-        return rej
-    return _Accepted(path, head["StudyInstanceUID"], head["SeriesInstanceUID"], head["SOPInstanceUID"],
-                     (int(head["Rows"]), int(head["Columns"])), int(head.get("InstanceNumber") or 0),
-                     _images_of(path, head))
+    try:
+        rej = validate(path, head, limits=_LIMITS)
+        if rej is not None:
+            return rej
+        return _Accepted(path, str(head["StudyInstanceUID"]), str(head["SeriesInstanceUID"]),
+                         str(head["SOPInstanceUID"]), (int(head["Rows"]), int(head["Columns"])),
+                         int(_scalar(head.get("InstanceNumber")) or 0), _images_of(path, head),
+                         tuple(head.get("_notes", ())))
+    except (ValueError, TypeError, IndexError, KeyError, OverflowError, ArithmeticError) as exc:
+        # a header combination validate() did not foresee: a named rejection, never a crash of the batch
+        return Rejected(path, f"header values cannot be used ({type(exc).__name__}: {exc}); check the export",
+                        "unusable_header")
 
 
 def _ingest_chunk(paths: list[str]) -> list[_Accepted | Rejected]:
@@ -334,8 +359,45 @@ def _expected_pixel_bytes(h: Header) -> int:
         int(h.get("BitsAllocated") or 16) // 8
 
 
-def validate(path: str, h: Header) -> Rejected | None:
+_GEOMETRY_LENGTHS: dict[str, tuple[int, ...]] = {"ImagePositionPatient": (3,), "ImageOrientationPatient": (6,),
+                                                  "PixelSpacing": (1, 2)}
+_CRITICAL_VALUES = ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated", "PixelRepresentation",
+                    *_GEOMETRY_LENGTHS)
+
+
+def _scalar(value: Any) -> Any:
+    """The first value of a multi-valued element (a scalar field written twice), the value itself otherwise."""
+    return value[0] if isinstance(value, tuple) and value else value
+
+
+def _geometry_problem(g: Header) -> tuple[str, str] | None:
+    """(code, reason) when the placement fields of ``g`` (a file or one frame) cannot place an image."""
+    for key, n in _GEOMETRY_LENGTHS.items():
+        value = g.get(key)
+        if value is None:
+            continue
+        values = value if isinstance(value, tuple) else (value,)
+        if not all(isinstance(v, (int, float)) for v in values):
+            return "invalid_geometry", f"{key} holds non-numeric values"
+        if len(values) not in n:
+            return "invalid_geometry", f"{key} has {len(values)} values, expected {' or '.join(map(str, n))}"
+        if not all(np.isfinite(values)):
+            return "invalid_geometry", f"{key} is not finite (NaN or infinity)"
+    ps = g.get("PixelSpacing")
+    if ps is not None and min(ps if isinstance(ps, tuple) else (ps,)) <= 0:
+        return "invalid_geometry", f"PixelSpacing {ps} is not positive"
+    o = g.get("ImageOrientationPatient")
+    if isinstance(o, tuple) and len(o) == 6:
+        row, col = np.asarray(o[:3], dtype=np.float64), np.asarray(o[3:], dtype=np.float64)
+        nr, nc = np.linalg.norm(row), np.linalg.norm(col)
+        if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(float(row @ col)) > 0.1:
+            return "invalid_geometry", "ImageOrientationPatient is not two orthogonal unit vectors"
+    return None
+
+
+def validate(path: str, h: Header, *, limits: Limits | None = None) -> Rejected | None:
     """Why a readable file cannot be part of an image series, or ``None`` when it can."""
+    limits = limits or _LIMITS
     sop_class = str(h.get("SOPClassUID") or h.get("_media_sop_class") or "")
     if sop_class == DICOMDIR_SOP_CLASS or h.get("_media_sop_class") == DICOMDIR_SOP_CLASS:
         return Rejected(path, "DICOMDIR (media directory, no image); the files it lists are scanned directly",
@@ -367,8 +429,25 @@ def validate(path: str, h: Header) -> Rejected | None:
     if not h.get("SeriesInstanceUID"):
         return Rejected(path, "missing SeriesInstanceUID; cannot tell which series the image belongs to",
                         "missing_series_instance_uid")
+    bad = [k for k in _CRITICAL_VALUES if k in h.get("_invalid", {})]
+    if bad:
+        return Rejected(path, f"{', '.join(bad)} not a valid number ({'; '.join(h.get('_notes', ())[:2])}); the "
+                              "image cannot be shaped or placed: fix the export", "invalid_value")
+    for key in ("Rows", "Columns", "NumberOfFrames", "SamplesPerPixel", "BitsAllocated"):
+        if isinstance(h.get(key), tuple):
+            return Rejected(path, f"{key} has several values {h[key]}; expected one", "invalid_value")
     if not h.get("Rows") or not h.get("Columns"):
         return Rejected(path, "missing Rows/Columns; the pixel data cannot be shaped", "missing_image_size")
+    n_pixels = pixels_of(h["Rows"], h["Columns"], h.get("NumberOfFrames") or 1, h.get("SamplesPerPixel") or 1)
+    if n_pixels > limits.max_pixels_per_image:
+        return Rejected(path, f"{h['Rows']} x {h['Columns']} x {h.get('NumberOfFrames') or 1} frame(s) = {n_pixels} "
+                              f"pixels, more than the ceiling of {limits.max_pixels_per_image} per image "
+                              "(max_pixels_per_image); not read", "image_too_large")
+    if int(h.get("NumberOfFrames") or 1) < 1 or int(h.get("SamplesPerPixel") or 1) not in (1, 3):
+        return Rejected(path, f"NumberOfFrames {h.get('NumberOfFrames')} / SamplesPerPixel "
+                              f"{h.get('SamplesPerPixel')} cannot describe an MR image", "invalid_value")
+    if int(h.get("BitsAllocated") or 16) not in (8, 16, 32):
+        return Rejected(path, f"BitsAllocated {h.get('BitsAllocated')} is not 8, 16 or 32", "invalid_value")
     if h["_pixel_offset"] > 0 and h["_pixel_length"] >= 0:
         expected = _expected_pixel_bytes(h)
         available = h["_file_size"] - h["_pixel_offset"]
@@ -386,6 +465,11 @@ def validate(path: str, h: Header) -> Rejected | None:
     for key, code in _PLACEMENT_KEYS:
         if not (h.get(key) if frames is None else all(f.get(key) or h.get(key) for f in frames)):
             return Rejected(path, f"missing {key}; the image cannot be placed in patient space", code)
+    for g in ([h] if frames is None else [{**h, **f} for f in frames]):
+        problem = _geometry_problem(g)
+        if problem is not None:
+            return Rejected(path, f"{problem[1]}; the image cannot be placed in patient space: fix the export",
+                            problem[0])
     return None
 
 
@@ -397,27 +481,27 @@ _PLACEMENT_KEYS = (("ImageOrientationPatient", "missing_image_orientation_patien
 def _images_of(path: str, h: Header) -> list[Image]:
     def make(g: dict, frame: int) -> Image:  # g: the frame's fields over the file's (or the file's alone)
         it = g.get("ImageType", ())
-        ti = g.get("InversionTime")
+        ti = _scalar(g.get("InversionTime"))
         ps = g["PixelSpacing"]
         return Image(
             path=path,
             frame=frame,
             sop_instance_uid=h["SOPInstanceUID"],
-            instance_number=h.get("InstanceNumber"),
+            instance_number=_scalar(h.get("InstanceNumber")),
             position=tuple(g["ImagePositionPatient"]),
             orientation=tuple(g["ImageOrientationPatient"]),
-            pixel_spacing_mm=(float(ps[0]), float(ps[1])) if isinstance(ps, tuple) else (float(ps), float(ps)),
+            pixel_spacing_mm=(float(ps[0]), float(ps[-1])) if isinstance(ps, tuple) else (float(ps), float(ps)),
             rows=int(h["Rows"]),
             cols=int(h["Columns"]),
-            trigger_time_ms=g.get("TriggerTime"),
+            trigger_time_ms=_scalar(g.get("TriggerTime")),
             inversion_time_ms=ti if ti else None,
-            echo_time_ms=g.get("EchoTime"),
+            echo_time_ms=_scalar(g.get("EchoTime")),
             acquisition_time_s=_tm_seconds(g.get("AcquisitionTime") or h.get("ContentTime")),
-            temporal_position=g.get("TemporalPositionIdentifier"),
+            temporal_position=_scalar(g.get("TemporalPositionIdentifier")),
             image_type=(it,) if isinstance(it, str) else tuple(it),
-            rescale_slope=float(g.get("RescaleSlope") or 1.0),
-            rescale_intercept=float(g.get("RescaleIntercept") or 0.0),
-            slice_thickness_mm=g.get("SliceThickness"),
+            rescale_slope=float(_scalar(g.get("RescaleSlope")) or 1.0),
+            rescale_intercept=float(_scalar(g.get("RescaleIntercept")) or 0.0),
+            slice_thickness_mm=_scalar(g.get("SliceThickness")),
             pixel_offset=int(h["_pixel_offset"]),
         )
 
@@ -493,15 +577,17 @@ def _series_meta(h: Header, images: list[Image]) -> dict[str, Any]:
         "sequence_name": h.get("SequenceName") or h.get("PulseSequenceName"),
         "image_type": list(_as_tuple(h.get("ImageType"))),
     }
-    hr = h.get("HeartRate")
-    if not hr and h.get("NominalInterval"):
-        hr = 60000.0 / float(h["NominalInterval"])
+    hr = _scalar(h.get("HeartRate"))
+    rr = _scalar(h.get("NominalInterval"))
+    if not hr and isinstance(rr, (int, float)) and rr > 0:
+        hr = 60000.0 / float(rr)
     for key, value in (("heart_rate_bpm", hr), ("patient_height_m", h.get("PatientSize")),
                        ("patient_weight_kg", h.get("PatientWeight")), ("echo_time_ms", images[0].echo_time_ms),
                        ("repetition_time_ms", h.get("RepetitionTime")), ("flip_angle_deg", h.get("FlipAngle")),
                        ("nominal_interval_ms", h.get("NominalInterval")),
                        ("slice_thickness_mm", images[0].slice_thickness_mm)):
-        if value:
+        value = _scalar(value)
+        if isinstance(value, (int, float)) and value:
             meta[key] = float(value)
     tis = sorted({im.inversion_time_ms for im in images if im.inversion_time_ms})
     if tis:
@@ -514,6 +600,7 @@ def scan(
     *,
     strictness: Strictness = "warn",
     workers: int | None = None,
+    limits: Limits | None = None,
 ) -> Exam:
     """Scan a folder (recursively), a list of files, a .zip or a .tar(.gz) of DICOM files.
 
@@ -531,29 +618,42 @@ def scan(
         for series); ``"ignore"`` only records them.
     workers
         Processes for header reading (default: the cores free now, see :func:`default_workers`).
+    limits
+        Ceilings on files, bytes and pixels (default: :func:`~zeroclick.imaging.dicom.limits.default_limits`).
+        A source past a ceiling raises :class:`~zeroclick.imaging.errors.ResourceLimitError`; a file past one
+        is rejected with a named code (``file_too_large``, ``image_too_large``).
     """
+    global _LIMITS
     strictness = check_strictness(strictness)
-    paths, temps = collect(source)
+    limits = limits or default_limits()
+    paths, temps = collect(source, limits=limits)
     rejected: list[Rejected] = []
     accepted: list[_Accepted] = []
-    for item in _parallel(_ingest_chunk, paths, workers):
+    previous, _LIMITS = _LIMITS, limits  # the forked header readers see the same ceilings
+    try:
+        items = _parallel(_ingest_chunk, paths, workers)
+    finally:
+        _LIMITS = previous
+    for item in items:
         (rejected if isinstance(item, Rejected) else accepted).append(item)
 
     # Duplicate SOP Instance UIDs: identical copies are dropped quietly, conflicting ones rejected.
     by_sop: dict[str, _Accepted] = {}
     unique: list[_Accepted] = []
     series_notes: dict[str, list[str]] = {}
+    conflicts: Counter[str] = Counter()
     for acc in sorted(accepted, key=lambda a: a.path):
         first = by_sop.get(acc.sop_uid)
         if first is None:
             by_sop[acc.sop_uid] = acc
             unique.append(acc)
-        elif _same_content((first.path, read_header(first.path)), (acc.path, read_header(acc.path))):
+        elif _same_content_safe(first.path, acc.path):
             rejected.append(Rejected(acc.path, f"identical copy of {os.path.basename(first.path)}; ignored",
                                      "duplicate_identical"))
         else:
             rejected.append(Rejected(acc.path, f"same SOP Instance UID as {os.path.basename(first.path)} but "
                                      "different content; kept the first, check the export", "duplicate_sop_instance_uid"))
+            conflicts[first.series_uid] += 1
             series_notes.setdefault(first.series_uid, []).append(
                 "two files share one SOP Instance UID with different content; kept the first")
 
@@ -583,12 +683,20 @@ def scan(
             if len(sizes) > 1:
                 problems.append(f"{len(members) - len(kept)} image(s) of a different size left out")
             kept.sort(key=lambda m: (m.instance_number, m.path))
-            representative = read_header(kept[0].path)  # series-level fields: read once per series
+            representative = _representative(kept)  # series-level fields: read once per series
+            if representative is None:
+                rejected.extend(Rejected(m.path, "no file of its series has a readable header on a second read; "
+                                         "the files changed during the scan or are corrupt", "unreadable")
+                                for m in kept)
+                continue
             images = [im for m in kept for im in m.images]
-            prepared.append((uid, representative, images, problems, len(kept)))
-        classes = classify_exam([_features(uid, h, images) for uid, h, images, _, _ in prepared])
+            notes = _value_notes(representative, kept)
+            prepared.append((uid, representative, images, problems, len(kept), notes))
+        if not prepared:
+            continue
+        classes = classify_exam([_features(uid, h, images) for uid, h, images, _, _, _ in prepared])
         series = []
-        for uid, h, images, problems, n_files in prepared:
+        for uid, h, images, problems, n_files, notes in prepared:
             cls = classes[uid]
             geo = build_geometry(images, time_axis=_TIME_AXIS.get(cls.label),
                                  independent_slices=cls.label in _INDEPENDENT_SLICES)
@@ -612,7 +720,8 @@ def scan(
                 problems=all_problems,
                 images=tuple(images),
                 meta={**_series_meta(h, images), "enhanced": h.get("SOPClassUID") in ENHANCED_MR_SOP_CLASSES,
-                      "n_files": n_files},
+                      "n_files": n_files, "value_notes": notes, "duplicate_sop_conflicts": conflicts[uid],
+                      "patient_key": patient_key(h), "gaps": list(geo.gaps)},
             ))
         series.sort(key=lambda s: (s.number if s.number is not None else 1 << 30, s.uid))
         studies.append(Study(study_instance_uid=study_uid, series=tuple(series)))
@@ -621,6 +730,44 @@ def scan(
                 problems=tuple(exam_problems), n_files=len(paths), _keep_alive=tuple(temps))
     _report(exam, strictness)
     return exam
+
+
+def _same_content_safe(a: str, b: str) -> bool:
+    """:func:`_same_content` of two files; a file that cannot be re-read counts as different."""
+    try:
+        return _same_content((a, read_header(a)), (b, read_header(b)))
+    except Exception:  # noqa: BLE001 - re-reading a file that changed or broke: treat as a conflict
+        return False
+
+
+def _representative(kept: list[_Accepted]) -> Header | None:
+    """The full header of the first member whose header reads again (series-level fields), or ``None``."""
+    for m in kept[:3]:
+        try:
+            return read_header(m.path)
+        except Exception:  # noqa: BLE001 - the file changed or broke since the first read
+            logger.debug("second header read failed for one file of a series; trying the next")
+    return None
+
+
+def _value_notes(h: Header, members: list[_Accepted]) -> list[str]:
+    """Distinct notes about header values (decimal commas, ignored non-numbers) of a series, with counts."""
+    counts: Counter[str] = Counter(h.get("_notes", ()))
+    for m in members:
+        counts.update(set(m.notes) - set(h.get("_notes", ())))
+    return [f"{note} ({n} files)" if n > 1 else note for note, n in counts.items()]
+
+
+def patient_key(h: Header) -> str:
+    """A digest of PatientID, PatientName and PatientBirthDate: compares patients without keeping who they are.
+
+    Empty when the header names none of them (anonymised exams), so that such series are never called
+    different patients.
+    """
+    parts = [str(h.get(k) or "").strip().upper() for k in ("PatientID", "PatientName", "PatientBirthDate")]
+    if not any(parts):
+        return ""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def _report(exam: Exam, strictness: Strictness) -> None:
@@ -640,3 +787,6 @@ def _report(exam: Exam, strictness: Strictness) -> None:
     for s in exam.series:
         for p in s.problems:
             report_problem(f"series {s.number} ({s.label}): {p}", strictness, error=InvalidSeriesError, logger=logger)
+        for note in s.meta.get("value_notes", ()):
+            report_problem(f"series {s.number} ({s.label}): {note}", strictness, error=InvalidSeriesError,
+                           logger=logger)

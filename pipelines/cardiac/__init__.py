@@ -159,7 +159,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
     seconds.update(case.stage_seconds or {"load": time.perf_counter() - t0})
     if case.cine is None and case.lge is None:
         raise AnalysisError(f"{case.source}: neither a cine short axis nor an LGE stack to analyse")
-    qc: list[QcFlag] = []
+    qc: list[QcFlag] = list(case.qc)  # what reading the input found (inputs.py / qc.check_series)
     warnings: list[str] = list(case.warnings)
     cine_weights, lge_weights = _chosen_weights(weights)
     engine = None
@@ -252,7 +252,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         qc.append(QcFlag("lge_no_segments", "info", "no cine short axis: LGE has no RV insertion points, so "
                          "per-segment transmurality is not reported", "aha"))
     if case.cine is not None and case.lge is not None:
-        qc += check_geometry(case.cine, case.lge)
+        qc += check_geometry(case.cine, case.lge, cine_labels=masks["cine_ed"], lge_labels=masks["lge"])
     if function is not None and lge is not None:
         qc += check_lge_against_cine(lge, function)
     invalid = {f for q in qc if q.severity == "error" for f in q.affects}

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.imaging.errors import InvalidInputError, InvalidSeriesError, ZeroClickError
 from zeroclick.imaging.volume import Volume
-from zeroclick.pipelines.cardiac.result import SeriesReference
+from zeroclick.pipelines.cardiac.qc import ALL_LGE_FIELDS, CINE_FIELDS, body_size, check_series
+from zeroclick.pipelines.cardiac.result import QcFlag, SeriesReference
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ class CaseInputs:
     series: tuple[SeriesReference, ...] = ()
     warnings: tuple[str, ...] = ()
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    qc: tuple[QcFlag, ...] = ()  # what reading the input found (missing slices, duplicates, body size...)
+    #: the magnitude LGE beside a PSIR ``lge`` (both reconstructions in the exam), for the magnitude path
+    lge_magnitude: Volume | None = None
+    #: T1 series (``t1_map`` and ``t1_molli_source`` Volumes, ``meta['label']`` says which)
+    t1: tuple[Volume, ...] = ()
 
 
 def nifti_to_volume(path: str | Path) -> Volume:
@@ -153,7 +159,8 @@ def _meta(obj: Any, *names: str) -> float | None:
     return None
 
 
-def _pick_series(exam: Any, classes: tuple[str, ...]) -> Any | None:
+def _pick_series(exam: Any, classes: tuple[str, ...], *, study: str | None = None) -> Any | None:
+    """The largest series of the first class in ``classes`` that has one, preferring the study ``study``."""
     for label in classes:
         found = exam.find(label)
         if found is None:
@@ -161,9 +168,46 @@ def _pick_series(exam: Any, classes: tuple[str, ...]) -> Any | None:
         if isinstance(found, (list, tuple)):
             if not found:
                 continue
-            return max(found, key=lambda s: getattr(s, "n_images", 0))
+            return max(found, key=lambda s: (getattr(s, "study_instance_uid", None) == study,
+                                             getattr(s, "n_images", 0)))
         return found
     return None
+
+
+def _volume_or_flag(series: Any, role: str, flags: list[QcFlag]) -> Volume | None:
+    """``series.volume()``, or ``None`` and an ``error`` flag naming why the series cannot be stacked."""
+    try:
+        return series.volume()
+    except (InvalidSeriesError, InvalidInputError) as exc:
+        flags.append(QcFlag(f"{role}_unusable", "error", f"{role} series {getattr(series, 'number', '')} cannot be "
+                            f"used: {exc}", "inputs", CINE_FIELDS if role == "cine" else ALL_LGE_FIELDS))
+        return None
+
+
+def _same_case(cine_s: Any, lge_s: Any, flags: list[QcFlag]) -> None:
+    """Refuse cine and LGE of different patients; flag different studies (issue 18)."""
+    keys = [(getattr(s, "meta", None) or {}).get("patient_key", "") for s in (cine_s, lge_s)]
+    if all(keys) and keys[0] != keys[1]:
+        raise InvalidInputError(
+            f"cine series {cine_s.number} and LGE series {lge_s.number} belong to different patients "
+            "(PatientID/PatientName/PatientBirthDate differ): one report cannot hold both; give one patient's "
+            "exam at a time", code="mixed_patients")
+    if cine_s.study_instance_uid != lge_s.study_instance_uid:
+        flags.append(QcFlag("cine_lge_different_studies", "error",
+                            f"cine series {cine_s.number} and LGE series {lge_s.number} come from different studies "
+                            "of the same patient (another day or session): per-segment transmurality combines "
+                            "them and is not valid", "inputs", ("segment_transmurality_percent",)))
+
+
+def _split_series(exam: Any, chosen: Any, role: str) -> list[QcFlag]:
+    """A series UID found in several studies: the files disagree about their study (mixed exports)."""
+    same = [s for s in exam.series if s.uid == chosen.uid]
+    if len(same) <= 1:
+        return []
+    return [QcFlag(f"{role}_mixed_studies", "error",
+                   f"the files of {role} series {chosen.number} name {len(same)} different studies; only those of "
+                   "one study were used, so its measurements are not valid: check the export", "inputs",
+                   CINE_FIELDS if role == "cine" else ALL_LGE_FIELDS)]
 
 
 def _reference(role: str, series: Any, vol: Volume) -> SeriesReference:
@@ -178,6 +222,15 @@ def _reference(role: str, series: Any, vol: Volume) -> SeriesReference:
     )
 
 
+def _optional_volume(series: Any, warnings: list[str]) -> Volume | None:
+    """Decode an optional series (magnitude LGE beside PSIR, T1); a failure is a warning, not an error."""
+    try:
+        return series.volume()
+    except (ZeroClickError, ValueError) as exc:
+        warnings.append(f"series {getattr(series, 'number', '?')} ({series.label}) not used: {exc}")
+        return None
+
+
 def load_dicom(source: Path) -> CaseInputs:
     """A DICOM exam (folder, zip or tar) through :func:`zeroclick.imaging.dicom.scan`."""
     try:
@@ -188,14 +241,29 @@ def load_dicom(source: Path) -> CaseInputs:
     exam = scan(source)
     t_scan = time.perf_counter() - t0
     cine_s = _pick_series(exam, ("cine_sax",))
-    lge_s = _pick_series(exam, LGE_CLASSES)
+    lge_s = _pick_series(exam, LGE_CLASSES, study=None if cine_s is None else cine_s.study_instance_uid)
     if cine_s is None and lge_s is None:
         raise InvalidInputError(f"{source}: no cine short-axis and no LGE series found in the exam; "
-                                "run `zeroclick scan` to see how its series were classified")
+                                "run `zeroclick scan` to see how its series were classified", code="no_series")
     warnings: list[str] = []
+    flags: list[QcFlag] = []
+    if cine_s is not None and lge_s is not None:
+        _same_case(cine_s, lge_s, flags)
+    for role, s in (("cine", cine_s), ("lge", lge_s)):
+        if s is not None:
+            flags += check_series(role, s) + _split_series(exam, s, role)
+            warnings += [f"series {s.number}: {note}" for note in s.meta.get("value_notes", ())]
     t0 = time.perf_counter()
-    cine = cine_s.volume() if cine_s is not None else None
-    lge = lge_s.volume() if lge_s is not None else None
+    cine = _volume_or_flag(cine_s, "cine", flags) if cine_s is not None else None
+    lge = _volume_or_flag(lge_s, "lge", flags) if lge_s is not None else None
+    mag_s = _pick_series(exam, ("lge_mag",)) if lge_s is not None and lge_s.label == "lge_psir" else None
+    lge_magnitude = _optional_volume(mag_s, warnings) if mag_s is not None else None  # issue 17: both paths
+    t1 = tuple(v for label in ("t1_map", "t1_molli_source") for s in exam.find(label)
+               if (v := _optional_volume(s, warnings)) is not None)
+    if cine is None and lge is None:
+        reasons = "; ".join(q.message for q in flags if q.severity == "error")
+        raise InvalidSeriesError(f"{source}: neither the cine nor the LGE series can be used: {reasons}",
+                                 code="no_usable_series")
     t_decode = time.perf_counter() - t0
     if cine is None:
         warnings.append("no cine short-axis series: function and AHA thickness are not measured")
@@ -216,6 +284,9 @@ def load_dicom(source: Path) -> CaseInputs:
     ref_vol = cine if cine is not None else lge
     height = _meta(ref_vol, "patient_height_m", "PatientSize") or _meta(ref, "patient_height_m", "PatientSize")
     weight = _meta(ref_vol, "patient_weight_kg", "PatientWeight") or _meta(ref, "patient_weight_kg", "PatientWeight")
+    height, weight, size_notes, size_flags = body_size(height, weight)  # metres vs centimetres (issue 18)
+    warnings += size_notes
+    flags += size_flags
     hr = _meta(cine, "heart_rate_bpm", "HeartRate") if cine is not None else None
     if hr is None and cine is not None:
         rr = _meta(cine, "nominal_interval_ms", "NominalInterval")
@@ -223,7 +294,8 @@ def load_dicom(source: Path) -> CaseInputs:
     return CaseInputs(
         kind="dicom", source=str(source), cine=cine, lge=lge, height_m=height, weight_kg=weight,
         heart_rate_bpm=hr, series=series, warnings=tuple(warnings),
-        stage_seconds={"scan": t_scan, "decode": t_decode},
+        stage_seconds={"scan": t_scan, "decode": t_decode}, lge_magnitude=lge_magnitude, t1=t1,
+        qc=tuple(flags),
     )
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.result import CardiacResult, _plain
 
@@ -122,8 +121,10 @@ def write_outputs(result: CardiacResult, out_dir: str | os.PathLike[str]) -> lis
     return written
 
 
-def write_failure(out_dir: str | os.PathLike[str], source: str, reason: str) -> Path:
-    """A report.json for a run that produced nothing valid (status ``failed`` with the reason)."""
+def write_failure(out_dir: str | os.PathLike[str], source: str, reason: str, *, code: str = "error") -> Path:
+    """A report.json for a run that produced nothing valid (status ``failed``, the reason and its ``failure_code``,
+    e.g. ``mixed_patients``, ``resource_limit``: :attr:`zeroclick.imaging.errors.ZeroClickError.code`)."""
     p = Path(out_dir) / "report.json"
-    atomic_write_json(p, {"status": "failed", "failure_reason": reason, "source": source, "measurements": {}})
+    atomic_write_json(p, {"status": "failed", "failure_reason": reason, "failure_code": code, "source": source,
+                          "measurements": {}})
     return p

@@ -6,6 +6,8 @@ Severity ``error`` means the named measurements are not valid (the result status
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from zeroclick.imaging.volume import Volume
@@ -21,6 +23,24 @@ MAX_PLAUSIBLE_INFARCT_PERCENT = 75.0
 LGE_FIELDS = ("infarct_ml", "infarct_percent_of_myocardium", "mvo_ml", "mvo_percent_of_myocardium", "myocardium_ml")
 
 FUNCTION_FIELDS = ("lv_edv_ml", "lv_esv_ml", "lv_ef_percent", "lv_sv_ml")
+#: every number measured on the cine stack (what a missing slice or a wrong image changes)
+CINE_FIELDS = ("lv_edv_ml", "lv_esv_ml", "lv_sv_ml", "lv_ef_percent", "rv_edv_ml", "rv_esv_ml", "rv_sv_ml",
+               "rv_ef_percent", "myo_volume_ed_ml", "myo_mass_ed_g", "myo_volume_es_ml", "myo_mass_es_g",
+               "lv_co_l_per_min", "lv_edv_index_ml_per_m2", "lv_esv_index_ml_per_m2", "lv_sv_index_ml_per_m2",
+               "rv_edv_index_ml_per_m2", "rv_esv_index_ml_per_m2", "myo_mass_index_g_per_m2",
+               "lv_ci_l_per_min_per_m2", "segment_thickness_mm", "segment_transmurality_percent")
+ALL_LGE_FIELDS = (*LGE_FIELDS, "myocardium_mass_g", "cavity_ml", "infarct_g", "mvo_g", "gray_zone_g",
+                  "gray_zone_percent_of_myocardium", "segment_transmurality_percent")
+INDEXED_FIELDS = ("bsa_m2", "lv_edv_index_ml_per_m2", "lv_esv_index_ml_per_m2", "lv_sv_index_ml_per_m2",
+                  "rv_edv_index_ml_per_m2", "rv_esv_index_ml_per_m2", "myo_mass_index_g_per_m2",
+                  "lv_ci_l_per_min_per_m2")
+#: largest in-plane rotation or tilt between the cine and LGE planes before segment matching is not valid (deg)
+MAX_PLANE_ROTATION_DEG = 10.0
+#: largest in-plane distance between the LV centres found on the cine (ED) and on the LGE (mm)
+MAX_LV_OFFSET_MM = 10.0
+#: plausible adult/child body size in DICOM units (PatientSize in metres, PatientWeight in kg)
+HEIGHT_RANGE_M = (0.3, 2.5)
+WEIGHT_RANGE_KG = (2.0, 350.0)
 
 
 def check_masks(labels: Volume, *, phase: str, myo: int | tuple[int, ...] = 2, stage: str = "cine") -> list[QcFlag]:
@@ -39,12 +59,16 @@ def check_masks(labels: Volume, *, phase: str, myo: int | tuple[int, ...] = 2, s
         flags.append(QcFlag(f"{stage}_{phase}_missing_slices", "warning",
                             f"no LV myocardium on slice(s) {gaps} between base and apex at {phase}: "
                             "segmentation failed there or the slice is corrupt; volumes miss that slice", stage))
-    if lv[0] == 0 or lv[-1] == n - 1:
-        ends = [e for e, hit in (("first", lv[0] == 0), ("last", lv[-1] == n - 1)) if hit]
-        flags.append(QcFlag(f"{stage}_{phase}_coverage", "warning",
-                            f"LV myocardium reaches the {' and '.join(ends)} slice of the stack at {phase}: "
-                            "base or apex may lie outside the acquired slices (volumes may be underestimated)",
-                            stage))
+    # coverage from the ED geometry only (the base descends in systole): see volume_rule.coverage_problems
+    if phase in ("ED", "LGE") and (lv[0] == 0 or lv[-1] == n - 1):
+        from zeroclick.pipelines.cardiac.volume_rule import coverage_problems
+
+        cavity = (1,) if stage == "lge" else (3,)
+        problems = coverage_problems(labels.array, labels.spacing_mm, myo=myo_values, cavity=cavity)
+        if problems:
+            flags.append(QcFlag(f"{stage}_{phase}_coverage", "warning",
+                                f"base or apex lies outside the acquired slices at {phase}: {'; '.join(problems)} "
+                                "(volumes are underestimated; acquire more slices)", stage))
     return flags
 
 
@@ -102,18 +126,55 @@ def check_lge_against_cine(r: LgeResult, f: FunctionResult) -> list[QcFlag]:
                    "a different part of the heart; infarct figures are not valid", "lge", LGE_FIELDS)]
 
 
-def check_geometry(cine: Volume, lge: Volume) -> list[QcFlag]:
-    """Cine vs LGE: frame of reference, slice orientation, and LGE slices outside the cine coverage."""
+def _in_plane_axes(v: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (patient space) along the image rows and columns of a volume's slices."""
+    a = np.asarray(v.affine, dtype=np.float64)
+    col, row = a[:3, 2], a[:3, 1]  # array axes (slice, row, col): axis 2 runs along a row, axis 1 down a column
+    return col / np.linalg.norm(col), row / np.linalg.norm(row)
+
+
+def plane_rotation_deg(cine: Volume, lge: Volume) -> tuple[float, float]:
+    """(tilt between the slice normals, in-plane rotation of the LGE image axes against the cine's) in degrees."""
+    cos = float(abs(np.clip(cine.slice_normal @ lge.slice_normal, -1.0, 1.0)))
+    tilt = float(np.degrees(np.arccos(cos)))
+    c_x, c_y = _in_plane_axes(cine)
+    l_x, _ = _in_plane_axes(lge)
+    n = cine.slice_normal / np.linalg.norm(cine.slice_normal)
+    l_x = l_x - (l_x @ n) * n  # the LGE row direction projected on the cine plane
+    if np.linalg.norm(l_x) < 1e-6:
+        return tilt, 90.0
+    l_x /= np.linalg.norm(l_x)
+    return tilt, float(abs(np.degrees(np.arctan2(l_x @ c_y, l_x @ c_x))))
+
+
+def check_geometry(cine: Volume, lge: Volume, *, cine_labels: Volume | None = None,
+                   lge_labels: Volume | None = None) -> list[QcFlag]:
+    """Cine vs LGE: frame of reference, plane tilt and in-plane rotation, LV position, LGE outside the cine.
+
+    Segment-wise transmurality matches LGE slices to cine slices by their grids; a rotated or shifted LGE puts
+    the scar in the wrong AHA segment (issue 18: 30 degrees moved segment transmurality by up to 38 points),
+    so beyond :data:`MAX_PLANE_ROTATION_DEG` / :data:`MAX_LV_OFFSET_MM` it is an ``error`` that invalidates it.
+    """
     flags: list[QcFlag] = []
     if cine.frame_of_reference_uid and lge.frame_of_reference_uid and \
             cine.frame_of_reference_uid != lge.frame_of_reference_uid:
         flags.append(QcFlag("cine_lge_frame_of_reference", "warning", "cine and LGE have different frames of "
                             "reference (patient moved or different session): segment matching may be off", "lge"))
-    cos = float(abs(np.clip(cine.slice_normal @ lge.slice_normal, -1.0, 1.0)))
-    angle = float(np.degrees(np.arccos(cos)))
-    if angle > MAX_NORMAL_ANGLE_DEG:
-        flags.append(QcFlag("cine_lge_orientation", "warning", f"cine and LGE slice planes differ by {angle:.1f} deg: "
-                            "per-segment transmurality uses approximate insertion points", "lge"))
+    tilt, rotation = plane_rotation_deg(cine, lge)
+    if tilt > MAX_PLANE_ROTATION_DEG or rotation > MAX_PLANE_ROTATION_DEG:
+        flags.append(QcFlag("cine_lge_orientation", "error",
+                            f"cine and LGE slice planes differ by {tilt:.1f} deg (tilt) and {rotation:.1f} deg "
+                            f"(in-plane rotation), more than {MAX_PLANE_ROTATION_DEG:g} deg: LGE scar cannot be "
+                            "assigned to AHA segments; per-segment transmurality is not valid", "lge",
+                            ("segment_transmurality_percent",)))
+    if cine_labels is not None and lge_labels is not None:
+        offset = lv_offset_mm(cine_labels, lge_labels, normal=cine.slice_normal)
+        if offset is not None and offset > MAX_LV_OFFSET_MM:
+            flags.append(QcFlag("cine_lge_position", "error",
+                                f"the LV centre on the LGE lies {offset:.1f} mm (in plane) from the LV centre on "
+                                f"the cine, more than {MAX_LV_OFFSET_MM:g} mm: the series do not line up (patient "
+                                "moved or wrong positions); per-segment transmurality is not valid", "lge",
+                                ("segment_transmurality_percent",)))
     normal = cine.slice_normal
     n_c, n_l = cine.spatial_shape[0], lge.spatial_shape[0]
     centre_c = np.array([0.0, cine.spatial_shape[1] / 2, cine.spatial_shape[2] / 2])
@@ -126,3 +187,86 @@ def check_geometry(cine: Volume, lge: Volume) -> list[QcFlag]:
         flags.append(QcFlag("lge_outside_cine", "warning", f"LGE slice(s) {outside} lie outside the cine stack: "
                             "their segments take the insertion points of the nearest cine slice", "lge"))
     return flags
+
+
+def _lv_centre_lps(labels: Volume, values: tuple[int, ...]) -> np.ndarray | None:
+    idx = np.argwhere(np.isin(np.asarray(labels.array), values))
+    if len(idx) == 0:
+        return None
+    return labels.index_to_lps(idx.mean(axis=0).astype(np.float64))
+
+
+def lv_offset_mm(cine_labels: Volume, lge_labels: Volume, *, normal: np.ndarray) -> float | None:
+    """In-plane distance between the LV (cavity + myocardium) centres of the cine ED and LGE masks (mm)."""
+    c = _lv_centre_lps(cine_labels, (2, 3))  # ACDC: 2 myocardium, 3 LV cavity
+    g = _lv_centre_lps(lge_labels, (1, 2, 3, 4))  # EMIDEC: cavity, myocardium, infarct, MVO
+    if c is None or g is None:
+        return None
+    n = normal / np.linalg.norm(normal)
+    d = np.asarray(g, dtype=np.float64) - np.asarray(c, dtype=np.float64)
+    return float(np.linalg.norm(d - (d @ n) * n))
+
+
+# ----------------------------------------------------------------------------------- inputs (from the scan)
+
+
+def check_series(role: str, series: Any) -> list[QcFlag]:
+    """What the scan already knows about a chosen series, as flags: missing slices inside the stack and
+    conflicting duplicate SOP Instance UIDs (``error``: the volumes of that series are not valid), other
+    geometry problems (``warning``). ``role`` is ``cine`` or ``lge``."""
+    flags: list[QcFlag] = []
+    affects = CINE_FIELDS if role == "cine" else ALL_LGE_FIELDS
+    meta = getattr(series, "meta", None) or {}
+    geometry = getattr(series, "geometry", None)
+    gaps = tuple(getattr(geometry, "gaps", ()) or meta.get("gaps", ()))
+    number = getattr(series, "number", None)
+    if gaps:
+        flags.append(QcFlag(f"{role}_missing_slice", "error",
+                            f"series {number}: slice(s) missing inside the stack (gap after slice index "
+                            f"{', '.join(str(g) for g in gaps)}): volumes and mass would be too small; "
+                            "re-send the complete series", "inputs", affects))
+    n_conflicts = int(meta.get("duplicate_sop_conflicts", 0) or 0)
+    if n_conflicts:
+        flags.append(QcFlag(f"{role}_duplicate_sop_instance_uid", "error",
+                            f"series {number}: {n_conflicts} SOP Instance UID(s) appear twice with different pixels; "
+                            "which image is right cannot be told, so its measurements are not valid: check the "
+                            "export or the PACS", "inputs", affects))
+    other = [p for p in getattr(series, "problems", ()) if not p.startswith(("gap between slices",
+                                                                          "two files share one SOP"))]
+    if other:
+        flags.append(QcFlag(f"{role}_series_problems", "warning", f"series {number}: " + "; ".join(other[:3]),
+                            "inputs"))
+    return flags
+
+
+def body_size(height: float | None, weight: float | None) -> tuple[float | None, float | None, list[str],
+                                                                    list[QcFlag]]:
+    """Plausible height (m) and weight (kg) from PatientSize/PatientWeight, with warnings and flags.
+
+    A height written in centimetres (30-250) or millimetres (300-2,500) instead of metres is converted with a
+    warning: those ranges cannot be a height in metres, so the reading is unambiguous. Any other implausible
+    value is dropped with a ``warning`` flag: BSA and the indexed values are then not reported.
+    """
+    notes: list[str] = []
+    flags: list[QcFlag] = []
+    h_lo, h_hi = HEIGHT_RANGE_M
+    if height is not None and not h_lo <= height <= h_hi:
+        for factor, unit in ((100.0, "centimetres"), (1000.0, "millimetres")):
+            if h_lo <= height / factor <= h_hi:
+                notes.append(f"PatientSize {height:g} is not a height in metres; read as {unit}: "
+                             f"{height / factor:.2f} m")
+                height = height / factor
+                break
+        else:
+            flags.append(QcFlag("patient_size_implausible", "warning",
+                                f"PatientSize {height:g} is not a plausible height in metres (or cm/mm): BSA and "
+                                "the indexed values are not reported; correct the header", "inputs",
+                                INDEXED_FIELDS))
+            height = None
+    w_lo, w_hi = WEIGHT_RANGE_KG
+    if weight is not None and not w_lo <= weight <= w_hi:
+        flags.append(QcFlag("patient_weight_implausible", "warning",
+                            f"PatientWeight {weight:g} is not a plausible weight in kg: BSA and the indexed values "
+                            "are not reported; correct the header", "inputs", INDEXED_FIELDS))
+        weight = None
+    return height, weight, notes, flags

@@ -13,7 +13,7 @@ with --dicom also dicom/ (SEG ED/ES/LGE, TID 1500 SR, encapsulated PDF report).
 
 exit codes:
   0  ok
-  2  usage error
+  2  usage error (also: --out holds files and --overwrite was not given)
   3  analysis failed (reason on stderr and in report.json)
   4  partial result (a QC error, a missing part, or DICOM outputs/sending failed)
   5  environment problem (weights missing or unverified, device unavailable, DICOM writer not installed)
@@ -24,15 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cmr", help="analyse a cardiac MRI exam (DICOM folder/zip, ACDC folder or LGE NIfTI)",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", metavar="INPUT", help="DICOM folder/zip/tar, ACDC patient folder (Info.cfg) or LGE NIfTI")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (created; a folder that holds files is refused without --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out folder whole (the new results are written aside, then swapped in)")
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
-    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"),
-                   help="network runtime: auto = ONNX Runtime on the CPU (fp32, same network exported once), "
-                        "PyTorch on a GPU")
+    p.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime", "openvino"),
+                   help="network runtime: auto = on the CPU OpenVINO (bf16 where the CPU has native bf16, else fp32; "
+                        "not under a jemalloc LD_PRELOAD), else ONNX Runtime fp32, the same network exported once; "
+                        "PyTorch (bf16) on a GPU")
     p.add_argument("--weights", action="append", metavar="NAME|PATH",
                    help="weights instead of the built-in ones: a name from `zeroclick weights list` (built-in or "
                         "imported) or a weights file to import (ONNX, safetensors, MONAI bundle); 4-class models "
                         "replace the cine network, 5-class the LGE network; repeat for both. Recorded in provenance")
+    p.add_argument("--volume-rule", default="scmr", choices=("scmr", "reference"),
+                   help="which slices count toward the volumes: scmr = basal/apical rules of the SCMR 2020 "
+                        "recommendations (default), reference = every labelled voxel, as the published myopari code")
     p.add_argument("--all-phases", action="store_true", help="segment every phase (volume-time curve; slower)")
     p.add_argument("--prior", metavar="REPORT.json", help="an earlier report.json of the same patient (remodeling)")
     p.add_argument("--dicom", action="store_true", help="also write DICOM SEG, TID 1500 SR and PDF into DIR/dicom")
@@ -85,36 +92,43 @@ def _cmr(args: argparse.Namespace) -> int:
 
 def _cmr_run(args: argparse.Namespace) -> int:
     from zeroclick.imaging import progress
-    from zeroclick.imaging.errors import ZeroClickError
+    from zeroclick.imaging.errors import OutputFolderError, ZeroClickError
     from zeroclick.pipelines.cardiac import run
     from zeroclick.pipelines.cardiac.outputs import atomic_write_json, write_failure, write_outputs
+    from zeroclick.pipelines.commands.output_folder import check_output_folder, staged_output
 
     try:
         destination = _parse_destination(args.send) if args.send else None
     except ValueError as exc:
         print(f"zeroclick cmr: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     try:
-        result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior,
-                     runtime=args.runtime, weights=args.weights)
-    except ZeroClickError as exc:
-        write_failure(out, str(args.input), str(exc))
-        raise  # zeroclick.pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it
-    progress.stage("writing outputs")
-    write_outputs(result, out)
-    report = result.to_dict()
-    code = 0 if result.status == "ok" else 4
-    if args.dicom or destination:
-        extra, dicom_code = _dicom_and_send(result, out, destination, str(args.input))
-        report["outputs"] = extra
-        atomic_write_json(out / "report.json", report)
-        code = dicom_code or code
+        check_output_folder(Path(args.out), overwrite=args.overwrite)
+    except OutputFolderError as exc:
+        print(f"zeroclick cmr: {exc}", file=sys.stderr)
+        return 2
+    # everything goes into a fresh sibling folder that replaces --out whole at the end (also on failure)
+    with staged_output(args.out, overwrite=True) as out:
+        try:
+            result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior,
+                         runtime=args.runtime, weights=args.weights,
+                         volume_rule=getattr(args, "volume_rule", "scmr"))
+        except ZeroClickError as exc:
+            write_failure(out, str(args.input), str(exc), code=exc.code)
+            raise  # zeroclick.pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it
+        progress.stage("writing outputs")
+        write_outputs(result, out)
+        report = result.to_dict()
+        code = 0 if result.status == "ok" else 4
+        if args.dicom or destination:
+            extra, dicom_code = _dicom_and_send(result, out, destination, str(args.input))
+            report["outputs"] = extra
+            atomic_write_json(out / "report.json", report)
+            code = dicom_code or code
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
-        sys.stdout.write(_summary(report) + f"\nresults in {out}\n")
+        sys.stdout.write(_summary(report) + f"\nresults in {args.out}\n")
     return code
 
 

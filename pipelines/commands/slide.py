@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_PARTIAL = 0, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_PARTIAL = 0, 2, 3, 4
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,11 +14,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "slide",
         help="analyse a whole-slide image: tissue, nuclei, density, heatmaps, QuPath GeoJSON",
         description="Analyse one whole-slide image (SVS, NDPI, MRXS, tiled TIFF, DICOM WSI). Exit codes: "
-                    "0 ok, 3 nothing valid measured (e.g. no tissue), 4 partial (some tiles unreadable), "
+                    "0 ok, 2 usage (also: --out holds files, no --overwrite), 3 nothing valid measured (e.g. no tissue), 4 partial (some tiles unreadable), "
                     "5 environment (weights, device).",
     )
     p.add_argument("slide", metavar="SLIDE")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (created; a folder that holds files is refused without --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a non-empty --out folder whole (the new results are written aside, then swapped in)")
     p.add_argument("--mpp", type=float, help="level-0 microns per pixel, for slides that do not record it")
     p.add_argument("--engine", choices=("classical", "hovernet"), default="classical")
     p.add_argument("--weights", help="HoVerNet weights: a MONAI bundle folder or a state-dict file")
@@ -32,15 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from zeroclick.imaging.errors import OutputFolderError
+    from zeroclick.pipelines.commands.output_folder import check_output_folder, rebase_text, staged_output
     from zeroclick.pipelines.histology import run
 
-    result = run(
-        args.slide, out_dir=args.out, mpp=args.mpp, engine=args.engine, weights=args.weights,
-        target_mpp=args.target_mpp, tile_px=args.tile, overlap_px=args.overlap, workers=args.workers,
-        batch_size=args.batch_size, device=args.device,
-    )
+    try:
+        check_output_folder(Path(args.out), overwrite=args.overwrite)
+    except OutputFolderError as exc:
+        print(f"zeroclick slide: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    # a fresh sibling folder replaces --out whole at the end, also when the run fails (no mix of two runs)
+    with staged_output(args.out, overwrite=True) as out:
+        result = _analyse(run, args, out)
     if args.json:
-        sys.stdout.write(result.to_json() + "\n")
+        sys.stdout.write(rebase_text(result.to_json(), out, args.out) + "\n")
     else:
         density = result.nuclei_density_per_mm2
         sys.stdout.write(
@@ -55,3 +64,11 @@ def _run(args: argparse.Namespace) -> int:
     if status in ("no_tissue", "failed"):
         return EXIT_FAILED
     return EXIT_PARTIAL if status == "partial" else EXIT_OK
+
+
+def _analyse(run, args: argparse.Namespace, out: Path):
+    return run(
+        args.slide, out_dir=out, mpp=args.mpp, engine=args.engine, weights=args.weights,
+        target_mpp=args.target_mpp, tile_px=args.tile, overlap_px=args.overlap, workers=args.workers,
+        batch_size=args.batch_size, device=args.device,
+    )
