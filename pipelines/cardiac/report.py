@@ -3,7 +3,9 @@
 ``render_report(result)`` draws one A4 page meant to be understood in ten seconds: the key numbers
 first, then the images that prove them (ED/ES contours, LGE overlay), the volume-time curve, AHA
 bullseyes, the measurement table with typical adult ranges, the risk features with their citations and
-the quality-control findings in plain words. It carries no patient identifier.
+the quality-control findings in plain words. Its header identifies the patient (name, ID, birth date,
+accession, read from the source DICOM header) so that a physician can verify identity; identifiers are never
+logged and never written to report.json.
 
 ``write_dicom_outputs(result, out_dir)`` writes, in the source study: a SEG at ED and one at ES (LV
 cavity, LV myocardium, RV cavity), a SEG for LGE (LV myocardium, infarct incl. MVO, MVO), a TID 1500
@@ -14,6 +16,7 @@ rather than duplicates.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import os
@@ -41,6 +44,9 @@ from zeroclick.imaging.dicom.write import (
 from zeroclick.imaging.dicom.write import codes as K
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac import figures
+from zeroclick.pipelines.cardiac import report_text as text
+from zeroclick.pipelines.cardiac.report_text import NORMAL_RANGES
 from zeroclick.pipelines.cardiac.result import CardiacResult, FunctionResult, LgeResult
 
 __all__ = [
@@ -54,6 +60,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_valid = text.valid
 
 ALGORITHM_NAME = "zeroclick cardiac"
 
@@ -82,18 +89,6 @@ SERIES_DESCRIPTIONS = {
     "pdf": "zeroclick report",
 }
 
-#: Typical adult ranges (SSFP cine), lower-upper, both sexes pooled and rounded from the mean +/- 2 SD
-#: tables of Kawel-Boehm N et al., J Cardiovasc Magn Reson 2020;22:87. Approximate: check local
-#: sex- and age-specific references before acting on a borderline value.
-NORMAL_RANGES: dict[str, tuple[float, float]] = {
-    "lv_ef_percent": (57.0, 77.0),
-    "lv_edv_index_ml_per_m2": (56.0, 105.0),
-    "lv_esv_index_ml_per_m2": (13.0, 38.0),
-    "myo_mass_index_g_per_m2": (37.0, 81.0),
-    "rv_ef_percent": (47.0, 73.0),
-    "rv_edv_index_ml_per_m2": (48.0, 121.0),
-    "rv_esv_index_ml_per_m2": (12.0, 54.0),
-}
 NORMAL_RANGES_SOURCE = "Typical ranges: Kawel-Boehm et al., JCMR 2020 (adults, SSFP, pooled, approximate)"
 
 
@@ -112,13 +107,6 @@ class _Row:
 
 def _fmt(v: float | None, digits: int = 0) -> str:
     return "n/a" if v is None or not np.isfinite(v) else f"{v:.{digits}f}"
-
-
-def _flag(value: float | None, key: str | None) -> str:
-    if value is None or key is None or key not in NORMAL_RANGES:
-        return ""
-    lo, hi = NORMAL_RANGES[key]
-    return "low" if value < lo else "high" if value > hi else ""
 
 
 def _short_citation(citation: str) -> str:
@@ -169,117 +157,6 @@ def _range_text(key: str | None) -> str:
     return f"{lo:.0f}-{hi:.0f}" + ("" if key.endswith("percent") else " /m²")
 
 
-def _mid_slice(mask: Volume, value: int) -> int:
-    areas = (mask.array == value).reshape(mask.array.shape[0], -1).sum(axis=1)
-    present = np.flatnonzero(areas)
-    return int(present[len(present) // 2]) if present.size else mask.array.shape[0] // 2
-
-
-def _crop_box(mask2d: np.ndarray, margin: int = 18) -> tuple[slice, slice]:
-    ys, xs = np.nonzero(mask2d)
-    if ys.size == 0:
-        return slice(None), slice(None)
-    cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
-    half = max(ys.max() - ys.min(), xs.max() - xs.min()) / 2 + margin
-    y0, x0 = max(int(cy - half), 0), max(int(cx - half), 0)
-    return slice(y0, int(cy + half) + 1), slice(x0, int(cx + half) + 1)
-
-
-def _show_image(ax, image: np.ndarray) -> None:
-    lo, hi = np.percentile(image, (1, 99.5)) if image.size else (0, 1)
-    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _contours(ax, labels: np.ndarray, specs: Sequence[tuple[tuple[int, ...], str]]) -> None:
-    for values, color in specs:
-        m = np.isin(labels, values)
-        if m.any():
-            ax.contour(m.astype(float), levels=[0.5], colors=[color], linewidths=1.4)
-
-
-def _panel_image(ax, image: Volume | None, mask: Volume | None, title: str, s: int,
-                 box: tuple[slice, slice] | None, *, lge: bool = False) -> None:
-    ax.set_title(title, fontsize=9, loc="left", fontweight="bold")
-    if image is None or mask is None or not 0 <= s < mask.array.shape[0]:
-        ax.text(0.5, 0.5, "no LGE series" if lge else "not available", ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return
-    lab = mask.array[s]
-    box = box or _crop_box(lab > 0)
-    _show_image(ax, image.array[s][box])
-    if lge:
-        overlay = np.zeros((*lab[box].shape, 4))
-        overlay[lab[box] == 3] = (1.0, 0.8, 0.0, 0.55)
-        overlay[lab[box] == 4] = (0.6, 0.0, 0.8, 0.75)
-        ax.imshow(overlay, interpolation="nearest")
-        _contours(ax, lab[box], [((2, 3, 4), "#40e070")])
-    else:
-        _contours(ax, lab[box], [((3,), "#ff4040"), ((2,), "#40e070"), ((1,), "#4a90ff")])
-
-
-def _panel_curve(ax, result: CardiacResult) -> None:
-    f, ph = result.function, result.phases
-    ax.set_title("Volume over the cardiac cycle", fontsize=9, loc="left")
-    lv = list(f.lv_volume_curve_ml) if f is not None else []
-    if len(lv) < 3:
-        ax.text(0.5, 0.5, "only ED and ES were segmented\n(curve needs all phases)", ha="center",
-                va="center", fontsize=8, transform=ax.transAxes, color="0.4")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return
-    img = result.images.cine
-    tt = img.trigger_times_ms if img is not None and img.trigger_times_ms else None
-    x = np.asarray(tt[: len(lv)] if tt and len(tt) >= len(lv) else range(len(lv)), float)
-    ax.plot(x, lv, "-o", color="#d03030", ms=2.5, lw=1.5, label="LV")
-    if f is not None and len(f.rv_volume_curve_ml) == len(lv):
-        ax.plot(x, f.rv_volume_curve_ml, "-o", color="#3070d0", ms=2.5, lw=1.5, label="RV")
-    if ph is not None:
-        for idx, name in ((ph.ed_phase, "ED"), (ph.es_phase, "ES")):
-            if 0 <= idx < len(lv):
-                ax.axvline(x[idx], color="0.5", lw=0.8, ls="--")
-                ax.text(x[idx], 0.98, f" {name}", fontsize=7, ha="left", va="top", transform=ax.get_xaxis_transform())
-    ax.set_xlabel("trigger time (ms)" if tt else "phase", fontsize=7)
-    ax.set_ylabel("mL", fontsize=7)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
-
-
-def _bullseye(ax, values: Mapping[int, float | None], *, title: str, vmin: float, vmax: float, cmap: str,
-              fmt: str, mark: Mapping[int, bool] | None = None) -> None:
-    """AHA 16-segment bullseye: basal outer ring, anterior (segments 1, 7, 13) at the top, septum left."""
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Wedge
-
-    colormap = plt.get_cmap(cmap)
-    rings = [(range(1, 7), 1.0, 60.0, 90.0), (range(7, 13), 0.72, 60.0, 90.0), (range(13, 17), 0.44, 90.0, 90.0)]
-    for segs, r_out, step, start in rings:
-        for k, seg in enumerate(segs):
-            centre = start + k * step
-            v = values.get(seg)
-            color = "0.85" if v is None else colormap((np.clip(v, vmin, vmax) - vmin) / (vmax - vmin))
-            edge = "black"
-            ax.add_patch(Wedge((0, 0), r_out, centre - step / 2, centre + step / 2, width=0.28,
-                               facecolor=color, edgecolor=edge, lw=0.8))
-            a = np.deg2rad(centre)
-            r_txt = r_out - 0.14
-            text = "–" if v is None else format(v, fmt)
-            bold = bool(mark and mark.get(seg))
-            ax.text(r_txt * np.cos(a), r_txt * np.sin(a), text, ha="center", va="center", fontsize=6.5,
-                    fontweight="bold" if bold else "normal", color="white" if bold else "black")
-    ax.add_patch(Wedge((0, 0), 0.16, 0, 360, facecolor="0.95", edgecolor="black", lw=0.8))
-    ax.text(-1.08, 0, "septum", rotation=90, ha="center", va="center", fontsize=6, color="0.35")
-    ax.text(0, 1.06, "anterior", ha="center", va="bottom", fontsize=6, color="0.35")
-    ax.set_xlim(-1.15, 1.15)
-    ax.set_ylim(-1.1, 1.2)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.set_title(title, fontsize=9, loc="left")
-
-
 def _key(value: float | None, unit: str, digits: int = 0) -> str:
     return "n/a" if value is None else f"{_fmt(value, digits)} {unit}"
 
@@ -290,42 +167,45 @@ def _key_numbers(result: CardiacResult) -> list[tuple[str, str, str]]:
     out = []
     if f is not None:
         ef = _valid(result, "lv_ef_percent", f.lv_ef_percent)
-        color = "#b00000" if ef is not None and ef <= 35 else "#c07000" if ef is not None and ef < 50 else "#006000"
-        out.append(("LV ejection fraction", _key(ef, "%"), color))
+        out.append(("LV ejection fraction", _key(ef, "%"), text.ef_colour(ef)))
         out.append(("LV end-diastolic vol.", _key(_valid(result, "lv_edv_ml", f.lv_edv_ml), "mL"), "black"))
         out.append(("RV ejection fraction", _key(_valid(result, "rv_ef_percent", f.rv_ef_percent), "%"), "black"))
     if lge is not None:
         inf = _valid(result, "infarct_percent_of_myocardium", lge.infarct_percent_of_myocardium)
         out.append(("Infarct size", _key(inf, "% LV", 1), "#b00000" if inf is not None and inf >= 10 else "black"))
         mvo = _valid(result, "mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium)
-        out.append(("Microvascular obstr.", _key(mvo, "% LV", 1), "#b00000" if mvo is not None and mvo > 0
-                    else "black"))
+        out.append(("Microvascular obstr.", _key(mvo, "% LV", 1),
+                    "#b00000" if mvo is not None and round(mvo, 1) > 0 else "black"))
     return out
 
 
-def _study_header(result: CardiacResult, study_date: str | None) -> str:
+def _study_header(result: CardiacResult) -> str:
+    """Series used and the ED/ES phases, numbered as in report.json (0-based phase index)."""
     parts = []
-    if study_date:
-        d = study_date
-        parts.append(f"Study date {d[:4]}-{d[4:6]}-{d[6:8]}" if len(d) == 8 and d.isdigit() else f"Study date {d}")
     used = [f"{s.role.replace('_', ' ')}: {s.description or 'unnamed'} ({s.n_images} images)" for s in result.series]
     if used:
         parts.append("Series used: " + "; ".join(used))
     if result.phases is not None:
         ph = result.phases
-        parts.append(f"ED/ES = phase {ph.ed_phase + 1}/{ph.es_phase + 1} of {ph.n_phases}")
+        parts.append(f"ED phase {ph.ed_phase}, ES phase {ph.es_phase} (0-based, of {ph.n_phases} phases; "
+                     f"{ph.method.replace('_', ' ')})")
     return "   ·   ".join(parts)
 
 
-def render_report(result: CardiacResult, *, study_date: str | None = None):
-    """Draw the one-page report as a matplotlib Figure (A4 portrait, no patient identifier).
+def render_report(result: CardiacResult, *, study_date: str | None = None,
+                  patient: text.PatientIdentity | None = None):
+    """Draw the one-page report as a matplotlib Figure (A4 portrait).
 
     Parameters
     ----------
     result
         The analysis result.
     study_date
-        ``YYYYMMDD`` of the study, shown in the header (the only study attribute shown).
+        ``YYYYMMDD`` of the study, shown in the identification block when ``patient`` has none.
+    patient
+        Who the page is about (name, ID, birth date, accession), read from the source DICOM header by
+        :func:`write_report_files` / :func:`write_dicom_outputs`; ``None`` prints "not identified" so that a
+        reader knows to verify identity against the images.
 
     Returns
     -------
@@ -336,87 +216,84 @@ def render_report(result: CardiacResult, *, study_date: str | None = None):
 
     fig = Figure(figsize=(8.27, 11.69), dpi=100)
     fig.patch.set_facecolor("white")
-    # header
-    fig.text(0.04, 0.975, "Cardiac MRI — automatic post-infarction analysis", fontsize=14, fontweight="bold",
-             va="top")
+    # header: title, status, patient identification, series and phases
+    fig.text(0.04, 0.978, text.title(result), fontsize=13, fontweight="bold", va="top")
     status_text = {"ok": "analysis complete", "partial": "PARTIAL: see quality control",
                    "failed": "analysis FAILED"}[result.status]
-    fig.text(0.96, 0.972, status_text, fontsize=9, ha="right", va="top",
+    fig.text(0.96, 0.955, status_text, fontsize=9, ha="right", va="top",
              color="#006000" if result.status == "ok" else "#b00000", fontweight="bold")
-    fig.text(0.04, 0.950, _wrap(_study_header(result, study_date), 150), fontsize=7, va="top", color="0.25")
+    if patient is None:
+        ident = ("Patient: not identified (no DICOM header with the input): verify identity against the images",
+                 f"Study date: {text._date(study_date or '') or '—'}")
+    else:
+        if study_date and not patient.study_date:
+            patient = dataclasses.replace(patient, study_date=study_date)
+        ident = patient.lines()
+    fig.text(0.04, 0.955, ident[0], fontsize=8.5, va="top", fontweight="bold")
+    fig.text(0.04, 0.941, ident[1], fontsize=7.5, va="top", color="0.2")
+    fig.text(0.04, 0.928, _wrap(_study_header(result), 150), fontsize=6.5, va="top", color="0.3")
     # key numbers strip
     keys = _key_numbers(result)
     for i, (label, value, color) in enumerate(keys):
         x = 0.04 + i * (0.92 / max(len(keys), 1))
-        fig.text(x, 0.918, label, fontsize=9, color="0.35", va="top")
-        fig.text(x, 0.900, value, fontsize=17, color=color, fontweight="bold", va="top")
+        fig.text(x, 0.905, label, fontsize=8.5, color="0.35", va="top")
+        fig.text(x, 0.889, value, fontsize=16, color=color, fontweight="bold", va="top")
+    # what the exam shows, in words (no indication assumed)
+    fig.text(0.04, 0.857, "\n".join(_wrap(line, 150) for line in text.findings(result)), fontsize=7.5, va="top")
 
     # images: ED and ES on the same mid-ventricular slice and crop, LGE on its own mid slice
-    cine, masks = result.images, result.masks
-    s_ed = _mid_slice(masks.cine_ed, 3) if masks.cine_ed is not None else -1
-    box = _crop_box(masks.cine_ed.array[s_ed] > 0) if masks.cine_ed is not None else None
-    ed_img = es_img = None
-    if cine.cine is not None and result.phases is not None:
-        ed_img = cine.cine.phase(result.phases.ed_phase) if cine.cine.is_cine else cine.cine
-        es_img = cine.cine_es or (cine.cine.phase(result.phases.es_phase) if cine.cine.is_cine else None)
-    s_lge = -1
-    if masks.lge is not None:
-        s_lge = _mid_slice(masks.lge, 3) if (masks.lge.array == 3).any() else _mid_slice(masks.lge, 2)
-    axes = [fig.add_axes((0.04 + i * 0.32, 0.615, 0.28, 0.235)) for i in range(3)]
-    _panel_image(axes[0], ed_img, masks.cine_ed, "End-diastole", s_ed, box)
-    _panel_image(axes[1], es_img, masks.cine_es, "End-systole (same slice)", s_ed, box)
-    _panel_image(axes[2], result.images.lge, masks.lge, "Late enhancement (LGE)", s_lge, None, lge=True)
-    x = 0.04
-    for text, color in (("LV cavity", "#e03030"), ("LV myocardium", "#20a050"), ("RV cavity", "#3070e0"),
-                        ("scar (LGE)", "#d0a000"), ("MVO (LGE)", "#9000c0")):
-        fig.text(x, 0.60, "■ " + text, fontsize=8, color=color, va="top")
-        x += 0.045 + 0.0085 * len(text)
+    axes = [fig.add_axes((0.04 + i * 0.32, 0.585, 0.28, 0.22)) for i in range(3)]
+    figures.overlays(result, axes=axes)
+    figures.legend(fig, (0.04, 0.576), has_lge=result.masks.lge is not None)
 
     # curve + bullseyes
-    _panel_curve(fig.add_axes((0.09, 0.405, 0.34, 0.15)), result)
+    figures.volume_curve(result, ax=fig.add_axes((0.09, 0.39, 0.34, 0.125)))
     aha = result.aha
     thick = aha.bullseye("ed_thickness_mm") if aha is not None else {}
     thin = {k: bool(v) for k, v in aha.bullseye("thin_at_ed").items()} if aha is not None else {}
-    _bullseye(fig.add_axes((0.50, 0.385, 0.22, 0.19)), thick, title="ED wall thickness (mm)\nbold: < 5.5 mm",
-              vmin=0, vmax=14, cmap="viridis", fmt=".1f", mark=thin)
+    figures.bullseye(thick, ax=fig.add_axes((0.50, 0.365, 0.22, 0.165)), title="ED wall thickness (mm)\n"
+                     "bold: < 5.5 mm", vmin=0, vmax=14, cmap="viridis", fmt=".1f", mark=thin)
     trans: Mapping[int, float | None] = {}
     if result.lge is not None and result.lge.segment_transmurality_percent:
         trans = {int(k): v for k, v in result.lge.segment_transmurality_percent.items()}
     elif aha is not None:
         trans = aha.bullseye("transmurality_percent")
-    _bullseye(fig.add_axes((0.75, 0.385, 0.22, 0.19)), trans, title="Scar transmurality (%)\nbold: > 50 %",
-              vmin=0, vmax=100, cmap="YlOrRd", fmt=".0f",
-              mark={k: bool(v is not None and v > 50) for k, v in trans.items()})
+    figures.bullseye(trans, ax=fig.add_axes((0.75, 0.365, 0.22, 0.165)),
+                     title="Scar transmurality (%)\nbold: > 50 %" if result.lge is not None else
+                     "Scar transmurality (%)\nno LGE series", vmin=0, vmax=100, cmap="YlOrRd", fmt=".0f",
+                     mark={k: bool(v is not None and v > 50) for k, v in trans.items()})
 
-    _draw_table(fig, result)
-    _draw_risk_and_qc(fig, result)
+    table_bottom = _draw_table(fig, result)
+    _draw_risk_and_qc(fig, result, qc_top=min(0.112, table_bottom - 0.012))
     weights = ", ".join(f"{w.task}: {w.weights_id}" for w in result.provenance.weights) if result.provenance else ""
-    fig.text(0.5, 0.012, f"Automatic analysis by zeroclick {__version__} (research software{'; ' + weights if weights else ''})."
-             " Contours and numbers must be reviewed by a physician before clinical use.",
-             ha="center", fontsize=6.5, color="0.4")
+    fig.text(0.5, 0.032, f"Automatic analysis by zeroclick {__version__} (research software"
+             f"{'; weights ' + weights if weights else ''}).", ha="center", va="top", fontsize=6.5, color="0.4")
+    fig.text(0.5, 0.020, "Contours and numbers must be reviewed by a physician before clinical use.",
+             ha="center", va="top", fontsize=6.5, color="0.4")
     return fig
 
 
-def _draw_table(fig, result: CardiacResult) -> None:
+def _draw_table(fig, result: CardiacResult) -> float:
+    """The measurement table; returns the lowest y (figure fraction) it used."""
     rows = _table_rows(result.function, result.lge)
-    fig.text(0.04, 0.365, "Measurements", fontsize=9, fontweight="bold", va="top")
-    height = 0.0145 * (len(rows) + 1)
-    ax = fig.add_axes((0.04, 0.345 - height, 0.47, height))
+    fig.text(0.04, 0.345, "Measurements", fontsize=9, fontweight="bold", va="top")
+    height = 0.0135 * (len(rows) + 1)
+    ax = fig.add_axes((0.04, 0.328 - height, 0.47, height))
     ax.axis("off")
     cells, colors = [], []
     for r in rows:
         digits = 1 if r.unit in ("% LV", "L/min") else 0
         value = _valid(result, r.key, r.value)
         indexed = _valid(result, r.key, r.indexed)
-        flag = _flag(indexed if r.indexed is not None else value, r.range_key)
+        flag = text.range_flag(indexed if r.indexed is not None else value, r.range_key)
         idx_unit = r.unit + "/m²"
         shown = f"{_fmt(value, digits)} {r.unit}" if value is not None or r.value is None else "n/a (QC)"
         cells.append((r.label, shown, f"{_fmt(indexed, digits)} {idx_unit}" if indexed is not None else "",
                       _range_text(r.range_key), flag))
         colors.append("#ffd8d8" if flag else "white")
     table = ax.table(cellText=cells or [("no measurement", "", "", "", "")],
-                     colLabels=("Measurement", "Value", "Indexed (BSA)", "Typical", ""),
-                     colWidths=(0.37, 0.17, 0.2, 0.17, 0.09), cellLoc="left", bbox=(0, 0, 1, 1))
+                     colLabels=("Measurement", "Value", "Per m² BSA", "Typical", ""),
+                     colWidths=(0.37, 0.16, 0.21, 0.17, 0.09), cellLoc="left", bbox=(0, 0, 1, 1))
     table.auto_set_font_size(False)
     table.set_fontsize(7)
     for (r, _c), cell in table.get_celld().items():
@@ -427,13 +304,14 @@ def _draw_table(fig, result: CardiacResult) -> None:
             cell.set_text_props(fontweight="bold")
         elif r - 1 < len(colors):
             cell.set_facecolor(colors[r - 1])
-    fig.text(0.04, 0.34 - height, NORMAL_RANGES_SOURCE, fontsize=5.5, color="0.45", va="top")
+    fig.text(0.04, 0.325 - height, NORMAL_RANGES_SOURCE, fontsize=5.5, color="0.45", va="top")
+    return 0.316 - height
 
 
-def _wrap(text: str, width: int) -> str:
+def _wrap(text_: str, width: int) -> str:
     import textwrap
 
-    return "\n".join(textwrap.wrap(text, width))
+    return "\n".join(textwrap.wrap(text_, width))
 
 
 RISK_NAMES = {
@@ -460,28 +338,35 @@ def _risk_line(feat) -> tuple[str, str, str]:
     return "◆", f"{name}: {value}", "0.15"
 
 
-def _draw_risk_and_qc(fig, result: CardiacResult) -> None:
-    x0, y = 0.55, 0.365
-    fig.text(x0, y, "Risk features (published evidence; no score)", fontsize=9, fontweight="bold", va="top")
-    fig.text(x0, y - 0.016, "▲ threshold reached   ● not reached   ◆ continuous risk (effect size)", fontsize=6,
+def _draw_risk_and_qc(fig, result: CardiacResult, *, qc_top: float) -> None:
+    x0, y = 0.55, 0.345
+    heading = "Risk features (published evidence; no score)" if text.context(result) == "post_infarction" \
+        else "Findings with published thresholds (no score)"
+    fig.text(x0, y, heading, fontsize=9, fontweight="bold", va="top")
+    fig.text(x0, y - 0.016, "▲ threshold reached   ● not reached   ◆ continuous (effect size)", fontsize=6,
              color="0.4", va="top")
     y -= 0.034
     shown = [f for f in result.risk.features if f.value is not None]
     if not shown:
         fig.text(x0, y, "No risk feature could be measured.", fontsize=7.5, va="top", color="0.4")
-    for feat in shown:
+    for n_drawn, feat in enumerate(shown):
         mark, headline, color = _risk_line(feat)
         fig.text(x0, y, mark, fontsize=8, color=color, va="top")
         fig.text(x0 + 0.02, y, headline, fontsize=7.3, va="top", fontweight="bold", color=color)
         y -= 0.0122
-        effect = feat.effect_size if len(feat.effect_size) <= 76 else feat.effect_size[:74].rstrip() + "…"
-        lines = [effect, _short_citation(feat.citation)] if effect else [_short_citation(feat.citation)]
-        fig.text(x0 + 0.02, y, "\n".join(lines), fontsize=6, va="top", color="0.3")
-        y -= 0.0093 * len(lines) + 0.0045
-        if y < 0.13:
+        lines = [_wrap(feat.effect_size, 70)] if feat.effect_size else []
+        if feat.interpretation:
+            lines.append(_wrap(feat.interpretation, 70))
+        lines.append(_short_citation(feat.citation))
+        block = "\n".join(lines)
+        fig.text(x0 + 0.02, y, block, fontsize=6, va="top", color="0.3")
+        y -= 0.0093 * (block.count("\n") + 1) + 0.0045
+        if y < qc_top + 0.06 and n_drawn + 1 < len(shown):
+            fig.text(x0 + 0.02, y, f"{len(shown) - n_drawn - 1} more in report.json", fontsize=6, va="top",
+                     color="0.4")
             break
     # QC in plain words
-    y_qc = 0.115
+    y_qc = qc_top
     fig.text(0.04, y_qc, "Quality control", fontsize=9, fontweight="bold", va="top")
     issues = [q for q in result.qc if q.severity in ("warning", "error")]
     qc_lines = [(("✖ " if q.severity == "error" else "! ") + q.message,
@@ -489,18 +374,26 @@ def _draw_risk_and_qc(fig, result: CardiacResult) -> None:
     qc_lines += [("! " + w, "#a06000") for w in result.warnings if w not in {q.message for q in issues}]
     if not qc_lines:
         qc_lines = [("✔ No quality problem found: every slice segmented, every value plausible.", "#006000")]
-    y_qc -= 0.02
-    for text, color in qc_lines[:6]:
-        block = _wrap(text, 160)
+    y_qc -= 0.018
+    shown_qc = 0
+    for line, color in qc_lines:
+        block = _wrap(line, 140)
+        if y_qc - 0.011 * (block.count("\n") + 1) < 0.05:
+            break
         fig.text(0.04, y_qc, block, fontsize=7, color=color, va="top")
-        y_qc -= 0.012 * (block.count("\n") + 1)
-    if len(qc_lines) > 6:
-        fig.text(0.04, y_qc, f"... and {len(qc_lines) - 6} more in report.json", fontsize=7, color="0.4", va="top")
+        y_qc -= 0.011 * (block.count("\n") + 1)
+        shown_qc += 1
+    if shown_qc < len(qc_lines):
+        fig.text(0.04, y_qc, f"... and {len(qc_lines) - shown_qc} more in report.json", fontsize=7, color="0.4",
+                 va="top")
 
 
 def write_report_files(result: CardiacResult, out_dir: str | Path, *, study_date: str | None = None,
-                       stem: str = "report") -> tuple[Path, Path]:
+                       stem: str = "report", patient: text.PatientIdentity | None = None) -> tuple[Path, Path]:
     """Render the report and write ``<stem>.pdf`` and ``<stem>.png`` (atomically) into ``out_dir``.
+
+    The patient identification on the page comes from ``patient`` or else from one source DICOM header of the
+    result (:func:`~zeroclick.pipelines.cardiac.report_text.patient_identity`).
 
     Returns
     -------
@@ -509,7 +402,8 @@ def write_report_files(result: CardiacResult, out_dir: str | Path, *, study_date
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pdf_bytes, png_bytes = _render_bytes(result, study_date=study_date)
+    pdf_bytes, png_bytes = _render_bytes(result, study_date=study_date,
+                                         patient=patient or text.patient_identity(result))
     paths = []
     for suffix, data in ((".pdf", pdf_bytes), (".png", png_bytes)):
         final = out / f"{stem}{suffix}"
@@ -520,8 +414,9 @@ def write_report_files(result: CardiacResult, out_dir: str | Path, *, study_date
     return paths[0], paths[1]
 
 
-def _render_bytes(result: CardiacResult, *, study_date: str | None, png: bool = True) -> tuple[bytes, bytes]:
-    fig = render_report(result, study_date=study_date)
+def _render_bytes(result: CardiacResult, *, study_date: str | None, png: bool = True,
+                  patient: text.PatientIdentity | None = None) -> tuple[bytes, bytes]:
+    fig = render_report(result, study_date=study_date, patient=patient)
     pdf_buf, png_buf = io.BytesIO(), io.BytesIO()
     # Fixed metadata so the same result gives the same PDF bytes.
     fig.savefig(pdf_buf, format="pdf", metadata={"CreationDate": None, "Creator": f"zeroclick {__version__}",
@@ -681,7 +576,8 @@ def write_dicom_outputs(
             logger.warning("no SR written: %s", exc)
 
     first = sources_used[0]
-    pdf_bytes, _ = _render_bytes(result, study_date=str(first.get("StudyDate", "")) or None, png=False)
+    pdf_bytes, _ = _render_bytes(result, study_date=str(first.get("StudyDate", "")) or None, png=False,
+                                 patient=text.identity_from_dataset(first))
     pdf = encapsulated_pdf(
         pdf_bytes, first,
         series_instance_uid=derived_uid(study_key, "pdf", "series"),
@@ -691,15 +587,6 @@ def write_dicom_outputs(
     )
     written.append(save_atomically(pdf, out / "report_pdf.dcm"))
     return written
-
-
-def _valid(result: CardiacResult, name: str, value: float | None) -> float | None:
-    """``value`` unless a QC error invalidates the measurement ``name`` (then it is not reported)."""
-    if value is None:
-        return None
-    if any(name in q.affects for q in result.qc_errors):
-        return None
-    return float(value)
 
 
 def _measurement_groups(result: CardiacResult, segs: Mapping[str, Dataset]) -> list[SegmentMeasurements]:

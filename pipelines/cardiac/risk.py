@@ -1,7 +1,13 @@
-"""Post-infarction risk features, each with its published threshold or effect size and citation.
+"""Risk features, each with its published threshold or effect size and citation, worded for what the exam shows.
 
 No composite score is computed: the features are reported side by side for the cardiologist, with the
 evidence that makes each one matter. A feature whose inputs are missing has ``value=None``.
+
+Post-infarction evidence (infarct size, MVO, gray zone, LVESVI after MI, the CAD-only LVEF <= 30% ICD
+recommendation) is attached only when the LGE analysis found infarct-labelled myocardium (>= 1% of the LV,
+:data:`POST_INFARCTION_MIN_PERCENT`). Otherwise the LVEF <= 35% feature is worded without an aetiology: the ESC 2022
+recommendation differs between ischaemic (class I) and non-ischaemic (class IIa) disease, and a cine-only exam,
+or LGE without infarct-type enhancement, does not establish an infarct.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ BULLUCK_2020 = (
 )
 
 REMODELING_RISE_PERCENT = 12.0
+POST_INFARCTION_MIN_PERCENT = 1.0
 ESV_INDEX_THRESHOLD_ML_PER_M2 = 40.0
 
 
@@ -73,25 +80,41 @@ def compute_risk(
     infarct = None if lge is None else ok("infarct_percent_of_myocardium", lge.infarct_percent_of_myocardium)
     mvo = None if lge is None else ok("mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium)
     gray = None if lge is None else ok("infarct_percent_of_myocardium", lge.gray_zone_g)
-    features = [
-        RiskFeature("lvef_le_35", ef, "%", _le(ef, 35.0), "LVEF <= 35%",
-                    "ICD for primary prevention in ischaemic heart disease with LVEF <= 35% despite >= 3 months of "
-                    "optimal medical therapy, NYHA II-III (class I)", ESC_2022_VA,
-                    "re-assess LVEF >= 6-12 weeks after the infarct before deciding"),
-        RiskFeature("lvef_le_30", ef, "%", _le(ef, 30.0), "LVEF <= 30%",
-                    "ICD should be considered with LVEF <= 30% in NYHA I despite >= 3 months of optimal medical therapy (class IIa)",
-                    ESC_2022_VA),
-        RiskFeature("infarct_size_percent_lv", infarct, "% LV myocardium", None, "continuous",
-                    "HR 1.19 for 1-year all-cause death per +5% of LV mass infarcted", STONE_2016),
-        RiskFeature("mvo_percent_lv", mvo, "% LV myocardium", None, "continuous",
-                    "HR 1.14 for 1-year all-cause death per +1% of LV mass with MVO", DE_WAHA_2017),
-        RiskFeature("gray_zone_g", gray, "g", None, "continuous (definition in lge.gray_zone_definition)",
-                    "peri-infarct zone size independently associated with post-MI all-cause mortality", YAN_2006),
-        RiskFeature("lv_esv_index", esvi, "mL/m2", _ge(esvi, ESV_INDEX_THRESHOLD_ML_PER_M2),
-                    f"LVESVI >= {ESV_INDEX_THRESHOLD_ML_PER_M2:g} mL/m2",
-                    "end-systolic volume was the major determinant of survival after myocardial infarction",
-                    WHITE_1987, "needs height and weight (BSA)"),
-    ]
+    post_mi = infarct is not None and infarct >= POST_INFARCTION_MIN_PERCENT
+    if post_mi:
+        features = [
+            RiskFeature("lvef_le_35", ef, "%", _le(ef, 35.0), "LVEF <= 35%",
+                        "ICD for primary prevention in ischaemic heart disease with LVEF <= 35% despite >= 3 months "
+                        "of optimal medical therapy, NYHA II-III (class I)", ESC_2022_VA,
+                        "re-assess LVEF >= 6-12 weeks after the infarct before deciding"),
+            RiskFeature("lvef_le_30", ef, "%", _le(ef, 30.0), "LVEF <= 30%",
+                        "ICD should be considered in coronary artery disease with LVEF <= 30% in NYHA I despite "
+                        ">= 3 months of optimal medical therapy (class IIa)", ESC_2022_VA),
+            RiskFeature("infarct_size_percent_lv", infarct, "% LV myocardium", None, "continuous",
+                        "HR 1.19 for 1-year all-cause death per +5% of LV mass infarcted", STONE_2016),
+            RiskFeature("mvo_percent_lv", mvo, "% LV myocardium", None, "continuous",
+                        "HR 1.14 for 1-year all-cause death per +1% of LV mass with MVO", DE_WAHA_2017),
+            RiskFeature("gray_zone_g", gray, "g", None, "continuous (definition in lge.gray_zone_definition)",
+                        "peri-infarct zone size independently associated with post-MI all-cause mortality", YAN_2006),
+            RiskFeature("lv_esv_index", esvi, "mL/m2", _ge(esvi, ESV_INDEX_THRESHOLD_ML_PER_M2),
+                        f"LVESVI >= {ESV_INDEX_THRESHOLD_ML_PER_M2:g} mL/m2",
+                        "end-systolic volume was the major determinant of survival after myocardial infarction",
+                        WHITE_1987, "needs height and weight (BSA)"),
+        ]
+    else:
+        why = "no LGE series" if lge is None else "no infarct-type enhancement on LGE"
+        features = [
+            RiskFeature("lvef_le_35", ef, "%", _le(ef, 35.0), "LVEF <= 35%",
+                        "primary-prevention ICD with LVEF <= 35% despite >= 3 months of optimal medical therapy, "
+                        "NYHA II-III: class I in ischaemic, class IIa in non-ischaemic cardiomyopathy", ESC_2022_VA,
+                        f"aetiology not established by this exam ({why}); confirm LVEF after >= 3 months of "
+                        "optimal medical therapy before deciding"),
+        ]
+        if lge is not None:
+            features += [
+                RiskFeature("infarct_size_percent_lv", infarct, "% LV myocardium", None, "continuous",
+                            "no infarct-type enhancement detected (below 1% of LV myocardium)", STONE_2016),
+            ]
     if prior_measurements is not None and function is not None:
         d_edv = _rise_percent(ok("lv_edv_ml", function.lv_edv_ml), prior_measurements.get("lv_edv_ml"))
         d_esv = _rise_percent(ok("lv_esv_ml", function.lv_esv_ml), prior_measurements.get("lv_esv_ml"))

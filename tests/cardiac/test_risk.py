@@ -30,10 +30,21 @@ def test_thresholds_effect_sizes_and_citations():
 
 
 def test_missing_inputs_give_none_not_false():
-    r = compute_risk(_function(150, 60), None)
+    r = compute_risk(_function(150, 60, esvi=None), _lge(18.0, 2.5))
     assert r.get("lvef_le_35").above_threshold is False
-    assert r.get("infarct_size_percent_lv").value is None
-    assert r.get("lv_esv_index").above_threshold is None
+    assert r.get("lv_esv_index").above_threshold is None  # no BSA
+
+
+def test_issue_13_no_post_infarction_wording_without_infarct():
+    """A cine-only exam (ACDC 101-like: dilated, EF 30 %) and an LGE without infarct get no infarct claims."""
+    for lge in (None, _lge(0.4, 0.0)):
+        r = compute_risk(_function(220, 154, esvi=80), lge)
+        names = {f.name for f in r.features}
+        assert "lvef_le_35" in names and r.get("lvef_le_35").above_threshold is True
+        assert not names & {"lvef_le_30", "lv_esv_index", "mvo_percent_lv", "gray_zone_g"}
+        words = " ".join(f"{f.effect_size} {f.interpretation}" for f in r.features).lower()
+        assert "after the infarct" not in words and "ischaemic heart disease with" not in words
+        assert "non-ischaemic" in r.get("lvef_le_35").effect_size
 
 
 @pytest.mark.parametrize("edv,esv,adverse", [(115, 57.5, True), (115, 55, False), (110, 60, False)])
