@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +13,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig, Spool
 from zeroclick.pipelines.pacs.send import send_files, set_tcp_nodelay
 
-from zc_listener_helpers import PYTHONPATH, free_port, wait_for  # noqa: I001 - test helper beside this file
+from zc_listener_helpers import PYTHONPATH, ListenerProcess, free_port, make_cert, wait_for  # noqa: I001
 
 ANALYSIS = "zc_threshold_analysis:analyse"
 
@@ -168,45 +162,6 @@ def test_send_files_reports_unreachable_destination(pacs_exam):
 # ------------------------------------------------------------------------------------------- SIGKILL tests
 
 
-class ListenerProcess:
-    def __init__(self, spool: Path, port: int, dest: str, env: dict[str, str]):
-        self.args = [sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(spool), "--port", str(port),
-                     "--allow", "MODALITY", "--send", dest, "--stable-seconds", "2", "--min-free-gb", "0", "--completeness", "geometry",
-                     "--analysis", "zc_threshold_analysis:analyse_slow"]
-        self.env = dict(os.environ, PYTHONPATH=PYTHONPATH, **env)
-        self.port, self.spool, self.proc = port, spool, None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.spool.parent / "listener.log", "a"))
-        wait_for(self._accepting, 20, "the listener to accept connections")
-
-    def _accepting(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def log(self) -> str:
-        return (self.spool.parent / "listener.log").read_text()[-4000:]
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def status(self) -> dict:
-        """The queue as ``zeroclick listen --status`` prints it."""
-        out = subprocess.run([sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(self.spool),
-                              "--status"], capture_output=True, text=True, env=self.env, timeout=30)
-        return json.loads(out.stdout)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-
-
 @pytest.mark.slow
 def test_sigkill_during_reception_loses_no_acknowledged_instance(tmp_path, destination, pacs_exam):
     dest, received = destination
@@ -269,15 +224,9 @@ def test_sigkill_during_analysis_requeues_the_job_and_sends_once(tmp_path, desti
 
 
 def test_tls_reception_and_send_files_over_tls(tmp_path, pacs_exam):
-    import shutil
     import ssl
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is not installed: cannot make a throwaway certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
+    cert, key = make_cert(tmp_path)
     cfg = ListenerConfig(spool_dir=tmp_path / "spool", port=free_port(), allowed_aets=("MODALITY",),
                          tls_cert=cert, tls_key=key, min_free_bytes=0)
     lst = Listener(cfg)

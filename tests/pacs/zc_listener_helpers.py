@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pydicom
+import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 from zeroclick.pipelines.pacs.send import set_tcp_nodelay
 
@@ -82,3 +88,57 @@ class RecordingScp:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+def make_cert(folder: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (skips when openssl is missing)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed: cannot make a throwaway certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+class ListenerProcess:
+    """``zeroclick listen`` as a separate process (so that it can be killed with SIGKILL)."""
+
+    def __init__(self, spool: Path, port: int, dest: str, env: dict[str, str], *,
+                 analysis: str = "zc_threshold_analysis:analyse_slow", completeness: str = "geometry",
+                 stable_s: float = 2.0, extra: tuple[str, ...] = ()):
+        self.args = [sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(spool), "--port",
+                     str(port), "--allow", "MODALITY", "--send", dest, "--stable-seconds", str(stable_s),
+                     "--min-free-gb", "0", "--completeness", completeness, "--analysis", analysis, *extra]
+        self.env = dict(os.environ, PYTHONPATH=PYTHONPATH, **env)
+        self.port, self.spool, self.proc = port, spool, None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.spool.parent / "listener.log", "a"))
+        wait_for(self._accepting, 20, "the listener to accept connections")
+
+    def _accepting(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def log(self) -> str:
+        return (self.spool.parent / "listener.log").read_text()[-4000:]
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def status(self) -> dict:
+        """The queue as ``zeroclick listen --status`` prints it."""
+        out = subprocess.run([sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(self.spool),
+                              "--status"], capture_output=True, text=True, env=self.env, timeout=30)
+        return json.loads(out.stdout)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=15)
