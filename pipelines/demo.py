@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if _have("zeroclick.pipelines.cardiac") and hasattr(importlib.import_module("zeroclick.pipelines.cardiac"), "run"):
         print("== 4. zero-click cardiac analysis")
         results = out / "results"
-        rc = cli(["cmr", str(exam_dir / "dicom"), "--out", str(results)])
+        rc = cli(["cmr", str(exam_dir / "dicom"), "--out", str(results), "--overwrite", "--dicom"])  # rerun: replaced
         report = results / "report.json"
         if report.exists():
             m = json.loads(report.read_text()).get("measurements", {})

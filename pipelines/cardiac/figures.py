@@ -28,12 +28,13 @@ LGE_STYLE: tuple[tuple[tuple[int, ...], str, str], ...] = (
 
 
 def _axes(ax: Any, figsize: tuple[float, float]) -> tuple[Any, Any]:
-    """(figure, axes): the given axes' figure, or a new figure (not attached to pyplot's state)."""
+    """(figure, axes): the given axes' figure, or a new figure (not attached to pyplot's state) laid out
+    automatically so that labels are not cut."""
     if ax is not None:
         return ax.figure, ax
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, dpi=100)
+    fig = Figure(figsize=figsize, dpi=100, layout="tight")
     return fig, fig.add_subplot(1, 1, 1)
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 EPILOG = """outputs in DIR: report.json (top-level "measurements"), measurements.csv, masks/*.nii.gz, run.json;
-with --dicom also dicom/ (SEG ED/ES/LGE, TID 1500 SR, encapsulated PDF report).
+with --report also report.pdf + report.png (the one-page report); with --dicom also those and dicom/
+(SEG ED/ES/LGE, TID 1500 SR, encapsulated PDF report).
 
 exit codes:
   0  ok
@@ -40,9 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--volume-rule", default="scmr", choices=("scmr", "reference"),
                    help="which slices count toward the volumes: scmr = basal/apical rules of the SCMR 2020 "
                         "recommendations (default), reference = every labelled voxel, as the published myopari code")
+    p.add_argument("--hematocrit", type=float, metavar="HCT",
+                   help="haematocrit (0.42 or 42) for ECV from native + post-contrast T1 maps; default: a "
+                        "hematocrit.json sidecar ({\"hematocrit\": 0.42}) in the input folder, else no ECV")
     p.add_argument("--all-phases", action="store_true", help="segment every phase (volume-time curve; slower)")
     p.add_argument("--prior", metavar="REPORT.json", help="an earlier report.json of the same patient (remodeling)")
-    p.add_argument("--dicom", action="store_true", help="also write DICOM SEG, TID 1500 SR and PDF into DIR/dicom")
+    p.add_argument("--report", action="store_true",
+                   help="also write the one-page report as DIR/report.pdf and DIR/report.png")
+    p.add_argument("--dicom", action="store_true",
+                   help="also write DICOM SEG, TID 1500 SR and the PDF report into DIR/dicom (implies --report)")
     p.add_argument("--send", metavar="AET@HOST:PORT", help="send the DICOM outputs by C-STORE (implies --dicom)")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of a summary")
     p.set_defaults(func=_cmr)
@@ -112,7 +119,8 @@ def _cmr_run(args: argparse.Namespace) -> int:
         try:
             result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior,
                          runtime=args.runtime, weights=args.weights,
-                         volume_rule=getattr(args, "volume_rule", "scmr"))
+                         volume_rule=getattr(args, "volume_rule", "scmr"),
+                         hematocrit=getattr(args, "hematocrit", None))
         except ZeroClickError as exc:
             write_failure(out, str(args.input), str(exc), code=exc.code)
             raise  # zeroclick.pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it
@@ -120,6 +128,11 @@ def _cmr_run(args: argparse.Namespace) -> int:
         write_outputs(result, out)
         report = result.to_dict()
         code = 0 if result.status == "ok" else 4
+        if args.report or args.dicom or destination:
+            from zeroclick.pipelines.cardiac.report import write_report_files
+
+            progress.stage("rendering the report")
+            write_report_files(result, out)
         if args.dicom or destination:
             extra, dicom_code = _dicom_and_send(result, out, destination, str(args.input))
             report["outputs"] = extra

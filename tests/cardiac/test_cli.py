@@ -70,3 +70,13 @@ def test_cmr_send_needs_a_proper_destination(tmp_path, run_cli):
     code, _, err = run_cli("cmr", str(tmp_path), "--out", str(tmp_path / "o"), "--send", "nonsense")
     assert code == 2 and "AET@HOST:PORT" in err
     assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_issue_13_cmr_report_flag_writes_pdf_and_png(tmp_path, run_cli, lut_network):
+    case = write_acdc_folder(tmp_path / "p", cine_phantom(), ed=0, es=6)
+    code, out, err = run_cli("cmr", str(case), "--out", str(tmp_path / "out"), "--report")
+    assert code == 0, err
+    pdf, png = tmp_path / "out" / "report.pdf", tmp_path / "out" / "report.png"
+    assert pdf.read_bytes().startswith(b"%PDF") and png.read_bytes().startswith(b"\x89PNG")
+    code, out, err = run_cli("cmr", str(case), "--out", str(tmp_path / "plain"))
+    assert code == 0 and not (tmp_path / "plain" / "report.pdf").exists()  # only when asked (render ~1-2 s)
