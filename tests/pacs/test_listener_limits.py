@@ -30,7 +30,7 @@ LIMITS = ConnectionLimits(association_request_s=3.0, idle_s=10.0, max_pending_pe
 
 def _listener(tmp_path: Path, **kwargs) -> Listener:
     cfg = ListenerConfig(spool_dir=tmp_path / "spool", port=free_port(), allowed_aets=("MODALITY",), min_free_bytes=0,
-                         completeness="none", stable_s=3600, limits=LIMITS, **kwargs)
+                         completeness="none", stable_s=3600, **{"limits": LIMITS, **kwargs})
     lst = Listener(cfg)
     lst.start()
     return lst
@@ -57,7 +57,9 @@ def _closed_by_peer(s: socket.socket, within_s: float) -> bool:
 def _timed_push(paths, port: int, **kwargs) -> tuple[list | None, float]:
     t0 = time.monotonic()
     statuses = push(paths, port, timeout_s=SENDER_DEADLINE_S + 5, **kwargs)
-    return statuses, time.monotonic() - t0
+    seconds = time.monotonic() - t0
+    print(f"\nnormal sender stored {len(paths)} image(s) in {seconds:.2f} s")
+    return statuses, seconds
 
 
 def test_issue_18_twenty_idle_plain_sockets_do_not_lock_out_a_sender(tmp_path, pacs_exam):
@@ -122,6 +124,7 @@ def test_issue_18_an_idle_socket_does_not_block_tls_handshakes(tmp_path, pacs_ex
         report = send_files(pacs_exam.lge.paths[:1], f"ZEROCLICK@127.0.0.1:{lst.port}", calling_aet="MODALITY",
                             tls=client, retries=0, timeout_s=SENDER_DEADLINE_S + 5)
         seconds = time.monotonic() - t0
+        print(f"\nnormal TLS sender stored 1 image in {seconds:.2f} s")
         assert report.ok and seconds < SENDER_DEADLINE_S, (report.failed, seconds)
         assert _closed_by_peer(idle, LIMITS.association_request_s + 2)
     finally:
@@ -168,4 +171,43 @@ def test_instance_over_the_size_cap_is_refused_and_the_association_stays_usable(
         assert lst.spool.status()["instances"] == 1
         assert not list((lst.spool.root / "studies").rglob(f"{big.SOPInstanceUID}*"))
     finally:
+        lst.stop()
+
+
+def test_a_peer_trickling_a_pdu_inside_an_association_is_cut_after_idle_seconds(tmp_path, pacs_exam):
+    """A whitelisted peer starts a P-DATA PDU and sends one byte every 0.5 s: its association ends at idle_s."""
+    import struct
+    from dataclasses import replace
+
+    from pynetdicom import AE
+
+    limits = replace(LIMITS, idle_s=2.0)
+    lst = _listener(tmp_path, limits=limits)
+    stop = threading.Event()
+    try:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(pydicom.dcmread(pacs_exam.lge.paths[0]).SOPClassUID)
+        assoc = ae.associate("127.0.0.1", lst.port, ae_title="ZEROCLICK")
+        assert assoc.is_established
+        raw = assoc.dul.socket.socket
+        raw.send(struct.pack(">BBL", 0x04, 0, 1000))  # a P-DATA-TF of 1,000 bytes, then a trickle
+        t0 = time.monotonic()
+
+        def trickle() -> None:
+            while not stop.wait(0.5):
+                try:
+                    raw.send(b"\x00")
+                except OSError:
+                    return
+
+        threading.Thread(target=trickle, daemon=True).start()
+        deadline = t0 + limits.idle_s + 3
+        while assoc.is_established and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not assoc.is_established, "the trickling association was not ended"
+        assert time.monotonic() - t0 < limits.idle_s + 3
+        statuses, seconds = _timed_push(pacs_exam.lge.paths[:1], lst.port)
+        assert statuses == [0] and seconds < SENDER_DEADLINE_S
+    finally:
+        stop.set()
         lst.stop()
