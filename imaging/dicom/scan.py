@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -55,11 +55,16 @@ _MIN_FILES_PER_WORKER = 250
 
 @dataclass(frozen=True)
 class Rejected:
-    """A file that is not part of any series, with a short ``code`` and a reason that says what to do."""
+    """A file that is not part of any series, with a short ``code`` and a reason that says what to do.
+
+    ``series_instance_uid`` names the series the file claims to belong to when its header says so (QC then
+    knows that series lost an image), ``""`` otherwise.
+    """
 
     path: str
     reason: str
     code: str
+    series_instance_uid: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,7 +282,8 @@ def _ingest_one(path: str) -> _Accepted | Rejected:
     try:
         rej = validate(path, head, limits=_LIMITS)
         if rej is not None:
-            return rej
+            claimed = head.get("SeriesInstanceUID")
+            return replace(rej, series_instance_uid=claimed) if isinstance(claimed, str) else rej
         return _Accepted(path, str(head["StudyInstanceUID"]), str(head["SeriesInstanceUID"]),
                          str(head["SOPInstanceUID"]), (int(head["Rows"]), int(head["Columns"])),
                          int(_scalar(head.get("InstanceNumber")) or 0), _images_of(path, head),
@@ -677,7 +683,7 @@ def scan(
                 if m.size != main_size:
                     rejected.append(Rejected(m.path, f"image size {m.size[0]}x{m.size[1]} differs from the rest of "
                                                      f"its series ({main_size[0]}x{main_size[1]}); left out",
-                                             "inconsistent_image_size"))
+                                             "inconsistent_image_size", uid))
                 else:
                     kept.append(m)
             if len(sizes) > 1:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,13 +246,17 @@ def load_dicom(source: Path) -> CaseInputs:
     if cine_s is None and lge_s is None:
         raise InvalidInputError(f"{source}: no cine short-axis and no LGE series found in the exam; "
                                 "run `zeroclick scan` to see how its series were classified", code="no_series")
-    warnings: list[str] = []
+    warnings: list[str] = [f"exam: {p}" for p in exam.problems]
+    if exam.rejected:
+        codes = Counter(r.code for r in exam.rejected)
+        warnings.append(f"exam: {len(exam.rejected)} file(s) not used (" + ", ".join(
+            f"{code} x{n}" for code, n in sorted(codes.items())) + "); `zeroclick scan` lists them")
     flags: list[QcFlag] = []
     if cine_s is not None and lge_s is not None:
         _same_case(cine_s, lge_s, flags)
     for role, s in (("cine", cine_s), ("lge", lge_s)):
         if s is not None:
-            flags += check_series(role, s) + _split_series(exam, s, role)
+            flags += check_series(role, s, exam.rejected) + _split_series(exam, s, role)
             warnings += [f"series {s.number}: {note}" for note in s.meta.get("value_notes", ())]
     t0 = time.perf_counter()
     cine = _volume_or_flag(cine_s, "cine", flags) if cine_s is not None else None

@@ -6,6 +6,8 @@ Severity ``error`` means the named measurements are not valid (the result status
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -210,10 +212,15 @@ def lv_offset_mm(cine_labels: Volume, lge_labels: Volume, *, normal: np.ndarray)
 # ----------------------------------------------------------------------------------- inputs (from the scan)
 
 
-def check_series(role: str, series: Any) -> list[QcFlag]:
-    """What the scan already knows about a chosen series, as flags: missing slices inside the stack and
-    conflicting duplicate SOP Instance UIDs (``error``: the volumes of that series are not valid), other
-    geometry problems (``warning``). ``role`` is ``cine`` or ``lge``."""
+#: rejections that do not take an image away from a series (copies, non-images; conflicts are flagged apart)
+_HARMLESS_REJECTIONS = frozenset({"duplicate_identical", "duplicate_sop_instance_uid", "non_image", "dicomdir"})
+
+
+def check_series(role: str, series: Any, rejected: Sequence[Any] = ()) -> list[QcFlag]:
+    """What the scan already knows about a chosen series, as flags: missing slices inside the stack,
+    conflicting duplicate SOP Instance UIDs and files of the series that the scan rejected (``error``: the
+    volumes of that series are not valid), other geometry problems (``warning``). ``role`` is ``cine`` or
+    ``lge``; ``rejected`` the scan's :class:`~zeroclick.imaging.dicom.scan.Rejected` files."""
     flags: list[QcFlag] = []
     affects = CINE_FIELDS if role == "cine" else ALL_LGE_FIELDS
     meta = getattr(series, "meta", None) or {}
@@ -231,6 +238,14 @@ def check_series(role: str, series: Any) -> list[QcFlag]:
                             f"series {number}: {n_conflicts} SOP Instance UID(s) appear twice with different pixels; "
                             "which image is right cannot be told, so its measurements are not valid: check the "
                             "export or the PACS", "inputs", affects))
+    lost = Counter(r.code for r in rejected if r.series_instance_uid == getattr(series, "uid", None)
+                   and r.code not in _HARMLESS_REJECTIONS)
+    if lost:
+        flags.append(QcFlag(f"{role}_rejected_images", "error",
+                            f"series {number}: {sum(lost.values())} of its files could not be used ("
+                            + ", ".join(f"{code} x{n}" for code, n in sorted(lost.items()))
+                            + "): the stack misses those images, so its measurements are not valid; re-send them",
+                            "inputs", affects))
     other = [p for p in getattr(series, "problems", ()) if not p.startswith(("gap between slices",
                                                                           "two files share one SOP"))]
     if other:

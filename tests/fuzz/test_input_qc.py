@@ -62,6 +62,19 @@ def test_issue_15_missing_cine_slice_exits_4_with_a_named_flag(tmp_path, run_cli
     assert report["status"] == "partial"
 
 
+def test_issue_15_truncated_files_at_the_end_of_the_stack_are_not_silent(tmp_path, run_cli, lut_network):
+    """The last slice's files all truncated: no gap in the positions, but the series lost images."""
+    files = cmr_exam.write_exam(tmp_path / "exam")
+    for f in files["cine"][-cmr_exam.N_PHASES:]:
+        f.write_bytes(f.read_bytes()[:-5000])
+    code, report, _ = _cmr(run_cli, tmp_path / "exam", tmp_path / "out")
+    assert code == 4
+    flag = _flags(report)["cine_rejected_images"]
+    assert flag["severity"] == "error" and f"{cmr_exam.N_PHASES} of its files" in flag["message"]
+    assert "truncated_pixel_data" in flag["message"]
+    assert any("file(s) not used" in w for w in report["warnings"])
+
+
 def test_issue_15_duplicate_sop_with_different_pixels_exits_4_with_a_named_flag(tmp_path, run_cli, lut_network):
     files = cmr_exam.write_exam(tmp_path / "exam")
     ds = pydicom.dcmread(files["cine"][20])
