@@ -85,3 +85,17 @@ def test_cmr_shows_progress_in_a_terminal_only(tmp_path, monkeypatch, run_cli):
     code, out, err = run_cli("cmr", str(case), "--out", str(tmp_path / "pipe"))  # not a terminal
     assert code == 0, err
     assert "status: ok" in out and "loading libraries" not in err + out and "\x1b[" not in err + out
+
+
+@pytest.mark.slow
+def test_slide_run_reports_every_tile(tmp_path):
+    import zeroclick
+    from zeroclick.imaging.synthetic.slide import generate_slide
+
+    generate_slide(tmp_path / "syn.tiff", width=2048, height=2048, mpp=0.25, seed=3)
+    seen: list[tuple[str, int, int | None]] = []
+    with progress.reporting(lambda stage, done, total: seen.append((stage, done, total))):
+        result = zeroclick.slide.run(tmp_path / "syn.tiff", out_dir=tmp_path / "out", workers=1)
+    tile_updates = [(d, t) for s, d, t in seen if s.startswith("nuclei")]
+    assert tile_updates[0] == (0, result.tiles_total)
+    assert tile_updates[-1] == (result.tiles_total, result.tiles_total)

@@ -117,10 +117,10 @@ def _cmr_run(args: argparse.Namespace) -> int:
     # everything goes into a fresh sibling folder that replaces --out whole at the end (also on failure)
     with staged_output(args.out, overwrite=True) as out:
         try:
+            # options that exist only where their command-line flag is declared
+            optional = {k: getattr(args, k) for k in ("volume_rule", "hematocrit") if getattr(args, k, None) is not None}
             result = run(args.input, device=args.device, all_phases=args.all_phases, prior=args.prior,
-                         runtime=args.runtime, weights=args.weights,
-                         volume_rule=getattr(args, "volume_rule", "scmr"),
-                         hematocrit=getattr(args, "hematocrit", None))
+                         runtime=args.runtime, weights=args.weights, **optional)
         except ZeroClickError as exc:
             write_failure(out, str(args.input), str(exc), code=exc.code)
             raise  # zeroclick.pipelines.cli maps it to exit 3 (analysis/input) or 5 (environment) and prints it

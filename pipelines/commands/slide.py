@@ -36,6 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from zeroclick.imaging import progress
+
+    # progress bars on stderr in a terminal (not with -q), started before the heavy imports
+    reporter = progress.terminal_reporter(quiet=getattr(args, "quiet", False))
+    try:
+        with progress.reporting(reporter):
+            progress.stage("loading libraries")
+            return _run_slide(args)
+    finally:
+        if reporter is not None:
+            reporter.close()
+
+
+def _run_slide(args: argparse.Namespace) -> int:
     from zeroclick.imaging.errors import OutputFolderError
     from zeroclick.pipelines.commands.output_folder import check_output_folder, rebase_text, staged_output
     from zeroclick.pipelines.histology import run

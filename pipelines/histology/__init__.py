@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from zeroclick.imaging.engine import select_device
+from zeroclick.imaging import progress
 from zeroclick.imaging.errors import InvalidInputError, WeightsError, check_strictness, report_problem
 from zeroclick.imaging.slide import (
     CachedTileAssembler,
@@ -259,8 +260,13 @@ def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strict
         msg = f"tile {read.tile.index} (col {read.tile.col}, row {read.tile.row}): {read.error}"
         report_problem(msg, strictness, logger=logger)
         failed.append(msg)
+        progress.advance(1)
+
+    progress.stage("nuclei: analysing tiles", total=len(grid), unit="tiles")
 
     def keep(results) -> None:
+        results = list(results)
+        progress.advance(len(results))
         for res in results:
             tables.append(res.table)
             analysed.add(res.tile.index)
