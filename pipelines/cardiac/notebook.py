@@ -68,7 +68,8 @@ def html_repr(result: Any) -> str:
         "<div class='zeroclick-result'>"
         f"<p><b>CardiacResult</b> <span style='color:{colour}'>{html.escape(result.status)}</span> "
         f"<small>{html.escape(_short_source(result.source, 80))}</small></p>"
-        "<table><thead><tr><th>measurement</th><th>value</th><th>unit</th></tr></thead>"
+        "<table><thead><tr><th style='text-align:left'>measurement</th><th>value</th>"
+        "<th style='text-align:left'>unit</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>{phases}"
         + (f"<p>QC</p><ul>{qc}</ul>" if qc else "<p>QC: no warnings or errors</p>")
         + "</div>"
