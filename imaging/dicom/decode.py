@@ -80,6 +80,9 @@ def _read_pydicom(path: str, transfer_syntax: str) -> np.ndarray:
         raise InvalidDicomError(f"cannot decode the pixel data of {path}: {exc}") from exc
     except (ValueError, EOFError, OSError) as exc:
         raise InvalidDicomError(f"cannot decode the pixel data of {path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - damaged compressed data trips decoders in many ways; name it
+        raise InvalidDicomError(f"cannot decode the pixel data of {path} ({type(exc).__name__}: {exc}); the file "
+                                "is damaged: re-send it", code="undecodable_pixel_data") from exc
 
 
 def decode_images(

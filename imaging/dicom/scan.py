@@ -11,6 +11,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import secrets
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -764,8 +765,13 @@ def _value_notes(h: Header, members: list[_Accepted]) -> list[str]:
     return [f"{note} ({n} files)" if n > 1 else note for note, n in counts.items()]
 
 
+# A fresh secret per process: patient keys compare series within one run and mean nothing outside it.
+_PATIENT_KEY_SALT = secrets.token_bytes(16)
+
+
 def patient_key(h: Header) -> str:
-    """A digest of PatientID, PatientName and PatientBirthDate: compares patients without keeping who they are.
+    """A salted digest of PatientID, PatientName and PatientBirthDate: compares the patients of two series
+    without keeping who they are (the salt is new in every process, so the key cannot be looked up later).
 
     Empty when the header names none of them (anonymised exams), so that such series are never called
     different patients.
@@ -773,7 +779,7 @@ def patient_key(h: Header) -> str:
     parts = [str(h.get(k) or "").strip().upper() for k in ("PatientID", "PatientName", "PatientBirthDate")]
     if not any(parts):
         return ""
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:16]
+    return hashlib.sha256(_PATIENT_KEY_SALT + "\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def _report(exam: Exam, strictness: Strictness) -> None:

@@ -33,6 +33,8 @@ def elements(buf: bytes) -> list[Element]:
         group, elem = struct.unpack_from("<HH", buf, pos)
         vr = buf[pos + 4: pos + 6]
         if vr in _LONG_VRS:
+            if pos + 12 > len(buf):  # a truncated file: the element header itself is cut
+                break
             length = struct.unpack_from("<I", buf, pos + 8)[0]
             value_start = pos + 12
         else:

@@ -2,7 +2,8 @@
 
 Property-based (hypothesis, derandomized: the same cases on every run, so a failure reproduces): header values
 (non-numeric DS/IS, decimal commas, NaN/inf, UTF-16 bytes, wrong multiplicity), lengths, VRs, missing and
-duplicated tags, wrong pixel lengths, truncation and byte flips of generated files, then series-level damage
+duplicated tags, wrong pixel lengths, truncation and byte flips of generated files (explicit and implicit VR,
+RLE, JPEG baseline, an enhanced multi-frame T1 map), then series-level damage
 (missing/duplicated/conflicting files, mixed studies, orientations and sizes, archives) and whole cardiac exams
 through ``run()`` and the ``zeroclick cmr`` command line. Every case must end as a result (possibly with
 recorded warnings or rejections) or a :class:`~zeroclick.imaging.errors.ZeroClickError`, within a time bound.
@@ -36,7 +37,7 @@ from tests.fuzz.fuzzcounts import record
 SEED_SETTINGS = dict(derandomize=True, database=None, deadline=None, print_blob=True,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                             HealthCheck.data_too_large])
-N_FILE_CASES = 400
+N_FILE_CASES = 450
 N_SERIES_CASES = 100
 N_CMR_CASES = 40
 SCAN_SECONDS = 10.0  # per case; the slowest clean case takes ~0.1 s
@@ -109,10 +110,29 @@ def _base_series(folder: Path, n_slices: int = 3, n_phases: int = 4) -> list[Pat
     return paths
 
 
+def _other_encodings(folder: Path) -> list[bytes]:
+    """The same image as RLE, JPEG baseline and implicit VR files, and a generated enhanced multi-frame T1 map."""
+    from pydicom.uid import ImplicitVRLittleEndian, JPEGBaseline8Bit, RLELossless
+
+    from zeroclick.imaging.synthetic import cmr
+
+    out = []
+    for i, ts in enumerate((RLELossless, JPEGBaseline8Bit, ImplicitVRLittleEndian)):
+        out.append(write_mr(folder / f"ts{i}.dcm", study=uid(5, 51), series=uid(7, 51, i), sop=uid(8, 51, i),
+                            series_number=3 + i, position=(0.0, 0.0, 0.0), orientation=sax_orientation(),
+                            trigger_time=0.0, rows=16, cols=16, transfer_syntax=ts,
+                            pixels=np.arange(256).reshape(16, 16) % 200).read_bytes())
+    cmr.generate_exam(folder / "enhanced", n_images=cmr.minimum_images(), vendor="philips", enhanced=True, seed=1,
+                      workers=1)
+    out.append(min((f for f in (folder / "enhanced" / "dicom").rglob("*.dcm")), key=lambda f: f.stat().st_size)
+               .read_bytes())  # the T1 map, ~220 KB: functional groups for the enhanced parser
+    return out
+
+
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> dict[str, list[bytes]]:
     folder = tmp_path_factory.mktemp("fuzz_base")
-    return {"series": [p.read_bytes() for p in _base_series(folder)]}
+    return {"series": [p.read_bytes() for p in _base_series(folder)], "other": _other_encodings(folder)}
 
 
 @st.composite
@@ -206,7 +226,8 @@ def _scan_and_decode(source) -> bool:
 @settings(max_examples=N_FILE_CASES, **SEED_SETTINGS)
 @given(data=st.data())
 def test_fuzz_single_files_end_in_a_result_or_a_named_error(base, tmp_path, data):
-    raw = data.draw(st.sampled_from(base["series"]))
+    pool = data.draw(st.sampled_from(["series", "series", "other"]))  # a third: compressed, implicit, enhanced
+    raw = data.draw(st.sampled_from(base[pool]))
     edits = data.draw(st.lists(mutation(), min_size=1, max_size=3))
     for _, edit in edits:
         raw = edit(raw)

@@ -119,6 +119,31 @@ def test_issue_18_cine_and_lge_of_different_patients_are_refused(tmp_path, run_c
     assert "PAT-A" not in json.dumps(report) and "PAT-B" not in json.dumps(report)  # no identifiers in outputs
 
 
+def test_issue_15_mixed_orientation_in_the_cine_is_a_named_flag_and_the_lge_still_counts(tmp_path, run_cli,
+                                                                                       lut_network):
+    files = cmr_exam.write_exam(tmp_path / "exam")
+    ds = pydicom.dcmread(files["cine"][9])
+    o = [float(v) for v in ds.ImageOrientationPatient]
+    ds.ImageOrientationPatient = o[3:] + o[:3]  # rows and columns swapped: another plane
+    ds.save_as(files["cine"][9])
+    code, report, _ = _cmr(run_cli, tmp_path / "exam", tmp_path / "out")
+    assert code == 4
+    flag = _flags(report)["cine_unusable"]
+    assert flag["severity"] == "error" and "mixed orientations" in flag["message"]
+    assert report["measurements"]["infarct_ml"] > 0 and "lv_edv_ml" not in report["measurements"]
+
+
+def test_issue_15_cine_files_naming_two_studies_are_a_named_flag(tmp_path, run_cli, lut_network):
+    files = cmr_exam.write_exam(tmp_path / "exam")
+    ds = pydicom.dcmread(files["cine"][9])
+    ds.StudyInstanceUID = ds.StudyInstanceUID + ".77"
+    ds.save_as(files["cine"][9])
+    code, report, _ = _cmr(run_cli, tmp_path / "exam", tmp_path / "out")
+    assert code == 4
+    assert _flags(report)["cine_mixed_studies"]["severity"] == "error"
+    assert set(FUNCTION_KEYS) <= set(report["measurements_not_valid"])
+
+
 def test_issue_18_cine_and_lge_of_different_studies_invalidate_segment_transmurality(tmp_path, run_cli,
                                                                                     lut_network):
     cmr_exam.write_exam(tmp_path / "exam", lge_study=9)
