@@ -60,6 +60,8 @@ from zeroclick.pipelines.cardiac.result import (
     WeightsRef,
 )
 from zeroclick.pipelines.cardiac.risk import compute_risk
+from zeroclick.pipelines.cardiac.validate import validate
+from zeroclick.pipelines.cardiac.volume_rule import VOLUME_RULES, apply_volume_rule
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ __all__ = [
     "WeightsRef",
     "load_case",
     "run",
+    "validate",
 ]
 
 
@@ -100,6 +103,7 @@ def run(
     runtime: str = "auto",
     weights: str | Path | Sequence[str | Path] | None = None,
     progress: bool | Any = None,
+    volume_rule: str = "scmr",
 ) -> CardiacResult:
     """Analyse one cardiac MRI case end to end.
 
@@ -132,6 +136,10 @@ def run(
     progress
         ``True`` for rich progress bars on stderr (stages, slices done, ETA), a callable
         ``fn(stage, done, total)``, or a :class:`zeroclick.imaging.progress.Reporter`; default silent.
+    volume_rule
+        Which slices count toward the volumes: ``scmr`` (default; basal/apical rules of the SCMR 2020
+        recommendations) or ``reference`` (every labelled voxel, as the published myopari code); see
+        :mod:`zeroclick.pipelines.cardiac.volume_rule`. Recorded in ``function.counted_slices``.
 
     Raises
     ------
@@ -145,12 +153,15 @@ def run(
     with _progress.reporting(progress):
         return _run(source, device=device, all_phases=all_phases, prior=prior, cine_segmenter=cine_segmenter,
                     lge_segmenter=lge_segmenter, n_search_slices=n_search_slices, phase_step=phase_step,
-                    margin_fraction=margin_fraction, runtime=runtime, weights=weights)
+                    margin_fraction=margin_fraction, runtime=runtime, weights=weights, volume_rule=volume_rule)
 
 
 def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prior: str | Path | dict[str, Any] | None,
          cine_segmenter: Any | None, lge_segmenter: Any | None, n_search_slices: int, phase_step: int,
-         margin_fraction: float, runtime: str, weights: str | Path | Sequence[str | Path] | None) -> CardiacResult:
+         margin_fraction: float, runtime: str, weights: str | Path | Sequence[str | Path] | None,
+         volume_rule: str = "scmr") -> CardiacResult:
+    if volume_rule not in VOLUME_RULES:
+        raise InvalidInputError(f"volume rule {volume_rule!r} is not one of {', '.join(VOLUME_RULES)}")
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -198,13 +209,15 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         slices_inferred += search.slices_inferred
         phases = search.choice
         ed_i, es_i = _array_phase(case, phases.ed_phase), _array_phase(case, phases.es_phase)
-        ed_mask = case.cine.phase(ed_i).with_array(search.full_stacks[ed_i].astype(np.uint8))
-        es_mask = case.cine.phase(es_i).with_array(search.full_stacks[es_i].astype(np.uint8))
+        ed_counted, es_counted, counted = apply_volume_rule(search.full_stacks[ed_i].astype(np.uint8),
+                                                            search.full_stacks[es_i].astype(np.uint8), rule=volume_rule)
+        ed_mask = case.cine.phase(ed_i).with_array(ed_counted)
+        es_mask = case.cine.phase(es_i).with_array(es_counted)
         masks["cine_ed"], masks["cine_es"] = ed_mask, es_mask
         if phases.method == "all_phases":
             stack = np.stack([search.full_stacks[p] for p in range(case.cine.n_phases)]).astype(np.uint8)
             masks["cine_all"] = case.cine.with_array(stack)
-        qc += check_masks(ed_mask, phase="ED") + check_masks(es_mask, phase="ES")
+        qc += check_masks(ed_mask, phase="ED", es=es_mask) + check_masks(es_mask, phase="ES")
         if not any(q.code == "cine_ED_no_lv" for q in qc):
             curve = [search.choice.full_stack_lv_ml[p] for p in range(case.cine.n_phases)] \
                 if phases.method == "all_phases" else []
@@ -213,6 +226,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
             function = compute_function(ed_mask, es_mask, heart_rate_bpm=case.heart_rate_bpm,
                                         height_m=case.height_m, weight_kg=case.weight_kg,
                                         lv_curve_ml=curve, rv_curve_ml=rv_curve)
+            function = dataclasses.replace(function, counted_slices=counted)
             qc += check_function(function)
         if case.height_m is None or case.weight_kg is None:
             qc.append(QcFlag("no_bsa", "info", "height or weight unknown: values are not indexed to BSA", "function"))
@@ -279,6 +293,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         started_utc=started,
         options={"all_phases": all_phases, "n_search_slices": n_search_slices, "phase_step": phase_step,
                  "margin_fraction": margin_fraction, "prior": prior is not None, "runtime": runtime,
+                 "volume_rule": volume_rule,
                  "weights": [str(w) for w in _as_list(weights)]},
     )
     cine_ed_image = cine_es_image = None

@@ -5,9 +5,9 @@ Label convention (ACDC): 0 background, 1 RV cavity, 2 LV myocardium, 3 LV cavity
 Slice rules (documented in the README):
 
 * Volumes are Simpson's summation: voxel count x voxel volume (slice spacing x pixel area) over every slice
-  of the stack. The network already applies the ACDC convention it was trained on (basal slices count as LV
-  when the cavity is mostly surrounded by myocardium; papillary muscles and trabeculae belong to the cavity),
-  so no slice is dropped or added here: doing so would move the numbers away from the validated reference.
+  of the label stacks given (papillary muscles and trabeculae belong to the cavity). Which basal and apical
+  slices count is decided before, by :mod:`zeroclick.pipelines.cardiac.volume_rule` (SCMR 2020 rules by default,
+  ``reference`` = every labelled voxel as the published code); the labels passed here are the counted ones.
 * LV slices are the slices whose ED mask contains LV myocardium. The base is the end of that range whose
   outer quarter holds the slice with the largest LV cavity area (docs/conventions.md); the apex is the other end.
 * Myocardial mass = myocardial volume x 1.05 g/mL.

@@ -45,7 +45,8 @@ HEIGHT_RANGE_M = (0.3, 2.5)
 WEIGHT_RANGE_KG = (2.0, 350.0)
 
 
-def check_masks(labels: Volume, *, phase: str, myo: int | tuple[int, ...] = 2, stage: str = "cine") -> list[QcFlag]:
+def check_masks(labels: Volume, *, phase: str, myo: int | tuple[int, ...] = 2, stage: str = "cine",
+                es: Volume | None = None) -> list[QcFlag]:
     """Missing LV, gaps inside the LV slice range, and LV touching the first/last slice of the stack."""
     flags: list[QcFlag] = []
     myo_values = (myo,) if isinstance(myo, int) else myo
@@ -66,7 +67,8 @@ def check_masks(labels: Volume, *, phase: str, myo: int | tuple[int, ...] = 2, s
         from zeroclick.pipelines.cardiac.volume_rule import coverage_problems
 
         cavity = (1,) if stage == "lge" else (3,)
-        problems = coverage_problems(labels.array, labels.spacing_mm, myo=myo_values, cavity=cavity)
+        problems = coverage_problems(labels.array, labels.spacing_mm, myo=myo_values, cavity=cavity,
+                                     es=None if es is None else es.array)
         if problems:
             flags.append(QcFlag(f"{stage}_{phase}_coverage", "warning",
                                 f"base or apex lies outside the acquired slices at {phase}: {'; '.join(problems)} "

@@ -140,6 +140,30 @@ class PhaseChoice(_PlainNumbers):
 
 
 @dataclass(frozen=True)
+class ExcludedSlice:
+    """A slice that did not count toward a volume: ``phase`` (``ED``/``ES``), ``slice`` index, ``structure``
+    (``lv``: cavity + myocardium, ``rv``) and the rule's ``reason`` (:mod:`zeroclick.pipelines.cardiac.volume_rule`)."""
+
+    phase: str
+    slice: int
+    structure: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CountedSlices:
+    """Which slices counted toward the LV cavity and RV cavity volumes at ED and ES, under ``rule``
+    (``scmr`` or ``reference``), and why the others did not."""
+
+    rule: str
+    lv_ed: tuple[int, ...] = ()
+    lv_es: tuple[int, ...] = ()
+    rv_ed: tuple[int, ...] = ()
+    rv_es: tuple[int, ...] = ()
+    excluded: tuple[ExcludedSlice, ...] = ()
+
+
+@dataclass(frozen=True)
 class FunctionResult(_PlainNumbers):
     """Biventricular function from the cine short axis (ACDC convention: papillary muscles in the cavity).
 
@@ -175,6 +199,7 @@ class FunctionResult(_PlainNumbers):
     apex_slice: int | None = None
     lv_volume_curve_ml: tuple[float, ...] = ()
     rv_volume_curve_ml: tuple[float, ...] = ()
+    counted_slices: CountedSlices | None = None
 
 
 @dataclass(frozen=True)

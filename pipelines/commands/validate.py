@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("data", metavar="DATA", help="folder of labelled cases")
     c.add_argument("--out", required=True, help="output folder (per-case CSV, summary JSON, Bland-Altman PNG)")
     c.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    c.add_argument("--volume-rule", default="scmr", choices=("scmr", "reference"),
+                   help="which slices count toward the volumes (as `zeroclick cmr --volume-rule`)")
+    c.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
+    c.add_argument("--runtime", default="auto", help="network runtime (as `zeroclick cmr --runtime`)")
+    c.add_argument("--case", action="append", metavar="ID", help="only this case id (repeatable)")
     c.set_defaults(func=_cmr)
 
     # --- nuclei (issue 12) --------------------------------------------------------------------------------
