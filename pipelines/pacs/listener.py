@@ -185,12 +185,12 @@ class Listener:
         path = Path(event.dataset_path)
         try:
             info = inspect_instance(path)
-        except UnsafeNameError as exc:
+        except InvalidInputError as exc:  # UnsafeNameError included: the message names the UID and why
             logger.warning("C-STORE from %s refused (0xC000): %s", calling, exc)
             return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
-        except InvalidInputError as exc:
-            logger.warning("C-STORE from %s refused (0xC000): %s", calling, exc)
-            return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
+        except OSError as exc:
+            logger.error("received data set unreadable (%s): C-STORE refused (0xA700)", type(exc).__name__)
+            return STATUS_OUT_OF_RESOURCES
         if info.problem:
             logger.warning("C-STORE from %s refused (0xA900): %s", calling, info.problem)
             return _failure(STATUS_DATASET_MISMATCH, info.problem)

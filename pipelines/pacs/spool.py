@@ -173,8 +173,14 @@ def inspect_instance(path: Path) -> InstanceInfo:
 
     try:
         ds = pydicom.dcmread(path, defer_size=_CHUNK)
-    except Exception as exc:  # noqa: BLE001 - undecodable data
+        return _inspect(ds, path)
+    except InvalidInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any decoding failure of received bytes is a named refusal
         raise InvalidInputError(f"data set cannot be decoded ({type(exc).__name__})") from exc
+
+
+def _inspect(ds, path: Path) -> InstanceInfo:
     sop = check_uid(ds.get("SOPInstanceUID"), "SOP Instance UID")
     series = check_uid(ds.get("SeriesInstanceUID"), "Series Instance UID")
     study = check_uid(ds.get("StudyInstanceUID"), "Study Instance UID")
@@ -320,17 +326,8 @@ class Spool:
         """Make the queue consistent after a crash; returns counts of what was repaired."""
         for tmp in (self.root / "tmp").iterdir():
             tmp.unlink()
-        known = {r[0] for r in self._tx("SELECT path FROM instances")}
         indexed = 0
-        for path in sorted((self.root / "studies").rglob("*.dcm")):
-            rel = str(path.relative_to(self.root))
-            if rel in known:
-                continue
-            try:
-                info = inspect_instance(path)
-            except InvalidInputError as exc:  # a file we cannot read is left in place and logged
-                logger.error("unreadable spool file %s left in place (%s)", rel, exc)
-                continue
+        for path, rel, info in self._unindexed("studies", "instances"):
             if self.path_for("studies", study_key(info.study_uid), f"{info.sop_uid}.dcm") != path.resolve():
                 logger.error("spool file %s does not match its own UIDs; left in place", rel)
                 continue
@@ -343,9 +340,36 @@ class Spool:
                            "last_received=max(last_received, excluded.last_received)",
                            (info.study_uid, path.stat().st_mtime))
             indexed += 1
+        indexed += self._recover_duplicates()
         requeued = len(self._tx("SELECT id FROM jobs WHERE state='running'"))
         self._tx("UPDATE jobs SET state='queued' WHERE state='running'")
         return {"indexed": indexed, "requeued": requeued}
+
+    def _unindexed(self, folder: str, table: str) -> Iterator[tuple[Path, str, InstanceInfo]]:
+        """Spool files under ``folder`` that ``table`` does not list, read back (unreadable ones logged, skipped)."""
+        known = {r[0] for r in self._tx(f"SELECT path FROM {table}")}
+        for path in sorted((self.root / folder).rglob("*.dcm")):
+            rel = str(path.relative_to(self.root))
+            if rel in known:
+                continue
+            try:
+                yield path, rel, inspect_instance(path)
+            except InvalidInputError as exc:  # a file we cannot read is left in place and logged
+                logger.error("unreadable spool file %s left in place (%s)", rel, exc)
+
+    def _recover_duplicates(self) -> int:
+        """Record kept versions whose database row was lost (killed between rename and commit)."""
+        found = 0
+        for path, rel, info in self._unindexed("duplicates", "duplicates"):
+            with self.transaction() as db:
+                db.execute("INSERT INTO duplicates(sop_uid, study_uid, path, pixel_sha256, calling_aet, received_at) "
+                           "VALUES (?,?,?,?,?,?)", (info.sop_uid, info.study_uid, rel, info.pixel_sha256,
+                                                    "(recovered)", path.stat().st_mtime))
+                db.execute("INSERT INTO studies(study_uid, last_received, state, conflicts) VALUES (?,?,'receiving',1) "
+                           "ON CONFLICT(study_uid) DO UPDATE SET state='receiving', conflicts=conflicts+1",
+                           (info.study_uid, path.stat().st_mtime))
+            found += 1
+        return found
 
     # reading
     def study_files(self, study_uid: str) -> list[Path]:

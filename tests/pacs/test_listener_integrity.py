@@ -144,6 +144,7 @@ def test_issue_18_concurrent_conflicting_stores_lose_no_version(tmp_path, pacs_e
 # ---------------------------------------------------------------------------------------------- completeness
 
 
+@pytest.mark.slow
 def test_issue_18_partial_study_survives_kill_9_and_is_analysed_once_complete(tmp_path, cardiac_exam):
     dest = RecordingScp()
     lp = ListenerProcess(tmp_path / "spool", free_port(), dest.address, {}, analysis=COUNT, completeness="cardiac",
@@ -239,3 +240,25 @@ def test_a_lone_localizer_is_nothing_to_analyse_not_a_failed_job(tmp_path, pacs_
         assert lst.spool.status()["jobs"] == []
     finally:
         lst.stop()
+
+
+def test_a_kept_version_whose_database_row_was_lost_is_recorded_again_on_restart(tmp_path, pacs_exam):
+    from zeroclick.pipelines.pacs.spool import Spool, inspect_instance
+
+    first = Path(pacs_exam.lge.paths[0])
+    changed = pydicom.dcmread(first)
+    changed.PixelData = np.zeros((changed.Rows, changed.Columns), np.uint16).tobytes()
+    other = tmp_path / "changed.dcm"
+    changed.save_as(other)
+    spool = Spool(tmp_path / "spool")
+    assert spool.store(inspect_instance(first), first, calling_aet="A") == "stored"
+    assert spool.store(inspect_instance(other), other, calling_aet="B") == "duplicate"
+    spool._tx("DELETE FROM duplicates")  # as if killed between the file's rename and the database commit
+    spool._tx("UPDATE studies SET conflicts=0")
+    spool.close()
+    spool = Spool(tmp_path / "spool")
+    assert spool.recover()["indexed"] == 1
+    (dup,) = spool.status()["duplicates"]
+    assert dup["pixel_sha256"] == hashlib.sha256(changed.PixelData).hexdigest()
+    assert spool.status()["studies"][study_key(changed.StudyInstanceUID)]["conflicts"] == 1
+    spool.close()

@@ -87,3 +87,39 @@ def test_issue_15_crafted_uids_stay_out_of_the_filesystem(tmp_path, pacs_exam, c
         assert f"{what} is not a DICOM UID" in text
         assert f"{what} is 72 characters long" in text
     assert "refused (0xC000)" in text and marker not in text
+
+
+def test_inspect_instance_ends_every_mutated_file_in_a_named_outcome(tmp_path, pacs_exam):
+    """300 seeded mutations (byte flips in the header, truncations, insertions) of a received file: each one is
+    read (pixel problem named or not) or refused with an InvalidInputError; no other exception escapes."""
+    from collections import Counter
+
+    import numpy as np
+
+    from zeroclick.imaging.errors import InvalidInputError
+    from zeroclick.pipelines.pacs.spool import inspect_instance
+
+    rng = np.random.default_rng(15)
+    source = Path(pacs_exam.lge.paths[0]).read_bytes()
+    header_end = source.index(b"\xe0\x7f\x10\x00")  # the Pixel Data tag
+    outcomes: Counter[str] = Counter()
+    for i in range(300):
+        data = bytearray(source)
+        if i % 3 == 0:
+            for pos in rng.integers(132, header_end, size=int(rng.integers(1, 8))):
+                data[pos] = int(rng.integers(0, 256))
+        elif i % 3 == 1:
+            del data[int(rng.integers(0, len(data))):]
+        else:
+            pos = int(rng.integers(132, header_end))
+            data[pos:pos] = rng.integers(0, 256, size=int(rng.integers(1, 16)), dtype=np.uint8).tobytes()
+        path = tmp_path / f"mutant{i:03d}.dcm"
+        path.write_bytes(bytes(data))
+        try:
+            info = inspect_instance(path)
+        except InvalidInputError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["pixel_problem" if info.problem else "accepted"] += 1
+    print(f"\n300 mutated files: {dict(outcomes)}")
+    assert sum(outcomes.values()) == 300 and outcomes["refused"] > 0 and outcomes["pixel_problem"] > 0
