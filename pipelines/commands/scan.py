@@ -69,6 +69,8 @@ def _table(exam, seconds: float) -> None:
               f"{layout:<12} {_short(s.classification.summary(), 100)}\n")
             for p in s.problems:
                 w(f"{'':>4}  {'':<28} {'':<16} {'':>6}  {'':<12} ! {_short(p, 100)}\n")
+            for note in s.meta.get("value_notes", ()):  # decimal commas read, non-numbers ignored
+                w(f"{'':>4}  {'':<28} {'':<16} {'':>6}  {'':<12} ~ {_short(note, 100)}\n")
     if exam.rejected:
         counts = Counter(r.code for r in exam.rejected)
         w("rejected: " + ", ".join(f"{code} x{n}" for code, n in sorted(counts.items())) + "\n")

@@ -240,4 +240,16 @@ def test_scan_cli_of_a_hostile_folder_exits_cleanly(tmp_path, run_cli):
     (tmp_path / "exam" / "cine" / "truncated.dcm").write_bytes(files["cine"][5].read_bytes()[:700])
     code, out, err = run_cli("scan", str(tmp_path / "exam"))
     assert code == 0, err
-    assert "invalid_value" in out or "invalid_geometry" in out
+    assert "invalid_value x" in out and "invalid_geometry x" in out and "truncated_file x1" in out
+    code, out, err = run_cli("scan", str(tmp_path / "exam"), "--json")
+    assert code == 0, err
+    assert {r["code"] for r in json.loads(out)["rejected"]} == {"invalid_value", "invalid_geometry", "truncated_file"}
+
+
+def test_scan_reports_a_decimal_comma_in_the_table_and_json(tmp_path, run_cli):
+    cmr_exam.write_exam(tmp_path / "exam", patient_size="1,58", lge=False)
+    code, out, _ = run_cli("scan", str(tmp_path / "exam"))
+    assert code == 0 and "~ PatientSize value '1,58'" in out
+    code, out, _ = run_cli("scan", str(tmp_path / "exam"), "--json")
+    notes = json.loads(out)["studies"][0]["series"][0]["value_notes"]
+    assert notes and "read as 1.58" in notes[0]
