@@ -76,8 +76,11 @@ def _apply_dataset(groups: Any, out: dict[str, Any]) -> None:
         for tag, _, classic, vr in fields:
             if tag not in item:
                 continue
-            raw = item[tag].value
-            value = str(raw) if vr == "DT" else _normalise(raw, _NORMALISE_VR.get(vr, vr))
+            try:
+                raw = item[tag].value
+                value = str(raw) if vr == "DT" else _normalise(raw, _NORMALISE_VR.get(vr, vr))
+            except (ValueError, TypeError, OverflowError):  # a frame value that is no number: left out, as in
+                continue  # the fast reader; validate() rejects the file when placement depends on it
             value = _finish(classic, vr, value)
             if value is not None:
                 out[classic] = value

@@ -251,7 +251,7 @@ def _read_one(path: str, limits: Limits | None = None) -> tuple[str, Header | No
             is_part10 = False
         if is_part10:
             return path, None, "truncated_header", f"DICOM header cannot be parsed ({type(exc).__name__}: {exc}); " \
-                "the file is probably truncated: re-send it"
+                "the file is probably truncated or damaged: re-send it"
         return path, None, "not_dicom", f"not a DICOM file ({type(exc).__name__})"
 
 

@@ -253,3 +253,15 @@ def test_scan_reports_a_decimal_comma_in_the_table_and_json(tmp_path, run_cli):
     code, out, _ = run_cli("scan", str(tmp_path / "exam"), "--json")
     notes = json.loads(out)["studies"][0]["series"][0]["value_notes"]
     assert notes and "read as 1.58" in notes[0]
+
+
+def test_cmr_on_a_zip_bomb_exits_3_with_the_named_code(tmp_path, run_cli):
+    import zipfile
+
+    bomb = tmp_path / "exam.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("im0001.dcm", "w") as member:
+        for _ in range(80):  # 80 MiB of zeros in ~80 KiB
+            member.write(bytes(1 << 20))
+    code, report, err = _cmr(run_cli, bomb, tmp_path / "out")
+    assert code == 3 and "zip bomb" in err
+    assert report["status"] == "failed" and report["failure_code"] == "archive_bomb"
