@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import statistics
@@ -22,7 +23,7 @@ def _version(dist: str) -> str | None:
 def machine_info() -> dict[str, Any]:
     """Machine, CPU, device and library versions for a benchmark record."""
     info: dict[str, Any] = {
-        "hostname_hash": hex(abs(hash(platform.node())) % (1 << 32)),
+        "hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": _cpu_model(),
@@ -41,20 +42,45 @@ def machine_info() -> dict[str, Any]:
     info["versions"] = {
         d: _version(d)
         for d in ("zeroclick", "torch", "monai", "pydicom", "highdicom", "numpy", "onnxruntime", "openslide-python",
-                  "openslide-bin", "imagecodecs", "tifffile")
+                  "openslide-bin", "imagecodecs", "tifffile", "openvino")
     }
     return info
 
 
 def _cpu_model() -> str:
+    from zeroclick.imaging.engine import cpu_model
+
+    return cpu_model()
+
+
+def git_commit() -> dict[str, Any]:
+    """The checkout's commit and whether tracked files differ from it (``None`` outside a git checkout)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
     try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head, "dirty": bool(dirty)}
+
+
+def run_context() -> dict[str, Any]:
+    """When and on what code a benchmark ran: git commit, UTC time, load average (1/5/15 min), CPU flags that
+    decide the runtime (AVX-512, VNNI, bf16, AMX)."""
+    from zeroclick.imaging.engine import cpu_flags
+
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    return {
+        **git_commit(),
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "cpu_flags": [f for f in wanted if f in cpu_flags()],
+    }
 
 
 class StageTimer:

@@ -13,8 +13,9 @@ benchmark's numbers are normalised by the geometric mean of the two, so a machin
 during the check moves the reference with the benchmark (a minimum instead of a median followed the quiet
 moments only, and moved the ratios by up to 30% on a shared 2-core machine). ``benchmarks/baselines.json``
 names the benchmarks, their small configurations and the checked numbers with their committed values. A number
-more than ``tolerance`` (30%) worse than its baseline fails the check: ``zeroclick bench regression`` then
-exits with a non-zero code after printing the table. ``--update`` writes this run's values as the baselines;
+more than ``tolerance`` worse than its baseline fails the check: ``zeroclick bench regression`` then
+exits with code 6 (:data:`zeroclick.pipelines.commands.bench.EXIT_REGRESSED`) after printing the table and
+the JSON record (git commit, UTC time, load average, the runtime each benchmark used). ``--update`` writes this run's values as the baselines;
 ``--update --envelope`` keeps the worse of the old and the new value, to build tolerant baselines from several
 runs on a noisy machine.
 """
@@ -161,6 +162,7 @@ def check(config: dict[str, Any], *, tolerance: float, only: list[str] | None = 
     rows: list[CheckRow] = []
     references: dict[str, float] = {}
     timings: dict[str, float] = {}
+    ran_with: dict[str, dict[str, Any]] = {}
     for name, bench in config["benchmarks"].items():
         if only and name not in only:
             continue
@@ -176,6 +178,9 @@ def check(config: dict[str, Any], *, tolerance: float, only: list[str] | None = 
             logger.exception("benchmark %s failed", name)
             record, note = None, f"error: {type(exc).__name__}: {exc}"
         timings[name] = round(time.perf_counter() - t0, 2)
+        if isinstance(record, dict):  # what the benchmark ran on: runtime, allocator, workers, load
+            ran_with[name] = {k: record[k] for k in ("runtime_used", "allocator", "workers", "load_average",
+                                                      "load_average_1min", "naive_mode") if k in record}
         reference = math.sqrt(before["reference_s"] * reference_seconds()["reference_s"])
         references[name] = round(reference, 5)
         for metric, spec in bench["metrics"].items():
@@ -185,6 +190,7 @@ def check(config: dict[str, Any], *, tolerance: float, only: list[str] | None = 
         "tolerance": tolerance,
         "reference_s": references,
         "benchmark_seconds": timings,
+        "ran_with": ran_with,
         "checks": [asdict(r) for r in rows],
         "regressed": [f"{r.benchmark}.{r.metric}" for r in rows if r.status in ("REGRESSED", "error")],
     }
@@ -267,9 +273,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         update_baselines(config, record, path, envelope=args.envelope)
         record["updated"] = str(path)
     elif record["regressed"] and not args.no_fail:
-        from zeroclick.benchmarks.common import machine_info
+        from zeroclick.benchmarks.common import machine_info, run_context
 
-        full = {"benchmark": "regression", "machine": machine_info(), **record}
+        full = {"benchmark": "regression", "machine": machine_info(), "context": run_context(), **record}
         sys.stdout.write(json.dumps(full, default=str) + "\n")
         if getattr(args, "out", None):
             Path(args.out).write_text(json.dumps(full, default=str) + "\n")

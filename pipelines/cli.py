@@ -38,6 +38,7 @@ EPILOG = """exit codes:
   3  analysis failed (reason on stderr and in report.json)
   4  partial result (some outputs or cohort units failed)
   5  environment problem (weights missing or unverified, codec missing, device unavailable)
+  6  benchmark regressed (`zeroclick bench regression`: a ratio worse than its baseline by more than the tolerance)
 """
 
 

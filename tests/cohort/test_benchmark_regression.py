@@ -8,6 +8,7 @@ import pytest
 
 from zeroclick import benchmarks
 from zeroclick.benchmarks import regression
+from zeroclick.pipelines.commands.bench import EXIT_REGRESSED
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def test_cli_exit_code_table_and_update(fake_registry, tmp_path, run_cli):
     path = tmp_path / "baselines.json"
     path.write_text(json.dumps(_config(["--speedup", "2"])))
     code, out, err = run_cli("bench", "regression", "--baselines", str(path))
-    assert code != 0
+    assert code == EXIT_REGRESSED == 6  # distinct from 3 (analysis failed) and 5 (environment)
     assert "REGRESSED" in err and "speedup_vs_slow" in err and "regressed by more than 30%" in err
     assert json.loads(out)["regressed"] == ["fake.speedup_vs_slow"]
     code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update")
@@ -123,3 +124,28 @@ def test_update_envelope_keeps_the_worse_value(fake_registry, tmp_path, run_cli)
     code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update")
     metrics = json.loads(path.read_text())["benchmarks"]["fake"]["metrics"]
     assert (metrics["speedup_vs_slow"]["baseline"], metrics["stages.total_s"]["baseline"]) == (5.0, 2.0)
+
+
+def test_issue_16_committed_tolerance_fails_an_injected_30_percent_slowdown_and_passes_main(
+        fake_registry, tmp_path, run_cli):
+    """With the committed tolerance, a fake benchmark 30% slower than its baseline (every ratio) fails with exit
+    code 6 and a JSON record naming commit, time, load and runtime; the same benchmark at its baseline passes."""
+    tolerance = json.loads(regression.BASELINES.read_text())["tolerance"]
+    main = {"speedup": 4.0, "seconds": 2.0}  # speedup 4; 2 s / 0.5 s reference = 4; 5 tiles/s * 0.5 s = 2.5
+    config = _config([], speedup=4.0, total=4.0, rate=2.5)
+    config["tolerance"] = tolerance
+    path = tmp_path / "baselines.json"
+    slow = {"speedup": main["speedup"] * 0.7, "seconds": main["seconds"] / 0.7}  # 30% slower
+    for argv, want_code in (([f"--speedup={main['speedup']}", f"--seconds={main['seconds']}"], 0),
+                            ([f"--speedup={slow['speedup']}", f"--seconds={main['seconds']}"], EXIT_REGRESSED),
+                            ([f"--speedup={main['speedup']}", f"--seconds={slow['seconds']}"], EXIT_REGRESSED)):
+        config["benchmarks"]["fake"]["argv"] = argv
+        path.write_text(json.dumps(config))
+        code, out, _err = run_cli("bench", "regression", "--baselines", str(path), "--json")
+        assert code == want_code, (argv, tolerance)
+        record = json.loads(out.strip().splitlines()[-1])
+        assert record["context"]["utc"].endswith("Z") and len(record["context"]["load_average"]) == 3
+        assert "commit" in record["context"]
+        assert record["ran_with"]["fake"]["runtime_used"] == {"cine": "fake-runtime"}
+        if want_code:
+            assert record["regressed"]
