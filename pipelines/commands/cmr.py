@@ -110,7 +110,7 @@ def _cmr_run(args: argparse.Namespace) -> int:
         print(f"zeroclick cmr: {exc}", file=sys.stderr)
         return 2
     try:
-        check_output_folder(Path(args.out), overwrite=args.overwrite)
+        check_output_folder(Path(args.out), overwrite=args.overwrite, inputs=[args.input])
     except OutputFolderError as exc:
         print(f"zeroclick cmr: {exc}", file=sys.stderr)
         return 2

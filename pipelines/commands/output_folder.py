@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,13 +26,22 @@ _OLD_PREFIX = ".zeroclick-old-"
 _REBASE_MAX_BYTES = 64 << 20
 
 
-def check_output_folder(out: Path, *, overwrite: bool) -> None:
-    """Raise :class:`OutputFolderError` when ``out`` is a non-empty folder (or a file) and ``overwrite`` is off."""
+def check_output_folder(out: Path, *, overwrite: bool, inputs: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """Raise :class:`OutputFolderError` when ``out`` is a non-empty folder (or a file) and ``overwrite`` is off,
+    or when replacing it would remove an input, the current folder or the home folder (``--out`` at or above them).
+    """
     if out.exists() and not out.is_dir():
         raise OutputFolderError(f"--out {out} is a file, not a folder; choose another output folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise OutputFolderError(f"--out {out} already holds files (results of an earlier run?); pass --overwrite "
                                 "to replace the whole folder, or choose an empty one")
+    final = out.resolve()
+    for keep in (*inputs, Path.cwd(), Path.home()):
+        kept = Path(keep).resolve()
+        if final == kept or final in kept.parents:
+            raise OutputFolderError(f"--out {out} holds {keep}, which replacing the folder would delete; choose an "
+                                    "output folder outside the inputs and the current folder",
+                                    code="output_folder_holds_input")
 
 
 @contextmanager

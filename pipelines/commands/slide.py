@@ -55,7 +55,7 @@ def _run_slide(args: argparse.Namespace) -> int:
     from zeroclick.pipelines.histology import run
 
     try:
-        check_output_folder(Path(args.out), overwrite=args.overwrite)
+        check_output_folder(Path(args.out), overwrite=args.overwrite, inputs=[args.slide])
     except OutputFolderError as exc:
         print(f"zeroclick slide: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -265,3 +265,16 @@ def test_cmr_on_a_zip_bomb_exits_3_with_the_named_code(tmp_path, run_cli):
     code, report, err = _cmr(run_cli, bomb, tmp_path / "out")
     assert code == 3 and "zip bomb" in err
     assert report["status"] == "failed" and report["failure_code"] == "archive_bomb"
+
+
+def test_overwrite_never_replaces_an_input_or_the_current_folder(tmp_path, run_cli, monkeypatch):
+    exam = tmp_path / "exam"
+    cmr_exam.write_exam(exam, lge=False)
+    n_files = len(list(exam.rglob("*.dcm")))
+    for out in (exam, tmp_path, exam / "cine" / ".."):
+        code, _, err = run_cli("cmr", str(exam), "--out", str(out), "--overwrite")
+        assert code == 2 and "would delete" in err
+    monkeypatch.chdir(exam)
+    code, _, err = run_cli("slide", "missing.svs", "--out", ".", "--overwrite")
+    assert code == 2 and "would delete" in err
+    assert len(list(exam.rglob("*.dcm"))) == n_files
