@@ -83,13 +83,17 @@ def time_bound(seconds: float):
     def _alarm(signum, frame):
         raise Hang(f"ran past {seconds} s")
 
+    outer_left, _ = signal.getitimer(signal.ITIMER_REAL)  # pytest-timeout's own alarm, if it set one
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, min(seconds, outer_left) if outer_left > 0 else seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_left > 0:  # give the outer alarm back what is left of it
+            signal.setitimer(signal.ITIMER_REAL, max(outer_left - (time.monotonic() - started), 0.001))
 
 
 # ------------------------------------------------------------------------------------------- base files
