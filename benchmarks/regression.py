@@ -16,8 +16,10 @@ names the benchmarks, their small configurations and the checked numbers with th
 more than ``tolerance`` worse than its baseline fails the check: ``zeroclick bench regression`` then
 exits with code 6 (:data:`zeroclick.pipelines.commands.bench.EXIT_REGRESSED`) after printing the table and
 the JSON record (git commit, UTC time, load average, the runtime each benchmark used). ``--update`` writes this run's values as the baselines;
-``--update --envelope`` keeps the worse of the old and the new value, to build tolerant baselines from several
-runs on a noisy machine.
+``--update --envelope`` keeps the worse of the old and the new value. ``--update-from A.json B.json C.json``
+sets every baseline to the median of several recorded runs (``zeroclick bench regression --no-fail --out A.json``
+on the CI machine): a baseline at the typical value, so that with the 25% tolerance a 30% slowdown fails while
+run-to-run noise under 25% passes (the envelope of noisy runs let a 3x slowdown through).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--update", action="store_true", help="write this run's ratios as the new baselines")
     parser.add_argument("--envelope", action="store_true",
                         help="with --update: keep the worse of the old baseline and this run's value")
+    parser.add_argument("--update-from", nargs="+", metavar="RUN.json",
+                        help="set the baselines to the median of these recorded runs (--out of earlier runs) and exit")
     parser.add_argument("--no-fail", action="store_true", help="print the table but exit 0 even on a regression")
 
 
@@ -262,10 +266,37 @@ def update_baselines(config: dict[str, Any], record: dict[str, Any], path: Path,
     tmp.replace(path)
 
 
+def update_from_runs(config: dict[str, Any], runs: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+    """Set each baseline to the median of the recorded runs' ratios (runs that did not measure it are skipped)."""
+    values: dict[tuple[str, str], list[float]] = {}
+    for record in runs:
+        for c in record.get("checks", []):
+            if isinstance(c.get("ratio"), (int, float)) and c.get("status") not in ("error", "unavailable"):
+                values.setdefault((c["benchmark"], c["metric"]), []).append(float(c["ratio"]))
+    for (name, metric), got in values.items():
+        spec = config["benchmarks"].get(name, {}).get("metrics", {}).get(metric)
+        if spec is not None:
+            spec["baseline"] = round(statistics.median(got), 4)
+            spec["runs"] = [round(v, 4) for v in got]
+    config["measured_on"] = {"runs": [{k: r.get("context", {}).get(k) for k in ("commit", "utc", "load_average")}
+                                      for r in runs],
+                             "cpu": runs[0].get("machine", {}).get("cpu") if runs else None,
+                             "how": "median of the runs (zeroclick bench regression --update-from)"}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n")
+    tmp.replace(path)
+    return {"updated": str(path), "from_runs": len(runs),
+            "baselines": {f"{n}.{m}": config["benchmarks"][n]["metrics"][m]["baseline"] for n, m in values
+                          if m in config["benchmarks"].get(n, {}).get("metrics", {})}}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """``zeroclick bench regression``: print the table on stderr; raise when a ratio regressed."""
     path = Path(args.baselines)
     config = json.loads(path.read_text())
+    if getattr(args, "update_from", None):
+        runs = [json.loads(Path(f).read_text().strip().splitlines()[-1]) for f in args.update_from]
+        return update_from_runs(config, runs, path)
     tolerance = args.tolerance if args.tolerance is not None else float(config.get("tolerance", 0.30))
     record = check(config, tolerance=tolerance, only=args.only)
     sys.stderr.write(format_table(record) + "\n")

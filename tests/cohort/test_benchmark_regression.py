@@ -149,3 +149,25 @@ def test_issue_16_committed_tolerance_fails_an_injected_30_percent_slowdown_and_
         assert record["ran_with"]["fake"]["runtime_used"] == {"cine": "fake-runtime"}
         if want_code:
             assert record["regressed"]
+
+
+def test_update_from_recorded_runs_takes_the_median(fake_registry, tmp_path, run_cli):
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps(_config([])))
+    runs = []
+    for i, speedup in enumerate((3.0, 5.0, 4.0)):  # recorded runs of `bench regression --no-fail --out`
+        path_i = tmp_path / f"run{i}.json"
+        code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--no-fail", "--json",
+                             "--only", "fake", "--out", str(path_i))
+        record = json.loads(path_i.read_text())
+        for c in record["checks"]:
+            if c["metric"] == "speedup_vs_slow":
+                c["ratio"] = speedup
+        path_i.write_text(json.dumps(record))
+        runs.append(str(path_i))
+    code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update-from", *runs)
+    assert code == 0
+    written = json.loads(path.read_text())
+    assert written["benchmarks"]["fake"]["metrics"]["speedup_vs_slow"]["baseline"] == 4.0  # median of 3, 5, 4
+    assert written["benchmarks"]["fake"]["metrics"]["stages.total_s"]["baseline"] == 4.0  # 2 s / 0.5 s each run
+    assert len(written["measured_on"]["runs"]) == 3 and written["measured_on"]["runs"][0]["utc"]
