@@ -33,6 +33,12 @@ from zeroclick.pipelines.cardiac.aha import compute_aha
 from zeroclick.pipelines.cardiac.function import compute_function
 from zeroclick.pipelines.cardiac.inputs import CaseInputs, load_case
 from zeroclick.pipelines.cardiac.lge import compute_lge
+from zeroclick.pipelines.cardiac.lge_magnitude import (
+    cine_labels_provider,
+    is_magnitude,
+    magnitude_lge,
+    segment_transmurality,
+)
 from zeroclick.pipelines.cardiac.phases import PhaseSearchResult, choose_phases
 from zeroclick.pipelines.cardiac.qc import (
     check_function,
@@ -60,6 +66,7 @@ from zeroclick.pipelines.cardiac.result import (
     WeightsRef,
 )
 from zeroclick.pipelines.cardiac.risk import compute_risk
+from zeroclick.pipelines.cardiac.t1 import compute_t1, read_hematocrit
 from zeroclick.pipelines.cardiac.validate import validate
 from zeroclick.pipelines.cardiac.volume_rule import VOLUME_RULES, apply_volume_rule
 
@@ -104,6 +111,7 @@ def run(
     weights: str | Path | Sequence[str | Path] | None = None,
     progress: bool | Any = None,
     volume_rule: str = "scmr",
+    hematocrit: float | None = None,
 ) -> CardiacResult:
     """Analyse one cardiac MRI case end to end.
 
@@ -140,6 +148,9 @@ def run(
         Which slices count toward the volumes: ``scmr`` (default; basal/apical rules of the SCMR 2020
         recommendations) or ``reference`` (every labelled voxel, as the published myopari code); see
         :mod:`zeroclick.pipelines.cardiac.volume_rule`. Recorded in ``function.counted_slices``.
+    hematocrit
+        Haematocrit (fraction 0.42 or percent 42) for ECV from native and post-contrast T1 maps; default: a
+        ``hematocrit.json`` sidecar beside the input (:mod:`zeroclick.pipelines.cardiac.t1`), else no ECV.
 
     Raises
     ------
@@ -153,13 +164,14 @@ def run(
     with _progress.reporting(progress):
         return _run(source, device=device, all_phases=all_phases, prior=prior, cine_segmenter=cine_segmenter,
                     lge_segmenter=lge_segmenter, n_search_slices=n_search_slices, phase_step=phase_step,
-                    margin_fraction=margin_fraction, runtime=runtime, weights=weights, volume_rule=volume_rule)
+                    margin_fraction=margin_fraction, runtime=runtime, weights=weights, volume_rule=volume_rule,
+                    hematocrit=hematocrit)
 
 
 def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prior: str | Path | dict[str, Any] | None,
          cine_segmenter: Any | None, lge_segmenter: Any | None, n_search_slices: int, phase_step: int,
          margin_fraction: float, runtime: str, weights: str | Path | Sequence[str | Path] | None,
-         volume_rule: str = "scmr") -> CardiacResult:
+         volume_rule: str = "scmr", hematocrit: float | None = None) -> CardiacResult:
     if volume_rule not in VOLUME_RULES:
         raise InvalidInputError(f"volume rule {volume_rule!r} is not one of {', '.join(VOLUME_RULES)}")
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -174,6 +186,11 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
     warnings: list[str] = list(case.warnings)
     cine_weights, lge_weights = _chosen_weights(weights)
     engine = None
+    hct, hct_source = read_hematocrit(hematocrit, case.source or None)
+    # a magnitude-only LGE is quantified on the cine myocardium (lge_magnitude), not by the PSIR-trained network
+    magnitude_only = is_magnitude(case.lge) and case.cine is not None
+    if magnitude_only:
+        lge_segmenter = None
     if (case.cine is not None and cine_segmenter is None) or (case.lge is not None and lge_segmenter is None):
         from zeroclick.imaging.engine import Engine
         from zeroclick.pipelines.cardiac.segmentation import exports_dir
@@ -183,7 +200,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         from zeroclick.pipelines.cardiac.segmentation import CineSegmenter
 
         cine_segmenter = CineSegmenter(cine_weights, engine=engine)
-    if case.lge is not None and lge_segmenter is None:
+    if case.lge is not None and lge_segmenter is None and not magnitude_only:
         from zeroclick.pipelines.cardiac.segmentation import LgeSegmenter
 
         lge_segmenter = LgeSegmenter(lge_weights, engine=engine)
@@ -233,8 +250,28 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         if case.heart_rate_bpm is None:
             qc.append(QcFlag("no_heart_rate", "info", "heart rate unknown: cardiac output not computed", "function"))
 
+    # --- magnitude LGE and T1 maps: the cine myocardium at the phase nearest their trigger time ------------
+    labels_at = None
+    if case.cine is not None and search is not None and phases is not None:
+        labels_at = cine_labels_provider(case.cine, search.full_stacks, _array_phase(case, phases.ed_phase),
+                                         _slice_segmenter(case.cine, cine_segmenter))
+
     # --- LGE -----------------------------------------------------------------------------------
     lge: LgeResult | None = None
+    lge_mag: LgeResult | None = None
+    mag_volume = case.lge if magnitude_only else case.lge_magnitude
+    if mag_volume is not None and labels_at is not None:
+        t0 = time.perf_counter()
+        _progress.stage("magnitude LGE on the cine myocardium")
+        mag_mask, lge_mag, mag_qc = magnitude_lge(mag_volume, labels_at)
+        qc += mag_qc
+        if magnitude_only:
+            lge, lge_mag, masks["lge"] = lge_mag, None, mag_mask
+            qc += check_masks(mag_mask, phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
+        elif masks["cine_ed"] is not None:
+            lge_mag = dataclasses.replace(lge_mag, segment_transmurality_percent=segment_transmurality(
+                mag_mask, masks["cine_ed"]))
+        seconds["lge_magnitude"] = time.perf_counter() - t0
     if case.lge is not None and lge_segmenter is not None:
         t0 = time.perf_counter()
         _progress.stage("LGE segmentation", total=case.lge.spatial_shape[0], unit="slices")
@@ -269,6 +306,19 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         qc += check_geometry(case.cine, case.lge, cine_labels=masks["cine_ed"], lge_labels=masks["lge"])
     if function is not None and lge is not None:
         qc += check_lge_against_cine(lge, function)
+    if lge_mag is not None and lge is not None and lge.infarct_percent_of_myocardium is not None and \
+            lge_mag.infarct_percent_of_myocardium is not None:
+        lge_mag = dataclasses.replace(lge_mag, infarct_percent_difference_points=round(
+            lge_mag.infarct_percent_of_myocardium - lge.infarct_percent_of_myocardium, 3))
+    t1_result = None
+    if case.t1 and labels_at is not None and masks["cine_ed"] is not None:
+        t1_result, t1_qc = compute_t1(case.t1, cine_labels_at=labels_at, cine_ed=masks["cine_ed"],
+                                      lge_mask=masks["lge"], hematocrit=hct, hematocrit_source=hct_source,
+                                      device=engine.device if engine is not None else "cpu")
+        qc += t1_qc
+    elif case.t1:
+        qc.append(QcFlag("t1_no_cine", "info", "T1 series present but no cine myocardium to place on them: T1 "
+                         "and ECV are not reported", "t1"))
     invalid = {f for q in qc if q.severity == "error" for f in q.affects}
     risk = compute_risk(function, lge, prior_measurements=_prior_measurements(prior, warnings), invalid=invalid)
     seconds["quantification"] = time.perf_counter() - t0 + seconds.get("quantification", 0.0)
@@ -305,6 +355,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         series=case.series, qc=tuple(qc), warnings=tuple(warnings), provenance=provenance,
         masks=CardiacMasks(**masks),
         images=CardiacImages(cine=case.cine, cine_es=cine_es_image, lge=case.lge, cine_ed=cine_ed_image),
+        lge_magnitude=lge_mag, t1=t1_result,
     )
 
 

@@ -247,7 +247,21 @@ def render_report(result: CardiacResult, *, study_date: str | None = None,
     figures.legend(fig, (0.04, 0.576), has_lge=result.masks.lge is not None)
 
     # curve + bullseyes
-    figures.volume_curve(result, ax=fig.add_axes((0.09, 0.39, 0.34, 0.125)))
+    t1 = result.t1
+    curve_box = (0.07, 0.39, 0.17, 0.125) if t1 is not None else (0.09, 0.39, 0.34, 0.125)
+    figures.volume_curve(result, ax=fig.add_axes(curve_box))
+    if t1 is not None:  # issue 17: ECV bullseye when both maps and a haematocrit exist, else native T1
+        ecv = {k: None if v is None else 100.0 * v for k, v in t1.bullseye("ecv_fraction").items()}
+        if any(v is not None for v in ecv.values()):
+            title = "ECV (%)" + ("" if t1.ecv_remote_fraction is None else
+                                 f"\nremote {100 * t1.ecv_remote_fraction:.0f} %") + "; bold: > 30 %"
+            figures.bullseye(ecv, ax=fig.add_axes((0.265, 0.365, 0.22, 0.165)), title=title, vmin=20, vmax=60,
+                             cmap="magma_r", fmt=".0f", mark={k: bool(v is not None and v > 30) for k, v in ecv.items()})
+        else:
+            native = t1.bullseye("native_t1_ms")
+            src = "fitted" if t1.native_source == "molli_fit" else "scanner map"
+            figures.bullseye(native, ax=fig.add_axes((0.265, 0.365, 0.22, 0.165)),
+                             title=f"Native T1 (ms, {src})", vmin=900, vmax=1400, cmap="magma_r", fmt=".0f")
     aha = result.aha
     thick = aha.bullseye("ed_thickness_mm") if aha is not None else {}
     thin = {k: bool(v) for k, v in aha.bullseye("thin_at_ed").items()} if aha is not None else {}
@@ -630,4 +644,16 @@ def _measurement_groups(result: CardiacResult, segs: Mapping[str, Dataset]) -> l
                 item(K.MVO_PERCENT_OF_LV, "mvo_percent_of_myocardium", lge.mvo_percent_of_myocardium,
                      K.UNIT_PERCENT))),
         ]
+    t1 = result.t1
+    if t1 is not None and lge is not None and "seg_lge" in segs:  # issue 17: measured on the T1 maps (no T1 SEG)
+        def pct(v: float | None) -> float | None:
+            return None if v is None else 100.0 * v
+
+        groups.append(SegmentMeasurements(segs["seg_lge"], 1, "LV myocardium T1 and ECV (T1 maps)", K.LV_MYOCARDIUM, (
+            item(K.NATIVE_T1, "native_t1_remote_ms", t1.native_t1_remote_ms, K.UNIT_MS),
+            item(K.POST_T1, "post_t1_remote_ms", t1.post_t1_remote_ms, K.UNIT_MS),
+            item(K.ECV, "ecv_remote_fraction", pct(t1.ecv_remote_fraction), K.UNIT_PERCENT))))
+        groups.append(SegmentMeasurements(segs["seg_lge"], 2, "Infarct T1 and ECV (T1 maps)", K.INFARCT, (
+            item(K.NATIVE_T1_INFARCT, "native_t1_infarct_ms", t1.native_t1_infarct_ms, K.UNIT_MS),
+            item(K.ECV_INFARCT, "ecv_infarct_fraction", pct(t1.ecv_infarct_fraction), K.UNIT_PERCENT))))
     return groups

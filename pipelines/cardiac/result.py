@@ -277,6 +277,79 @@ class LgeResult(_PlainNumbers):
     gray_zone_definition: str = ""
     segment_transmurality_percent: dict[int, float | None] = field(default_factory=dict)
     lv_slices: tuple[int, ...] = ()
+    #: ``network_psir`` (EMIDEC network labels) or ``magnitude_fwhm`` / ``magnitude_<n>sd``
+    #: (:mod:`zeroclick.pipelines.cardiac.lge_magnitude`); ``propagation`` says how the cine myocardium was placed.
+    method: str = "network_psir"
+    propagation: PropagationInfo | None = None
+    #: on an exam with both reconstructions: this result's infarct % minus the other one's (points)
+    infarct_percent_difference_points: float | None = None
+
+
+@dataclass(frozen=True)
+class PropagationInfo:
+    """How a cine myocardium was placed on another series (magnitude LGE, T1 maps): the cine phase used and its
+    trigger time, per-slice in-plane registration, how well the placed mask fits the target image."""
+
+    cine_phase: int
+    cine_trigger_time_ms: float | None = None
+    target_trigger_time_ms: float | None = None
+    shifts_mm: tuple[tuple[float, float], ...] = ()
+    rotations_deg: tuple[float, ...] = ()
+    fit_contrast: float | None = None
+    band_changed_pixels: int = 0
+    threshold_signal: float | None = None
+    method: str = ""
+
+
+@dataclass(frozen=True)
+class T1Segment:
+    """Native / post-contrast T1 (ms) and ECV (fraction) of one AHA segment (``None`` where not measured)."""
+
+    segment: int
+    name: str
+    native_t1_ms: float | None = None
+    post_t1_ms: float | None = None
+    ecv_fraction: float | None = None
+    native_pixels: int = 0
+    post_pixels: int = 0
+
+
+@dataclass(frozen=True)
+class T1Result:
+    """T1 mapping and ECV (:mod:`zeroclick.pipelines.cardiac.t1`).
+
+    ``*_source`` is ``scanner_map`` or ``molli_fit`` (empty: not acquired). Regions: myocardium (all core
+    pixels), remote (core pixels of segments without infarct), infarct (core pixels labelled infarct by the
+    LGE), blood (LV cavity, median). ECV values are fractions (0.25 = 25 %).
+    """
+
+    native_source: str = ""
+    post_source: str = ""
+    native_t1_myocardium_ms: float | None = None
+    native_t1_remote_ms: float | None = None
+    native_t1_infarct_ms: float | None = None
+    native_t1_blood_ms: float | None = None
+    post_t1_myocardium_ms: float | None = None
+    post_t1_remote_ms: float | None = None
+    post_t1_infarct_ms: float | None = None
+    post_t1_blood_ms: float | None = None
+    hematocrit_fraction: float | None = None
+    hematocrit_source: str = ""
+    ecv_myocardium_fraction: float | None = None
+    ecv_remote_fraction: float | None = None
+    ecv_infarct_fraction: float | None = None
+    segments: tuple[T1Segment, ...] = ()
+    native_fit_r2_median: float | None = None
+    post_fit_r2_median: float | None = None
+    fit_seconds_per_slice: float | None = None
+    fit_device: str = ""
+    native_propagation: PropagationInfo | None = None
+    post_propagation: PropagationInfo | None = None
+    segment_rule: str = ""
+
+    def bullseye(self, name: str) -> dict[int, float | None]:
+        """Segment number -> ``native_t1_ms`` / ``post_t1_ms`` / ``ecv_fraction`` for a bullseye plot."""
+        return {s.segment: getattr(s, name) for s in self.segments}
 
 
 @dataclass(frozen=True)
@@ -379,6 +452,10 @@ MEASUREMENT_KEYS: dict[str, tuple[str, str]] = {
     "mvo_percent_of_myocardium": ("lge", "mvo_percent_of_myocardium"),
     "gray_zone_g": ("lge", "gray_zone_g"),
     "gray_zone_percent_of_myocardium": ("lge", "gray_zone_percent_of_myocardium"),
+    **{k: ("t1", k) for k in (
+        "native_t1_myocardium_ms", "native_t1_remote_ms", "native_t1_infarct_ms", "native_t1_blood_ms",
+        "post_t1_myocardium_ms", "post_t1_remote_ms", "post_t1_infarct_ms", "post_t1_blood_ms",
+        "ecv_myocardium_fraction", "ecv_remote_fraction", "ecv_infarct_fraction")},
 }
 
 
@@ -404,6 +481,9 @@ class CardiacResult:
     masks: CardiacMasks = field(default_factory=CardiacMasks)
     images: CardiacImages = field(default_factory=CardiacImages)
     failure_reason: str = ""
+    #: magnitude-LGE result beside a PSIR one (both reconstructions in the exam); ``lge`` is then the PSIR path
+    lge_magnitude: LgeResult | None = None
+    t1: T1Result | None = None
 
     @property
     def measurements(self) -> dict[str, float | None]:
@@ -436,6 +516,8 @@ class CardiacResult:
             "function": _plain(self.function),
             "aha": _plain(self.aha),
             "lge": _plain(self.lge),
+            "lge_magnitude": _plain(self.lge_magnitude),
+            "t1": _plain(self.t1),
             "risk": _plain(self.risk),
             "phases": _plain(self.phases),
             "series": _plain(self.series),

@@ -61,3 +61,118 @@ def test_without_image_only_model_values():
     lab, *_ = _case()
     r = compute_lge(Volume(lab, np.eye(4), (10.0, 1.0, 1.0)))
     assert r.classical == () and r.gray_zone_ml is None and r.remote_mean_signal is None
+
+
+# ------------------------------------------------------------------------ magnitude-only LGE (issue 17)
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    import json
+
+    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
+
+    out = tmp_path_factory.mktemp("lge-mag") / "exam"
+    generate_exam(out, n_images=minimum_images(), seed=2)
+    return out, load_truth(out), json.loads((out / "ground_truth.json").read_text())
+
+
+def _dicom_without(exam_dir, tmp_path, suffix):
+    import shutil
+
+    out = tmp_path / "dicom"
+    out.mkdir()
+    for d in sorted((exam_dir / "dicom").iterdir()):
+        if not d.name.endswith(suffix):
+            shutil.copytree(d, out / d.name)
+    return out
+
+
+def _truth_run(case, truth, **kwargs):
+    from tests.cardiac.phantom import TruthSegmenter
+    from zeroclick.pipelines.cardiac import run
+
+    segs = {"cine_segmenter": TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8))}
+    if case.lge.meta.get("label") == "lge_psir":
+        segs["lge_segmenter"] = TruthSegmenter(case.lge, truth["lge"].array.astype(np.uint8))
+    return run(case, **segs, **kwargs)
+
+
+@pytest.mark.slow
+def test_issue_17_magnitude_only_exam_is_ok_and_matches_truth(generated, tmp_path):
+    """No PSIR: the LGE network is not used; scar on the cine myocardium placed on the magnitude images."""
+    from zeroclick.pipelines.cardiac.inputs import load_case
+
+    out, truth, gt = generated
+    case = load_case(_dicom_without(out, tmp_path, "lge_psir"))
+    assert case.lge.meta["label"] == "lge_mag"
+    result = _truth_run(case, truth)
+    assert result.status == "ok", [q.message for q in result.qc]
+    lge = result.lge
+    assert lge.method == "magnitude_fwhm" and lge.propagation is not None
+    assert not any(w.task == "lge" for w in result.provenance.weights)  # no LGE network
+    assert lge.infarct_percent_of_myocardium == pytest.approx(gt["infarct_percent_of_myocardium"], abs=3.0)
+    assert lge.myocardium_ml == pytest.approx(gt["lge_myocardium_ml"], rel=0.05)
+    assert lge.mvo_ml > 0
+    for s in range(1, 17):
+        assert lge.segment_transmurality_percent[s] == pytest.approx(gt["segment_transmurality_percent"][str(s)],
+                                                                     abs=10.0), s
+    assert result.to_dict()["lge"]["method"] == "magnitude_fwhm"
+
+
+@pytest.mark.slow
+def test_issue_17_both_reconstructions_agree(generated):
+    from zeroclick.pipelines.cardiac.inputs import load_case
+
+    out, truth, gt = generated
+    case = load_case(out / "dicom")
+    assert case.lge.meta["label"] == "lge_psir" and case.lge_magnitude is not None
+    result = _truth_run(case, truth)
+    assert result.lge.method == "network_psir" and result.lge_magnitude.method == "magnitude_fwhm"
+    diff = result.lge_magnitude.infarct_percent_difference_points
+    assert diff == pytest.approx(result.lge_magnitude.infarct_percent_of_myocardium
+                                 - result.lge.infarct_percent_of_myocardium, abs=1e-3)
+    assert abs(diff) <= 3.0
+    # the PSIR path here runs on the truth labels, so the magnitude figure is also within 3 points of the truth
+    assert result.lge.infarct_percent_of_myocardium == pytest.approx(gt["label_figures"]["infarct_ml"]
+                                                                     / gt["label_figures"]["lge_myocardium_ml"] * 100)
+    assert result.to_dict()["lge_magnitude"]["infarct_percent_difference_points"] == pytest.approx(diff)
+
+
+@pytest.mark.slow
+def test_registration_undoes_a_known_breath_hold_shift(generated):
+    """The magnitude images moved by (3, -4) pixels: the registration must find that move on every LV slice,
+    and must not move the masks when the images are where the geometry says."""
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.lge_magnitude import magnitude_lge_mask, nearest_phase, trigger_time_ms
+
+    out, truth, gt = generated
+    case = load_case(out / "dicom")
+    mag = case.lge_magnitude
+    phase = nearest_phase(case.cine, trigger_time_ms(mag), 0)
+    assert trigger_time_ms(mag) == pytest.approx(gt["lge"]["cycle_fraction"] * gt["rr_interval_ms"], abs=0.5)
+    cine = case.cine.phase(phase).with_array(truth["cine_sax"].array[phase].astype(np.uint8))
+    row_mm, col_mm = mag.spacing_mm[1:]
+    lv_slices = [s for s in range(mag.spatial_shape[0]) if np.any(truth["lge"].array[s] >= 2)]
+    for shift in ((0, 0), (3, -4)):
+        moved = mag.with_array(np.roll(np.asarray(mag.array), shift, axis=(1, 2)))
+        _, info, flags = magnitude_lge_mask(cine, moved, cine_phase=phase)
+        for s in lv_slices:
+            assert info.shifts_mm[s] == pytest.approx((shift[0] * row_mm, shift[1] * col_mm), abs=0.01), (shift, s)
+        assert not [f for f in flags if f.severity == "error"]
+
+
+def test_misplaced_myocardium_is_flagged():
+    """Labels placed on an image with no blood-myocardium contrast: the QC says the myocardium does not fit."""
+    from zeroclick.pipelines.cardiac.lge_magnitude import magnitude_lge_mask
+
+    lab = np.zeros((3, 40, 40), np.uint8)
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    lab[:, r < 8] = 3
+    lab[:, (r >= 8) & (r < 12)] = 2
+    cine = Volume(lab, np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0))
+    flat = Volume(np.full((3, 40, 40), 100.0) + np.random.default_rng(0).normal(0, 1, (3, 40, 40)),
+                  np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0), meta={"label": "lge_mag"})
+    _, info, flags = magnitude_lge_mask(cine, flat, cine_phase=0)
+    assert info.fit_contrast < 0.3
+    assert any(f.code == "lge_propagated_myocardium_misfit" and f.severity == "error" for f in flags)

@@ -2,7 +2,8 @@
 
 Standard codes where the DICOM content mapping resource has one (CID 7152 cardiac structures,
 CID 7151 anatomy, LOINC cardiac function codes); a small local scheme ``99ZCLK`` (declared in the SR's
-Coding Scheme Identification Sequence) only for the two percentages no standard code expresses.
+Coding Scheme Identification Sequence) only for what no standard code expresses (infarct and MVO percentages,
+T1 and ECV of remote myocardium and infarct).
 pydicom's code dictionary has no LVEF LOINC 10230-1, so it is built here.
 """
 
@@ -14,6 +15,8 @@ from pydicom.sr.codedict import codes
 __all__ = [
     "ANATOMICAL_STRUCTURE",
     "CARDIAC_MRI",
+    "ECV",
+    "ECV_INFARCT",
     "INFARCT",
     "INFARCT_PERCENT_OF_LV",
     "LOCAL_SCHEME",
@@ -27,6 +30,9 @@ __all__ = [
     "MORPHOLOGICALLY_ABNORMAL",
     "MVO",
     "MVO_PERCENT_OF_LV",
+    "NATIVE_T1",
+    "NATIVE_T1_INFARCT",
+    "POST_T1",
     "RV",
     "RV_EDV",
     "RV_EF",
@@ -34,6 +40,7 @@ __all__ = [
     "TISSUE",
     "UNIT_G",
     "UNIT_ML",
+    "UNIT_MS",
     "UNIT_PERCENT",
     "VOLUME",
 ]
@@ -64,6 +71,11 @@ MASS = CodedConcept("4147007", "SCT", "Mass")
 VOLUME = CodedConcept("118565006", "SCT", "Volume")
 INFARCT_PERCENT_OF_LV = CodedConcept("ZC0001", LOCAL_SCHEME, "Infarct size as percent of LV myocardium")
 MVO_PERCENT_OF_LV = CodedConcept("ZC0002", LOCAL_SCHEME, "MVO as percent of LV myocardium")
+NATIVE_T1 = CodedConcept("ZC0003", LOCAL_SCHEME, "Native myocardial T1, remote myocardium")
+POST_T1 = CodedConcept("ZC0004", LOCAL_SCHEME, "Post-contrast myocardial T1, remote myocardium")
+ECV = CodedConcept("ZC0005", LOCAL_SCHEME, "Extracellular volume fraction, remote myocardium")
+NATIVE_T1_INFARCT = CodedConcept("ZC0006", LOCAL_SCHEME, "Native T1 of the infarct")
+ECV_INFARCT = CodedConcept("ZC0007", LOCAL_SCHEME, "Extracellular volume fraction of the infarct")
 
 CARDIAC_MRI = CodedConcept.from_code(codes.SCT.CardiacMRI)
 
@@ -71,3 +83,4 @@ CARDIAC_MRI = CodedConcept.from_code(codes.SCT.CardiacMRI)
 UNIT_ML = CodedConcept("mL", "UCUM", "milliliter")
 UNIT_G = CodedConcept("g", "UCUM", "gram")
 UNIT_PERCENT = CodedConcept("%", "UCUM", "percent")
+UNIT_MS = CodedConcept("ms", "UCUM", "millisecond")

@@ -18,6 +18,7 @@ import numpy as np
 from zeroclick.imaging.errors import InvalidInputError
 
 from . import headers, plan, render, truth
+from . import sequences as sq
 from . import phantom as ph
 from .geometry import lax_plane, localizer_planes, sax_stack
 from .writer import transfer_syntax_uid
@@ -171,17 +172,18 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
                                      spacing_between_slices_mm=spacing,
                                      sigma=22.0 if lay.key == "lge_mag" else 45.0,
                                      truth="lge" if lay.key == "lge_mag" else "")
-        elif lay.key == "t1_molli_source":
+        elif lay.key.startswith("t1_molli_source"):
             tt = tuple(tuple(round(MOLLI_CYCLE_FRACTION * rr, 2) for _ in plan.MOLLI_TIS_MS) for _ in range(3))
             spec = render.SeriesSpec(**common, planes=molli_stack.planes, n_frames=len(plan.MOLLI_TIS_MS),
                                      cycle_fractions=(MOLLI_CYCLE_FRACTION,), trigger_times_ms=tt,
                                      inversion_times_ms=plan.MOLLI_TIS_MS, thickness_mm=8.0,
                                      spacing_between_slices_mm=molli_stack.spacing_mm, sigma=10.0, truth="")
-        elif lay.key == "t1_map":
+        elif lay.key.startswith("t1_map"):
             spec = render.SeriesSpec(**common, planes=molli_stack.planes, n_frames=1,
                                      cycle_fractions=(MOLLI_CYCLE_FRACTION,), trigger_times_ms=None,
                                      inversion_times_ms=None, thickness_mm=8.0,
-                                     spacing_between_slices_mm=molli_stack.spacing_mm, sigma=25.0, truth="")
+                                     spacing_between_slices_mm=molli_stack.spacing_mm, sigma=25.0,
+                                     truth="t1" if lay.key == "t1_map" else "")
         else:  # perfusion: one slice per RR window, saturation-recovery images every beat
             fr = (0.12, 0.38, 0.64)
             tt = tuple(tuple(round(fr[s] * rr, 2) for _ in range(lay.n_frames)) for s in range(3))
@@ -197,7 +199,7 @@ def _design(out_dir: Path, layout: plan.ExamLayout, vendor: str, transfer_syntax
         heart_rate_bpm=heart_rate, n_phases=n_phases, series=tuple(specs), dicom_dir=str(out_dir / "dicom"),
     )
     extras = {"sax_z": [cine_stack.z_mm[k] for k in range(n_sax)], "spacing": spacing, "es_idx": es_idx,
-              "lge_z": list(lge_stack.z_mm)}
+              "lge_z": list(lge_stack.z_mm), "map_z": list(molli_stack.z_mm)}
     return design, extras
 
 
@@ -230,7 +232,8 @@ def _run_task(args: tuple[render.ExamDesign, int, tuple[int, ...]]) -> render.Ta
 
 def generate_exam(out_dir: str | Path, *, n_images: int = 3000, vendor: str = "siemens",
                   transfer_syntax: str = "explicit", enhanced: bool = False, seed: int = 0,
-                  trigger_jitter: bool | None = None, workers: int | None = None) -> ExamInfo:
+                  trigger_jitter: bool | None = None, workers: int | None = None,
+                  post_contrast_t1: bool = False) -> ExamInfo:
     """Generate a whole synthetic cardiac MR exam with exact ground truth.
 
     Parameters
@@ -253,6 +256,10 @@ def generate_exam(out_dir: str | Path, *, n_images: int = 3000, vendor: str = "s
         ``None`` = on for Philips only.
     workers
         Processes (default: 2 where the machine has them, 1 for small exams).
+    post_contrast_t1
+        Add a post-contrast MOLLI source + T1 map pair (same slices as the native pair; the images come out
+        of the perfusion share, so ``n_images`` stays exact). The ground truth then holds post-contrast T1
+        and ECV per region and per AHA segment (``truth["t1"]``).
 
     Examples
     --------
@@ -264,7 +271,7 @@ def generate_exam(out_dir: str | Path, *, n_images: int = 3000, vendor: str = "s
     if vendor not in headers.VENDORS:
         raise InvalidInputError(f"vendor={vendor!r} is not one of {', '.join(headers.VENDORS)}")
     ts_uid = transfer_syntax_uid(transfer_syntax)
-    layout = plan.plan_exam(int(n_images))
+    layout = plan.plan_exam(int(n_images), post_contrast_t1=post_contrast_t1)
     out = Path(out_dir).resolve()
     if (out / "dicom").exists() and any((out / "dicom").iterdir()):
         raise InvalidInputError(f"{out / 'dicom'} is not empty: choose a new folder or delete it first")
@@ -338,6 +345,7 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
     rv_edv, rv_esv = rv[0], rv[es]
     lge_myo, infarct, mvo = a.lge_myocardium_ml, a.infarct_ml, a.mvo_ml
     base_index = min(range(n_sax), key=lambda k: extras["sax_z"][k])
+    t1_truth = _t1_truth(out, design, extras, results, idx, heart, a.lge_lv_slices_base_to_apex)
     gt: dict[str, Any] = {
         "lv_edv_ml": round(edv, 3), "lv_esv_ml": round(esv, 3), "lv_sv_ml": round(edv - esv, 3),
         "lv_ef_percent": round(100.0 * (edv - esv) / edv, 3),
@@ -371,7 +379,9 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
             "lge": {"series_instance_uid": lge_spec.uid, "file": f"truth/{truth.TRUTH_FILES['lge']}",
                     "labels": {"0": "background", "1": "LV cavity", "2": "healthy myocardium", "3": "infarct",
                                "4": "MVO"}, "trigger_times_ms": None},
+            **t1_truth.pop("truth_grids"),
         },
+        "t1": t1_truth,
         "series": [{"series_instance_uid": s.uid, "series_number": s.number, "key": s.key,
                     "expected_class": s.expected_class, "n_images": s.n_images,
                     "description": headers.STYLES[design.vendor][s.key].description} for s in design.series],
@@ -385,3 +395,40 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
     tmp.write_text(json.dumps(gt, indent=1))
     tmp.replace(out / "ground_truth.json")
     return gt
+
+
+def _t1_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any], results: list[render.TaskResult],
+              idx: dict[str, int], heart: ph.HeartModel, lge_base_to_apex: list[int]) -> dict[str, Any]:
+    """Exact T1 / ECV truth: per region (the tissue tables) and per AHA segment on the map slices."""
+    spec = design.series[idx["t1_map"]]
+    regions: dict[int, np.ndarray] = {}
+    for r in results:
+        if r.series_index == idx["t1_map"]:
+            regions.update(r.labels)
+    labels = ph.EMIDEC_FROM_REGION[np.stack([regions[s][0] for s in range(len(spec.planes))])]
+    aff = truth.volume_affine(spec.planes)
+    truth.save_labels(out / "truth" / truth.TRUTH_FILES["t1"], labels, aff)
+    post = "t1_map_post" in idx
+    tissues = {"blood": ph.BLOOD, "myocardium": ph.MYO, "infarct": ph.INFARCT, "mvo": ph.MVO}
+    native = sq.t1_table()
+    post_t1 = sq.t1_table(post_contrast=True)
+    out_t1: dict[str, Any] = {
+        "hematocrit": sq.HEMATOCRIT,
+        "native_t1_ms": {k: round(float(native[t]), 3) for k, t in tissues.items()},
+        "post_t1_ms": {k: round(float(post_t1[t]), 3) for k, t in tissues.items()} if post else None,
+        "ecv": {k: round(float(sq.ECV[t]), 4) for k, t in tissues.items()},
+        "look_locker_t1star_over_t1": sq.LOOK_LOCKER_T1STAR_OVER_T1,
+        "map_slice_z_mm_from_base": extras["map_z"],
+        "segment_rule": truth.T1_SEGMENT_RULE,
+    }
+    lge_z = extras["lge_z"]
+    levels_lge = truth.lv_levels(lge_base_to_apex)
+    levels = {s: levels_lge.get(min(range(len(lge_z)), key=lambda k: abs(lge_z[k] - z)), 1)
+              for s, z in enumerate(extras["map_z"])}
+    out_t1["segments"] = truth.t1_segment_truth(labels, spec.planes, heart, levels, native, post_t1 if post else None,
+                                                sq.HEMATOCRIT)
+    out_t1["truth_grids"] = {"t1": {
+        "series_instance_uid": spec.uid, "file": f"truth/{truth.TRUTH_FILES['t1']}",
+        "labels": {"0": "background", "1": "LV cavity", "2": "healthy myocardium", "3": "infarct", "4": "MVO"},
+        "trigger_times_ms": None}}
+    return out_t1

@@ -50,6 +50,8 @@ STYLES: dict[str, dict[str, SeriesStyle]] = {
         "lge_psir": _s("tfl_psir_sax_PSIR", "tfl_psir_sax", "*tfl2d1", "DERIVED\\PRIMARY\\PSIR\\NORM\\DIS2D", "GR\\IR", "SP\\MP", 700.0, 3.3, 25),
         "t1_molli_source": _s("MOLLI_5(3)3_SAX", "MOLLI_5(3)3_SAX", "*tfi2d1_13", "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D", "GR\\IR", "SK\\SS\\MP", 280.0, 1.1, 35),
         "t1_map": _s("MOLLI_5(3)3_SAX_T1 MAP", "MOLLI_5(3)3_SAX", "*tfi2d1_13", "DERIVED\\PRIMARY\\T1 MAP\\NORM\\DIS2D\\MOCO", "GR\\IR", "SK\\SS\\MP", 280.0, 1.1, 35),
+        "t1_molli_source_post": _s("MOLLI_4(1)3(1)2_SAX_POST", "MOLLI_4(1)3(1)2_SAX_POST", "*tfi2d1_13", "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D", "GR\\IR", "SK\\SS\\MP", 280.0, 1.1, 35),
+        "t1_map_post": _s("MOLLI_4(1)3(1)2_SAX_POST_T1 MAP", "MOLLI_4(1)3(1)2_SAX_POST", "*tfi2d1_13", "DERIVED\\PRIMARY\\T1 MAP\\NORM\\DIS2D\\MOCO", "GR\\IR", "SK\\SS\\MP", 280.0, 1.1, 35),
         "perfusion_stress": _s("tfl_perf_stress_sax", "tfl_perf_stress", "*tfl2d1_16", "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D", "GR", "SP\\MP", 180.0, 1.0, 12),
         "perfusion_rest": _s("tfl_perf_rest_sax", "tfl_perf_rest", "*tfl2d1_16", "ORIGINAL\\PRIMARY\\M\\NORM\\DIS2D", "GR", "SP\\MP", 180.0, 1.0, 12),
     },
@@ -63,6 +65,8 @@ STYLES: dict[str, dict[str, SeriesStyle]] = {
         "lge_psir": _s("PSIR MDE SAX", "CARDIAC VIABILITY", "fgre_mde", "DERIVED\\PRIMARY\\PSIR", "GR\\IR", "SS\\MP", 6.5, 3.1, 20),
         "t1_molli_source": _s("MOLLI T1 SAX", "CARDIAC T1", "molli", "ORIGINAL\\PRIMARY\\OTHER", "GR\\IR", "SS\\MP", 3.2, 1.4, 35),
         "t1_map": _s("T1 Map MOLLI SAX", "CARDIAC T1", "molli", "DERIVED\\PRIMARY\\T1 MAP", "GR\\IR", "SS\\MP", 3.2, 1.4, 35),
+        "t1_molli_source_post": _s("MOLLI T1 SAX POST", "CARDIAC T1", "molli", "ORIGINAL\\PRIMARY\\OTHER", "GR\\IR", "SS\\MP", 3.2, 1.4, 35),
+        "t1_map_post": _s("T1 Map MOLLI SAX POST", "CARDIAC T1", "molli", "DERIVED\\PRIMARY\\T1 MAP", "GR\\IR", "SS\\MP", 3.2, 1.4, 35),
         "perfusion_stress": _s("Perfusion Stress SAX", "CARDIAC PERFUSION", "fgre_perf", "ORIGINAL\\PRIMARY\\OTHER", "GR", "SS\\MP", 3.0, 1.2, 20),
         "perfusion_rest": _s("Perfusion Rest SAX", "CARDIAC PERFUSION", "fgre_perf", "ORIGINAL\\PRIMARY\\OTHER", "GR", "SS\\MP", 3.0, 1.2, 20),
     },
@@ -76,6 +80,8 @@ STYLES: dict[str, dict[str, SeriesStyle]] = {
         "lge_psir": _s("PSIR_TFE_SA", "PSIR_TFE_SA", "", "ORIGINAL\\PRIMARY\\R_IR\\R\\IR", "GR\\IR", "SS\\MP", 6.1, 3.0, 25),
         "t1_molli_source": _s("T1_MOLLI_SA", "T1_MOLLI_SA", "", "ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE", "GR\\IR", "SS\\MP", 2.6, 1.05, 35),
         "t1_map": _s("T1_MOLLI_SA T1map", "T1_MOLLI_SA", "", "DERIVED\\PRIMARY\\T1 MAP\\T1", "GR\\IR", "SS\\MP", 2.6, 1.05, 35),
+        "t1_molli_source_post": _s("T1_MOLLI_SA_post", "T1_MOLLI_SA_post", "", "ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE", "GR\\IR", "SS\\MP", 2.6, 1.05, 35),
+        "t1_map_post": _s("T1_MOLLI_SA_post T1map", "T1_MOLLI_SA_post", "", "DERIVED\\PRIMARY\\T1 MAP\\T1", "GR\\IR", "SS\\MP", 2.6, 1.05, 35),
         "perfusion_stress": _s("Perfusion_stress_SA", "Perfusion_stress_SA", "", "ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE", "GR", "SS\\MP", 2.4, 1.1, 20),
         "perfusion_rest": _s("Perfusion_rest_SA", "Perfusion_rest_SA", "", "ORIGINAL\\PRIMARY\\M_FFE\\M\\FFE", "GR", "SS\\MP", 2.4, 1.1, 20),
     },
@@ -174,6 +180,9 @@ def series_dataset(*, vendor: str, key: str, patient: PatientInfo, study_uid: st
     ds.NumberOfAverages = "1"
     ds.ImagingFrequency = "63.676" if vendor != "ge" else "63.8646"
     ds.MagneticFieldStrength = "1.5"
+    if key.endswith("_post"):  # acquired after the contrast injection
+        ds.ContrastBolusAgent = "Gadobutrol"
+        ds.ContrastBolusVolume = "10"
     if spacing_between_slices_mm is not None:
         ds.SpacingBetweenSlices = f"{spacing_between_slices_mm:.4g}"
     ds.EchoTrainLength = "1"

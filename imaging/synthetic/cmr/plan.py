@@ -2,7 +2,7 @@
 
 Fixed part (per tier): 3-plane localizer, cine SAX (slices x phases), cine 2/3/4-chamber (phases each),
 LGE SAX magnitude + PSIR (one image per SAX slice each), MOLLI source (3 slices x 8 inversion times) and its
-T1 map (3). The rest goes to first-pass perfusion (3 slices x dynamics; split into a stress and a rest
+T1 map (3), and with ``post_contrast_t1`` a second MOLLI source + T1 map pair acquired after contrast. The rest goes to first-pass perfusion (3 slices x dynamics; split into a stress and a rest
 series above 120 dynamics), and ``n_images - fixed`` modulo 3 extra localizer images make the total exact.
 """
 
@@ -46,7 +46,9 @@ class ExamLayout:
         return sum(s.n_images for s in self.series)
 
 
-def _fixed(n_sax: int, n_phases: int) -> list[SeriesLayout]:
+def _fixed(n_sax: int, n_phases: int, post_contrast_t1: bool = False) -> list[SeriesLayout]:
+    post = [SeriesLayout("t1_molli_source_post", "t1_molli_source", N_MAP_SLICES, len(MOLLI_TIS_MS)),
+            SeriesLayout("t1_map_post", "t1_map", N_MAP_SLICES, 1)] if post_contrast_t1 else []
     return [
         SeriesLayout("cine_sax", "cine_sax", n_sax, n_phases),
         SeriesLayout("cine_lax_2ch", "cine_lax_2ch", 1, n_phases),
@@ -56,16 +58,17 @@ def _fixed(n_sax: int, n_phases: int) -> list[SeriesLayout]:
         SeriesLayout("lge_psir", "lge_psir", n_sax, 1),
         SeriesLayout("t1_molli_source", "t1_molli_source", N_MAP_SLICES, len(MOLLI_TIS_MS)),
         SeriesLayout("t1_map", "t1_map", N_MAP_SLICES, 1),
+        *post,
     ]
 
 
-def minimum_images() -> int:
+def minimum_images(*, post_contrast_t1: bool = False) -> int:
     """The smallest exam the generator makes (smallest tier, 10 perfusion dynamics)."""
     n_sax, n_phases = TIERS[-1]
-    return 9 + sum(s.n_images for s in _fixed(n_sax, n_phases)) + 3 * MIN_PERFUSION_DYNAMICS
+    return 9 + sum(s.n_images for s in _fixed(n_sax, n_phases, post_contrast_t1)) + 3 * MIN_PERFUSION_DYNAMICS
 
 
-def plan_exam(n_images: int) -> ExamLayout:
+def plan_exam(n_images: int, *, post_contrast_t1: bool = False) -> ExamLayout:
     """Series sizes adding up exactly to ``n_images``.
 
     Raises
@@ -73,14 +76,15 @@ def plan_exam(n_images: int) -> ExamLayout:
     InvalidInputError
         Below :func:`minimum_images` (a whole exam cannot be that small).
     """
-    if n_images < minimum_images():
+    if n_images < minimum_images(post_contrast_t1=post_contrast_t1):
         raise InvalidInputError(
-            f"n_images={n_images} is too small for a whole exam: the minimum is {minimum_images()} "
+            f"n_images={n_images} is too small for a whole exam: the minimum is "
+            f"{minimum_images(post_contrast_t1=post_contrast_t1)} "
             f"(cine SAX {TIERS[-1][0]} slices x {TIERS[-1][1]} phases, LAX, LGE, MOLLI and "
             f"{MIN_PERFUSION_DYNAMICS} perfusion dynamics); ask for more images."
         )
     for n_sax, n_phases in TIERS:
-        fixed = _fixed(n_sax, n_phases)
+        fixed = _fixed(n_sax, n_phases, post_contrast_t1)
         rest = n_images - 9 - sum(s.n_images for s in fixed)
         if rest >= 3 * MIN_PERFUSION_DYNAMICS:
             break

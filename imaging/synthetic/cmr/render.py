@@ -33,7 +33,7 @@ class SeriesSpec:
     thickness_mm: float
     spacing_between_slices_mm: float | None
     sigma: float
-    truth: str  # "" | "cine_sax" | "lge"
+    truth: str  # "" | "cine_sax" | "lge" | "t1"
 
     @property
     def n_images(self) -> int:
@@ -83,11 +83,11 @@ def _frame_table(spec: SeriesSpec, frame: int) -> np.ndarray:
         return sq.LGE
     if key == "lge_psir":
         return sq.psir_table()
-    if key == "t1_molli_source":
+    if key.startswith("t1_molli_source"):
         assert spec.inversion_times_ms is not None
-        return sq.molli_table(spec.inversion_times_ms[frame])
-    if key == "t1_map":
-        return sq.T1_MS
+        return sq.molli_table(spec.inversion_times_ms[frame], post_contrast=key.endswith("_post"))
+    if key.startswith("t1_map"):
+        return sq.t1_table(post_contrast=key.endswith("_post"))
     if key.startswith("perfusion"):
         return sq.perfusion_table(frame, stress=key.endswith("stress"))
     raise ValueError(key)
@@ -166,7 +166,8 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
     hp = heart.to_heart(pts)
     coil = heart.origin + np.array([0.0, -140.0, 10.0])
     fields = sq.PlaneFields(pts, coil, seed=design.seed * 1009 + spec.number * 31 + slice_index)
-    if spec.key == "t1_map":
+    t1_map = spec.key.startswith("t1_map")
+    if t1_map:  # a parameter map: no coil shading
         fields.bias = np.ones_like(fields.bias)
     infarct = not spec.key.startswith(("cine", "localizer"))
     slope, intercept = headers.rescale_of(design.vendor, spec.signed)
@@ -189,7 +190,8 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
             f_now = float(ph.contraction(design.heart, _cycle_fraction(spec, slice_index, frame)))
             tissue, region = ph.scene(pts, heart, f_now, design.torso, infarct=infarct, torso=torso, heart_frame=hp)
             tissue = sq.with_vessels(tissue, fields)
-            texture = sq.tissue_texture(tissue, fields)
+            # a parameter map holds the tissue's T1 itself (no texture), so maps and fits have exact truth
+            texture = np.ones(tissue.shape, np.float32) if t1_map else sq.tissue_texture(tissue, fields)
             slab = tuple(sq.with_vessels(ph.scene(p, heart, f_now, design.torso, infarct=infarct, torso=torso,
                                                   heart_frame=h)[0], fields) for p, h in sides)
             if spec.truth:
@@ -197,7 +199,7 @@ def render_slice(design: ExamDesign, spec: SeriesSpec, series_index: int, slice_
         assert texture is not None
         rng = np.random.default_rng([design.seed, spec.number, slice_index, frame])
         img = sq.form_image(tissue, _frame_table(spec, frame), texture, fields, bank.draw(rng), sigma=spec.sigma,
-                            signed=spec.signed or spec.key == "t1_map", slab=slab, blur_px=blur_px)
+                            signed=spec.signed or t1_map, slab=slab, blur_px=blur_px)
         stored = np.clip(np.rint((img - intercept) / slope), 0, 4095).astype(np.uint16)
         images.append(stored)
     truth = np.stack(regions) if regions else None

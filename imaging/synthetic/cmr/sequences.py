@@ -3,7 +3,8 @@ Rician noise.
 
 Intensities are in scanner-like units (12-bit range). Relative values follow what real 1.5 T images show:
 SSFP cine (bright blood and fat, dark myocardium and lungs, ACDC-like ratios), inversion-recovery LGE
-(nulled myocardium, bright infarct, dark MVO core), MOLLI (|1 - 2 exp(-TI/T1*)|), T1 map (T1 in ms), and
+(nulled myocardium, bright infarct, dark MVO core), MOLLI (Look-Locker |A - B exp(-TI/T1*)|), T1 maps (T1 in
+ms, native and post-contrast from each tissue's ECV and the haematocrit), and
 first-pass perfusion (gamma-variate bolus through RV, LV, then myocardium; the infarct under-perfused).
 """
 
@@ -50,10 +51,40 @@ CINE, LGE, T1_MS, PD, PERF_BASE, TEXTURE = (_column(i) for i in range(6))
 LOCALIZER = CINE * 0.8
 
 
-def molli_table(ti_ms: float) -> np.ndarray:
-    """MOLLI magnitude signal per tissue at inversion time ``ti_ms`` (apparent T1* = 0.85 T1)."""
-    t1s = np.where(T1_MS > 0, 0.85 * T1_MS, 1.0)
-    return (900.0 * PD * np.abs(1.0 - 1.9 * np.exp(-ti_ms / t1s))).astype(np.float32)
+#: Haematocrit of the generated patient (a fraction) and post-contrast T1 of blood (ms, ~15 min after
+#: 0.15 mmol/kg gadolinium at 1.5 T). With the native T1 and the extracellular volume fraction (ECV) of each
+#: tissue they fix every post-contrast T1 exactly: 1/T1_post = 1/T1_native + ECV / (1 - Hct) x dR1_blood.
+HEMATOCRIT = 0.42
+BLOOD_T1_POST_MS = 300.0
+LOOK_LOCKER_T1STAR_OVER_T1 = 0.85
+_ECV: dict[int, float] = {
+    ph.AIR: 0.0, ph.FAT: 0.15, ph.MUSCLE: 0.15, ph.LUNG: 0.3, ph.LIVER: 0.25, ph.BLOOD: 1.0 - HEMATOCRIT,
+    ph.MYO: 0.25, ph.INFARCT: 0.55, ph.MVO: 0.35, ph.SOFT: 0.3, ph.BONE: 0.05, ph.MARROW: 0.2,
+    ph.STOMACH: 0.2, ph.VESSEL: 1.0 - HEMATOCRIT,
+}
+ECV = np.array([_ECV.get(t, 0.0) for t in range(ph.N_TISSUES)], dtype=np.float64)
+ECV[ph.BLOOD_RV] = ECV[ph.BLOOD]
+
+
+def t1_table(*, post_contrast: bool = False) -> np.ndarray:
+    """T1 (ms) per tissue, native or post-contrast (0 where there is no tissue)."""
+    native = T1_MS.astype(np.float64)
+    if not post_contrast:
+        return native.astype(np.float32)
+    d_r1_blood = 1.0 / BLOOD_T1_POST_MS - 1.0 / float(native[ph.BLOOD])
+    r1 = np.where(native > 0, 1.0 / np.maximum(native, 1.0) + ECV / (1.0 - HEMATOCRIT) * d_r1_blood, 0.0)
+    return np.where(r1 > 0, 1.0 / np.maximum(r1, 1e-12), 0.0).astype(np.float32)
+
+
+def molli_table(ti_ms: float, *, post_contrast: bool = False) -> np.ndarray:
+    """MOLLI magnitude signal per tissue at inversion time ``ti_ms``: the Look-Locker model
+    ``|A - B exp(-TI / T1*)|`` with ``T1* = 0.85 T1`` and ``B = A (1 + T1 / T1*)``, so that the 3-parameter
+    fit with the Look-Locker correction ``T1 = T1* (B / A - 1)`` returns the tissue's T1 exactly."""
+    t1 = t1_table(post_contrast=post_contrast).astype(np.float64)
+    t1s = np.where(t1 > 0, LOOK_LOCKER_T1STAR_OVER_T1 * t1, 1.0)
+    a = 900.0 * PD
+    b = a * (1.0 + 1.0 / LOOK_LOCKER_T1STAR_OVER_T1)
+    return np.abs(a - b * np.exp(-ti_ms / t1s)).astype(np.float32)
 
 
 def psir_table() -> np.ndarray:

@@ -22,7 +22,10 @@ from . import phantom as ph
 from .geometry import Plane
 
 MYOCARDIAL_DENSITY_G_PER_ML = 1.05
-TRUTH_FILES = {"cine_sax": "cine_sax_labels.nii.gz", "lge": "lge_labels.nii.gz"}
+TRUTH_FILES = {"cine_sax": "cine_sax_labels.nii.gz", "lge": "lge_labels.nii.gz", "t1": "t1_labels.nii.gz"}
+#: How a segment's T1 is defined (the pipeline's rule, zeroclick.pipelines.cardiac.t1, applied to exact labels).
+T1_SEGMENT_RULE = ("mean T1 over the segment's myocardial core (labels 2-4 minus a 1-pixel rim at the "
+                   "endocardium and epicardium); ECV from the segment means and the blood-pool T1")
 
 # AHA sectors (docs/conventions.md): psi in degrees from the anterior insertion point through the septum.
 _BASAL = (2, 3, 4, 5, 6, 1)
@@ -79,7 +82,8 @@ def load_truth(out_dir: str | Path) -> dict[str, Volume]:
     """Truth labels of a generated exam as Volumes on the exact grids of their series.
 
     Returns ``{"cine_sax": Volume [phase, slice, row, col] (ACDC labels), "lge": Volume [slice, row, col]
-    (EMIDEC labels)}``; affines in LPS like the DICOM series' Volumes.
+    (EMIDEC labels), "t1": Volume [slice, row, col] (EMIDEC labels on the MOLLI / T1 map grid)}``; affines in
+    LPS like the DICOM series' Volumes.
 
     Examples
     --------
@@ -94,6 +98,8 @@ def load_truth(out_dir: str | Path) -> dict[str, Volume]:
     gt = json.loads(gt_path.read_text())
     out: dict[str, Volume] = {}
     for key, name in TRUTH_FILES.items():
+        if key not in gt["truth_grids"]:  # exams generated before the file existed
+            continue
         img = cast(nib.Nifti1Image, nib.load(out_dir / "truth" / name))
         data = np.asarray(img.dataobj, dtype=np.uint8)
         array = data.transpose(3, 2, 1, 0) if data.ndim == 4 else data.transpose(2, 1, 0)
@@ -206,3 +212,41 @@ def label_figures(cine: np.ndarray, lge: np.ndarray, cine_voxel_ml: float, lge_v
         "es_phase_by_labels": int(np.argmin(lv_curve)),
         "segment_transmurality_percent": {str(s): round(_pct(seg_inf[s], seg_myo[s]), 3) for s in range(1, 17)},
     }
+
+
+def t1_segment_truth(labels: np.ndarray, planes: tuple[Plane, ...], heart: ph.HeartModel, levels: dict[int, int],
+                     native: np.ndarray, post: np.ndarray | None, hematocrit: float) -> dict[str, dict[str, float]]:
+    """Per AHA segment of the map slices: mean native (and post-contrast) T1 over the myocardial core and ECV.
+
+    ``labels`` are EMIDEC labels on the map grid; ``native``/``post`` T1 per tissue code of the phantom.
+    """
+    from scipy import ndimage
+
+    t1_of_label = {2: ph.MYO, 3: ph.INFARCT, 4: ph.MVO}
+    sums: dict[int, list[float]] = {}
+    for k in range(labels.shape[0]):
+        lab = labels[k]
+        myo = lab >= 2
+        if not myo.any() or k not in levels:
+            continue
+        core = ndimage.binary_erosion(myo, structure=ndimage.generate_binary_structure(2, 1))
+        segs = aha_segment(label_psi_deg(planes[k], heart, lab > 0), levels[k])
+        for s in np.unique(segs[core]):
+            m = core & (segs == s)
+            acc = sums.setdefault(int(s), [0.0, 0.0, 0.0])
+            for lab_value, tissue in t1_of_label.items():
+                n = float(np.count_nonzero(m & (lab == lab_value)))
+                acc[0] += n
+                acc[1] += n * float(native[tissue])
+                acc[2] += n * float(post[tissue]) if post is not None else 0.0
+    out: dict[str, dict[str, float]] = {}
+    blood_native = float(native[ph.BLOOD])
+    for s, (n, nat, pst) in sorted(sums.items()):
+        entry = {"pixels": n, "native_t1_ms": round(nat / n, 3)}
+        if post is not None:
+            entry["post_t1_ms"] = round(pst / n, 3)
+            d_myo = 1.0 / entry["post_t1_ms"] - 1.0 / entry["native_t1_ms"]
+            d_blood = 1.0 / float(post[ph.BLOOD]) - 1.0 / blood_native
+            entry["ecv"] = round((1.0 - hematocrit) * d_myo / d_blood, 5)
+        out[str(s)] = entry
+    return out

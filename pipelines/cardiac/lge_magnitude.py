@@ -1,0 +1,438 @@
+"""Magnitude-only LGE: scar without the LGE network, on a myocardium carried over from the cine.
+
+The EMIDEC network was trained on phase-sensitive (PSIR) reconstructions and fails on magnitude
+inversion-recovery images, which many centres acquire without PSIR. This module quantifies those instead:
+
+1. **Propagation** (:func:`propagate_labels`): the cine labels at the phase nearest the LGE trigger time are
+   placed on every LGE pixel by DICOM geometry (both affines map indices to patient LPS; nearest neighbour in
+   3-D, so pixels farther than half a cine slice from every cine slice stay background).
+2. **Rigid in-plane registration** (:func:`stack_shift`, :func:`register_slice`): one shift for the whole
+   stack (integer pixels, up to ``max_shift_mm``), then per slice a refinement within 2 pixels and a rotation
+   about the LV centre (-10..10 degrees), each maximising the contrast between the blood pool and the
+   myocardium on the target image, measured with medians so that a bright scar inside the myocardium does not
+   pull the score. A move must raise the contrast by 5 %; ties go to the smaller move. (Searching each slice
+   freely was fooled by small apical cavities next to bright scar on generated exams.)
+3. **Narrow band** (:func:`refine_band`): one pixel on each side of the endocardial border is re-labelled
+   by its signal: a myocardium pixel that reads like blood (within 2 SD of the blood pool and below
+   blood + 2 SD, so bright scar is never given to the cavity) becomes cavity; a cavity pixel as dark as
+   remote myocardium (below remote mean + 2 SD) becomes myocardium.
+4. **Scar** (:func:`magnitude_labels`): remote myocardium chosen automatically (the lowest-mean 60-degree
+   sector, as in :mod:`zeroclick.pipelines.cardiac.lge`), infarct by FWHM (default: signal >= half-way between the
+   remote mean and the peak of the 3x3-median-filtered myocardium) or by n-SD; **MVO** = pixels below the
+   threshold that the scar encloses (holes of the scar after a 2-pixel closing), counted in the infarct.
+   The labels are EMIDEC's (1 cavity, 2 healthy, 3 infarct, 4 MVO), so volumes, transmurality per AHA
+   segment and gray zone come from the same code as the PSIR path.
+5. **QC** (:func:`fit_contrast`): the propagated myocardium must fit the LGE image: the blood pool is brighter
+   than the darker half of the myocardium by at least ``MIN_FIT_CONTRAST`` of the blood signal.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from zeroclick.imaging.volume import Volume
+from zeroclick.pipelines.cardiac.lge import CAVITY, HEALTHY, INFARCT, MVO, remote_statistics
+from zeroclick.pipelines.cardiac.result import LgeResult, PropagationInfo, QcFlag
+
+logger = logging.getLogger(__name__)
+
+#: ACDC cine labels carried over: 1 RV cavity (dropped), 2 LV myocardium, 3 LV cavity.
+CINE_MYO, CINE_LV = 2, 3
+MAX_SHIFT_MM = 8.0
+ROTATIONS_DEG = (-10.0, -5.0, 0.0, 5.0, 10.0)
+MIN_FIT_CONTRAST = 0.3
+#: a move must raise the contrast by this factor; slices with fewer LV pixels than this borrow the move of the
+#: nearest registered slice (a small apical cavity next to a bright scar misleads the score)
+MIN_GAIN = 1.05
+MIN_REGISTER_PIXELS = 200
+REFINE_RADIUS_PX = 2
+SCAR_METHODS = ("fwhm", "2sd", "3sd", "5sd", "6sd")
+METHOD_DESCRIPTION = (
+    "magnitude LGE: cine myocardium at the phase nearest the LGE trigger time, placed by DICOM geometry, "
+    "rigidly registered in plane and refined in a 1-pixel endocardial band; infarct by {rule}; MVO = "
+    "hypo-enhanced core enclosed by scar"
+)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Cine labels placed on another series: ACDC labels on the target grid and how they were moved."""
+
+    labels: np.ndarray  # [slice, row, col] ACDC labels on the target grid
+    shifts_mm: tuple[tuple[float, float], ...]
+    rotations_deg: tuple[float, ...]
+
+
+def trigger_time_ms(volume: Volume) -> float | None:
+    """Trigger time of a non-cine series, read from the header of its first image (``None`` when absent)."""
+    if volume.trigger_times_ms:
+        return float(volume.trigger_times_ms[0])
+    paths = list((volume.meta.get("source_paths_by_uid") or {}).values())
+    if not paths:
+        return None
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
+    except (OSError, ValueError) as exc:  # unreadable now: the phase falls back to ED
+        logger.warning("trigger time not read from the first image: %s", exc)
+        return None
+    value = ds.get("TriggerTime")
+    if value in (None, "") and "PerFrameFunctionalGroupsSequence" in ds:
+        group = ds.PerFrameFunctionalGroupsSequence[0]
+        sync = group.get("CardiacSynchronizationSequence")
+        value = sync[0].get("NominalCardiacTriggerDelayTime") if sync else None
+    try:
+        return None if value in (None, "") else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def nearest_phase(cine: Volume, trigger_time_ms: float | None, fallback: int) -> int:
+    """Index of the cine phase whose trigger time is nearest ``trigger_time_ms`` (``fallback`` without times)."""
+    times = cine.trigger_times_ms
+    if trigger_time_ms is None or not times or len(times) != cine.n_phases:
+        return fallback
+    return int(np.argmin(np.abs(np.asarray(times, dtype=np.float64) - float(trigger_time_ms))))
+
+
+def slice_origin_lps(vol: Volume, s: int) -> np.ndarray:
+    """LPS position of pixel (0, 0) of slice ``s``: the image's own ImagePositionPatient when the reader kept it
+    (stacks of independent slices such as T1 maps are often unevenly spaced, so the affine's regular step
+    would misplace them), else the affine."""
+    positions = vol.meta.get("slice_positions_lps_mm") or []
+    if len(positions) == vol.spatial_shape[0] and len(positions[s]) == 3:
+        return np.asarray(positions[s], dtype=np.float64)
+    return vol.index_to_lps(np.array([s, 0.0, 0.0]))
+
+
+def propagate_labels(labels: Volume, target: Volume) -> np.ndarray:
+    """Labels of a 3-D cine mask sampled on every pixel of ``target`` (nearest neighbour through the affines).
+
+    Examples
+    --------
+    >>> lab = np.zeros((2, 4, 4), np.uint8); lab[1, 1:3, 1:3] = 3
+    >>> vol = Volume(lab, np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0))
+    >>> int(propagate_labels(vol, vol).sum()) == int(lab.sum())
+    True
+    """
+    n, rows, cols = target.spatial_shape
+    r, c = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
+    to_index = np.linalg.inv(labels.affine)
+    out = np.zeros((n, rows, cols), dtype=np.uint8)
+    src = np.asarray(labels.array)
+    in_plane = np.stack([r.ravel(), c.ravel()], axis=1) @ target.affine[:3, 1:3].T
+    for s in range(n):
+        lps = in_plane + slice_origin_lps(target, s)
+        src_idx = np.concatenate([lps, np.ones((lps.shape[0], 1))], axis=1) @ to_index.T
+        k = np.rint(src_idx[:, :3]).astype(np.int64)
+        ok = np.all((k >= 0) & (k < np.asarray(src.shape)[None, :]), axis=1)
+        flat = np.zeros(k.shape[0], dtype=np.uint8)
+        flat[ok] = src[k[ok, 0], k[ok, 1], k[ok, 2]]
+        out[s] = flat.reshape(rows, cols)
+    return out
+
+
+def _contrast(image: np.ndarray, lv: np.ndarray, myo: np.ndarray) -> float:
+    if lv.sum() < 5 or myo.sum() < 5:
+        return -np.inf
+    return abs(float(np.median(image[lv])) - float(np.median(image[myo])))
+
+
+def _moved(labels2d: np.ndarray, dr: int, dc: int, angle_deg: float, centre: tuple[float, float]) -> np.ndarray:
+    """Labels shifted by (dr, dc) pixels, then rotated by ``angle_deg`` about the shifted ``centre``."""
+    out = ndimage.shift(labels2d, (dr, dc), order=0, mode="constant") if (dr or dc) else labels2d
+    if angle_deg:
+        a = np.radians(angle_deg)
+        m = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        c = np.array([centre[0] + dr, centre[1] + dc])
+        out = ndimage.affine_transform(out, m, offset=c - m @ c, order=0, mode="constant")
+    return out
+
+
+def register_slice(labels2d: np.ndarray, image2d: np.ndarray, spacing_rc: tuple[float, float], *,
+                   max_shift_mm: float = MAX_SHIFT_MM, start: tuple[int, int] = (0, 0), radius_px: int | None = None
+                   ) -> tuple[np.ndarray, tuple[int, int], float]:
+    """Rigid in-plane move of ACDC labels that maximises |median(LV blood) - median(myocardium)| on the image.
+
+    The shift is searched within ``radius_px`` pixels of ``start`` (default: every shift up to
+    ``max_shift_mm``); a move away from ``start`` must raise the contrast by ``MIN_GAIN``. Returns the moved
+    labels, the (row, col) shift in pixels and the rotation in degrees.
+    """
+    lv, myo = labels2d == CINE_LV, labels2d == CINE_MYO
+    if lv.sum() < 5 or myo.sum() < 5:
+        return labels2d, (0, 0), 0.0
+    rows, cols = np.nonzero(lv | myo)
+    centre = (float(rows.mean()), float(cols.mean()))
+    pad = int(np.ceil(max_shift_mm / min(spacing_rc))) + 2
+    r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, labels2d.shape[0])
+    c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, labels2d.shape[1])
+    img = np.asarray(image2d, dtype=np.float64)[r0:r1, c0:c1]
+    crop = labels2d[r0:r1, c0:c1]
+    lv_c, myo_c = crop == CINE_LV, crop == CINE_MYO
+    max_r, max_c = int(max_shift_mm // spacing_rc[0]), int(max_shift_mm // spacing_rc[1])
+    rr = range(-max_r, max_r + 1) if radius_px is None else range(start[0] - radius_px, start[0] + radius_px + 1)
+    cr = range(-max_c, max_c + 1) if radius_px is None else range(start[1] - radius_px, start[1] + radius_px + 1)
+    best = (-np.inf, 0.0, 0, 0)
+    for dr in rr:
+        for dc in cr:
+            score = _contrast(img, np.roll(lv_c, (dr, dc), (0, 1)), np.roll(myo_c, (dr, dc), (0, 1)))
+            move = np.hypot((dr - start[0]) * spacing_rc[0], (dc - start[1]) * spacing_rc[1])
+            if (score, -move) > (best[0], -best[1]):
+                best = (score, move, dr, dc)
+    _, _, dr, dc = best
+    base = best[0]
+    at_start = _contrast(img, np.roll(lv_c, start, (0, 1)), np.roll(myo_c, start, (0, 1)))
+    if base < MIN_GAIN * at_start:  # not clearly better than the starting position
+        (dr, dc), base = start, at_start
+    angle = 0.0
+    local_centre = (centre[0] - r0, centre[1] - c0)
+    for a in ROTATIONS_DEG:
+        if a == 0.0:
+            continue
+        cand = _moved(crop, dr, dc, a, local_centre)
+        score = _contrast(img, cand == CINE_LV, cand == CINE_MYO)
+        if score > base * MIN_GAIN:  # a rotation must clearly help (it resamples the mask)
+            base, angle = score, a
+    return _moved(labels2d, dr, dc, angle, centre), (dr, dc), angle
+
+
+def stack_shift(placed: np.ndarray, image: np.ndarray, spacing_rc: tuple[float, float], slices: list[int], *,
+                max_shift_mm: float = MAX_SHIFT_MM) -> tuple[int, int]:
+    """One in-plane shift (pixels) for the whole stack: the largest summed contrast over ``slices``
+    (a shift must raise it by ``MIN_GAIN`` over no shift; ties go to the smaller move)."""
+    max_r, max_c = int(max_shift_mm // spacing_rc[0]), int(max_shift_mm // spacing_rc[1])
+    crops = []
+    for s in slices:
+        rows, cols = np.nonzero(np.isin(placed[s], (CINE_LV, CINE_MYO)))
+        r0, r1 = max(rows.min() - max_r - 2, 0), rows.max() + max_r + 3
+        c0, c1 = max(cols.min() - max_c - 2, 0), cols.max() + max_c + 3
+        lab = placed[s, r0:r1, c0:c1]
+        crops.append((image[s, r0:r1, c0:c1], lab == CINE_LV, lab == CINE_MYO))
+
+    def total(dr: int, dc: int) -> float:
+        return float(sum(_contrast(img, np.roll(lv, (dr, dc), (0, 1)), np.roll(myo, (dr, dc), (0, 1)))
+                         for img, lv, myo in crops))
+
+    zero = total(0, 0)
+    best = (zero, 0.0, 0, 0)
+    for dr in range(-max_r, max_r + 1):
+        for dc in range(-max_c, max_c + 1):
+            score = total(dr, dc)
+            move = float(np.hypot(dr * spacing_rc[0], dc * spacing_rc[1]))
+            if (score, -move) > (best[0], -best[1]):
+                best = (score, move, dr, dc)
+    return (best[2], best[3]) if best[0] >= MIN_GAIN * zero else (0, 0)
+
+
+def place_cine_labels(cine_labels: Volume, target: Volume, *, register: bool = True) -> Placement:
+    """Propagate 3-D cine labels onto ``target`` and register each slice to its image."""
+    placed = propagate_labels(cine_labels, target)
+    image = np.asarray(target.array, dtype=np.float64)
+    spacing_rc = (target.spacing_mm[1], target.spacing_mm[2])
+    shifts: list[tuple[float, float]] = []
+    angles: list[float] = []
+    moves: dict[int, tuple[int, int]] = {}
+    out = placed.copy()
+    big = [s for s in range(placed.shape[0])
+           if min(np.count_nonzero(placed[s] == CINE_LV), np.count_nonzero(placed[s] == CINE_MYO)) >= MIN_REGISTER_PIXELS]
+    common = stack_shift(placed, image, spacing_rc, big) if register and big else (0, 0)
+    for s in range(placed.shape[0]):
+        angle = 0.0
+        if not register or not np.any(placed[s] == CINE_MYO):
+            moves[s] = (0, 0)
+        elif s in big:  # the whole stack's shift, then a small per-slice refinement (breath-hold differences)
+            out[s], moves[s], angle = register_slice(placed[s], image[s], spacing_rc, start=common,
+                                                     radius_px=REFINE_RADIUS_PX)
+        else:
+            moves[s] = common
+            out[s] = _moved(placed[s], *common, 0.0, (0.0, 0.0))
+        angles.append(angle)
+        dr, dc = moves[s]
+        shifts.append((round(dr * spacing_rc[0], 3), round(dc * spacing_rc[1], 3)))
+    return Placement(out, tuple(shifts), tuple(angles))
+
+
+def _blood_stats(image: np.ndarray, cavity: np.ndarray) -> tuple[float, float] | None:
+    core = ndimage.binary_erosion(cavity, iterations=1)
+    values = image[core] if core.sum() >= 10 else image[cavity]
+    if values.size < 5:
+        return None
+    med = float(np.median(values))
+    mad = float(np.median(np.abs(values - med))) * 1.4826
+    return med, max(mad, 1e-6)
+
+
+def refine_band(labels: np.ndarray, image: np.ndarray) -> tuple[np.ndarray, int]:
+    """One-pixel endocardial band re-labelled by signal (EMIDEC labels 1/2); returns labels and pixels changed."""
+    out = labels.copy()
+    changed = 0
+    remote = remote_statistics(labels, image)
+    cross = ndimage.generate_binary_structure(2, 1)
+    for s in range(labels.shape[0]):
+        cav, myo = labels[s] == CAVITY, labels[s] == HEALTHY
+        blood = _blood_stats(image[s], cav)
+        if blood is None or not myo.any() or remote is None:
+            continue
+        b_med, b_sd = blood
+        r_mean, r_sd = remote
+        if b_med <= r_mean + 2 * r_sd:  # no blood-myocardium contrast to refine with
+            continue
+        img = image[s]
+        myo_band = myo & ndimage.binary_dilation(cav, cross)
+        cav_band = cav & ndimage.binary_dilation(myo, cross)
+        to_cavity = myo_band & (np.abs(img - b_med) < 2 * b_sd) & (img < b_med + 2 * b_sd)
+        to_myo = cav_band & (img < r_mean + 2 * r_sd)
+        out[s][to_cavity] = CAVITY
+        out[s][to_myo] = HEALTHY
+        changed += int(to_cavity.sum() + to_myo.sum())
+    return out, changed
+
+
+def fit_contrast(labels: np.ndarray, image: np.ndarray) -> float | None:
+    """(median blood - median of the darker half of the myocardium) / median blood, over all LGE slices."""
+    cav = labels == CAVITY
+    myo = np.isin(labels, (HEALTHY, INFARCT, MVO))
+    if cav.sum() < 10 or myo.sum() < 10:
+        return None
+    blood = float(np.median(image[cav]))
+    dark = float(np.percentile(image[myo], 25))
+    return None if blood <= 0 else (blood - dark) / blood
+
+
+def scar_mask(labels: np.ndarray, image: np.ndarray, method: str = "fwhm") -> tuple[np.ndarray, float | None]:
+    """Infarct (without MVO) inside the myocardium by FWHM or n-SD; returns the mask and the threshold."""
+    if method not in SCAR_METHODS:
+        raise ValueError(f"scar method {method!r} is not one of {', '.join(SCAR_METHODS)}")
+    myo = labels == HEALTHY
+    remote = remote_statistics(labels, image)
+    if not myo.any() or remote is None:
+        return np.zeros_like(myo), None
+    mean, sd = remote
+    if method == "fwhm":
+        smooth = np.stack([ndimage.median_filter(image[s], size=3) for s in range(image.shape[0])])
+        peak = float(smooth[myo].max())
+        thr = mean + 0.5 * (peak - mean)
+    else:
+        thr = mean + float(method[:-2]) * sd
+    return myo & (image >= thr), thr
+
+
+def mvo_mask(scar: np.ndarray, myo: np.ndarray, image: np.ndarray, threshold: float) -> np.ndarray:
+    """Hypo-enhanced core: myocardium below ``threshold`` enclosed by scar (holes after a 2-pixel closing)."""
+    out = np.zeros_like(scar)
+    disk = ndimage.iterate_structure(ndimage.generate_binary_structure(2, 1), 2)
+    for s in range(scar.shape[0]):
+        if not scar[s].any():
+            continue
+        closed = ndimage.binary_closing(scar[s], structure=disk)
+        filled = ndimage.binary_fill_holes(closed)
+        out[s] = filled & ~scar[s] & myo[s] & (image[s] < threshold)
+    return out
+
+
+def magnitude_labels(placed: np.ndarray, image: np.ndarray, *, method: str = "fwhm"
+                     ) -> tuple[np.ndarray, int, float | None]:
+    """EMIDEC labels (1 cavity, 2 healthy, 3 infarct, 4 MVO) from placed ACDC cine labels and a magnitude LGE.
+
+    Returns the labels, the pixels changed by the band refinement and the scar threshold.
+    """
+    lab = np.zeros(placed.shape, dtype=np.uint8)
+    lab[placed == CINE_LV] = CAVITY
+    lab[placed == CINE_MYO] = HEALTHY
+    lab, changed = refine_band(lab, image)
+    scar, thr = scar_mask(lab, image, method)
+    if thr is None:
+        return lab, changed, None
+    myo = lab == HEALTHY
+    mvo = mvo_mask(scar, myo, image, thr)
+    lab[scar] = INFARCT
+    lab[mvo] = MVO
+    return lab, changed, thr
+
+
+def magnitude_lge_mask(cine_labels: Volume, lge: Volume, *, cine_phase: int, method: str = "fwhm"
+                       ) -> tuple[Volume, PropagationInfo, list[QcFlag]]:
+    """The whole magnitude path: place, register, refine, threshold; with its QC findings."""
+    placement = place_cine_labels(cine_labels, lge)
+    image = np.asarray(lge.array, dtype=np.float64)
+    labels, changed, thr = magnitude_labels(placement.labels, image, method=method)
+    contrast = fit_contrast(labels, image)
+    tt = trigger_time_ms(lge)
+    cine_tt = cine_labels.trigger_times_ms[0] if cine_labels.trigger_times_ms else None
+    info = PropagationInfo(
+        cine_phase=cine_phase, cine_trigger_time_ms=cine_tt,
+        target_trigger_time_ms=None if tt is None else float(tt),
+        shifts_mm=placement.shifts_mm, rotations_deg=placement.rotations_deg,
+        fit_contrast=contrast, band_changed_pixels=changed, threshold_signal=thr,
+        method=METHOD_DESCRIPTION.format(rule=method.upper() if method == "fwhm" else f"remote mean + {method[:-2]} SD"),
+    )
+    return lge.with_array(labels), info, check_fit(info, stage="lge")
+
+
+def check_fit(info: PropagationInfo, *, stage: str) -> list[QcFlag]:
+    """QC of a propagated myocardium: image contrast and registration moves."""
+    flags: list[QcFlag] = []
+    fields = ("myocardium_ml", "infarct_ml", "infarct_percent_of_myocardium") if stage == "lge" else ()
+    if info.fit_contrast is None or info.fit_contrast < MIN_FIT_CONTRAST:
+        value = "none" if info.fit_contrast is None else f"{info.fit_contrast:.2f}"
+        flags.append(QcFlag(f"{stage}_propagated_myocardium_misfit", "error",
+                            f"the cine myocardium placed on the {stage} images does not fit them (blood-myocardium "
+                            f"contrast {value} < {MIN_FIT_CONTRAST}): check that the series share a frame of "
+                            "reference and the patient did not move; review the masks", stage, fields))
+    moves = [float(np.hypot(*s)) for s in info.shifts_mm]
+    if moves and max(moves) >= MAX_SHIFT_MM - 1e-6:
+        flags.append(QcFlag(f"{stage}_registration_at_limit", "warning",
+                            f"a slice needed the largest in-plane shift searched ({max(moves):.1f} mm): breath-hold "
+                            "positions may differ more than the registration covers; review the masks", stage))
+    return flags
+
+
+def is_magnitude(lge: Volume | None) -> bool:
+    """True for a magnitude inversion-recovery LGE series (``zeroclick scan`` class ``lge_mag``)."""
+    return lge is not None and lge.meta.get("label") == "lge_mag"
+
+
+def cine_labels_provider(cine: Volume, full_stacks: dict[int, np.ndarray], fallback_phase: int,
+                         segment: Any) -> Any:
+    """``labels_at(trigger_ms) -> (3-D ACDC labels Volume, phase index)`` for the phase nearest a trigger time.
+
+    Phases already segmented as whole stacks (ED, ES, all phases) are reused; another phase costs one
+    whole-stack segmentation through ``segment([(phase, slices)]) -> [labels]`` and is kept for later calls.
+    """
+    cache = dict(full_stacks)
+
+    def labels_at(trigger_ms: float | None) -> tuple[Volume, int]:
+        p = nearest_phase(cine, trigger_ms, fallback_phase)
+        if p not in cache:
+            n = cine.spatial_shape[0]
+            cache[p] = np.asarray(segment([(p, tuple(range(n)))])[0])
+        return cine.phase(p).with_array(np.asarray(cache[p], dtype=np.uint8)), p
+
+    return labels_at
+
+
+def segment_transmurality(mask: Volume, cine_ed: Volume) -> dict[int, float | None]:
+    """Per-segment transmurality (%) of EMIDEC labels, with the insertion points of the cine ED mask."""
+    from zeroclick.pipelines.cardiac import aha
+    from zeroclick.pipelines.cardiac.function import order_base_to_apex
+
+    own = aha.cine_frames(cine_ed, order_base_to_apex(cine_ed.array))
+    order = order_base_to_apex(np.asarray(mask.array), lv_values=(2, 3, 4), cavity_values=(1,))
+    trans = aha.segment_transmurality(mask, aha.lge_frames(mask, cine_ed, own, order), aha.levels(order))
+    return {k: v[0] for k, v in trans.items()}
+
+
+def magnitude_lge(lge: Volume, labels_at: Any, *, method: str = "fwhm") -> tuple[Volume, LgeResult, list[QcFlag]]:
+    """Magnitude-LGE labels and their :class:`LgeResult` (method and propagation recorded) with QC findings."""
+    from zeroclick.pipelines.cardiac.lge import compute_lge
+
+    cine_labels, phase = labels_at(trigger_time_ms(lge))
+    mask, info, flags = magnitude_lge_mask(cine_labels, lge, cine_phase=phase, method=method)
+    result = replace(compute_lge(mask, lge), method=f"magnitude_{method}", propagation=info)
+    return mask, result, flags

@@ -1,0 +1,170 @@
+"""T1 mapping and ECV (issue 17): the MOLLI fit against analytic curves and the generator's exact T1 per tissue,
+and segmental T1 / ECV of run() against the generator's truth (cine network replaced by the truth labels)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from zeroclick.imaging.errors import InvalidInputError
+from zeroclick.pipelines.cardiac.t1 import read_hematocrit
+from zeroclick.pipelines.cardiac.t1_fit import fit_molli
+
+TI_MS = np.array([102.0, 182.0, 262.0, 1089.0, 1171.0, 1251.0, 2078.0, 3066.0])
+
+
+def _look_locker(t1_ms: np.ndarray, a: float = 600.0, ratio: float = 0.85) -> np.ndarray:
+    """|A - B exp(-TI/T1*)| with T1* = ratio x T1 and B = A (1 + 1/ratio): the fit must return T1."""
+    t1s = ratio * t1_ms
+    return np.abs(a - a * (1.0 + 1.0 / ratio) * np.exp(-TI_MS[:, None] / t1s[None, :]))
+
+
+def test_fit_recovers_analytic_t1_with_look_locker_correction():
+    t1 = np.array([250.0, 300.0, 460.0, 990.0, 1280.0, 1580.0, 2000.0])
+    fit = fit_molli(_look_locker(t1), TI_MS)
+    np.testing.assert_allclose(fit.t1_ms, t1, rtol=1e-3)
+    np.testing.assert_allclose(fit.t1_star_ms, 0.85 * t1, rtol=1e-3)
+    assert np.all(fit.r2 > 0.9999)
+
+
+def test_fit_with_noise_is_unbiased_and_shuffled_inversion_times_are_sorted():
+    rng = np.random.default_rng(0)
+    t1 = np.full(4000, 1000.0)
+    signal = _look_locker(t1)
+    noisy = np.sqrt((signal + rng.normal(0, 6.0, signal.shape)) ** 2 + rng.normal(0, 6.0, signal.shape) ** 2)
+    order = rng.permutation(len(TI_MS))
+    fit = fit_molli(noisy[order], TI_MS[order])
+    assert np.nanmedian(fit.t1_ms) == pytest.approx(1000.0, rel=0.01)
+    assert np.nanmedian(fit.r2) > 0.99
+
+
+def test_background_pixels_are_not_fitted():
+    signal = np.concatenate([_look_locker(np.array([1000.0])), np.zeros((8, 1))], axis=1)
+    fit = fit_molli(signal, TI_MS)
+    assert np.isfinite(fit.t1_ms[0]) and np.isnan(fit.t1_ms[1]) and fit.n_pixels == 1
+
+
+def test_hematocrit_argument_percent_and_sidecar(tmp_path):
+    assert read_hematocrit(0.42, None) == (0.42, "argument")
+    assert read_hematocrit(42, None) == (0.42, "argument")
+    assert read_hematocrit(None, tmp_path) == (None, "")
+    (tmp_path / "hematocrit.json").write_text(json.dumps({"hematocrit": 0.38}))
+    assert read_hematocrit(None, tmp_path) == (0.38, "hematocrit.json")
+    with pytest.raises(InvalidInputError, match="fraction"):
+        read_hematocrit(0.9, None)
+
+
+# ------------------------------------------------------------------------------------ generated exam
+
+@pytest.fixture(scope="module")
+def exam(tmp_path_factory):
+    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
+
+    out = tmp_path_factory.mktemp("t1-exam") / "exam"
+    generate_exam(out, n_images=minimum_images(post_contrast_t1=True), seed=1, post_contrast_t1=True)
+    return out, load_truth(out), json.loads((out / "ground_truth.json").read_text())
+
+
+def _without(exam_dir, tmp_path, *keys):
+    """A copy of the exam's DICOM folder without the series whose folder names end in ``keys``."""
+    out = tmp_path / "dicom"
+    out.mkdir()
+    for d in sorted((exam_dir / "dicom").iterdir()):
+        if not any(d.name.endswith(k) for k in keys):
+            shutil.copytree(d, out / d.name)
+    return out
+
+
+def _run(dicom_dir, truth, **kwargs):
+    from tests.cardiac.phantom import TruthSegmenter
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.inputs import load_case
+
+    case = load_case(dicom_dir)
+    segs = {"cine_segmenter": TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8))}
+    if case.lge is not None and case.lge.meta.get("label") == "lge_psir":
+        segs["lge_segmenter"] = TruthSegmenter(case.lge, truth["lge"].array.astype(np.uint8))
+    return run(case, **segs, **kwargs)
+
+
+def _check_segments(result, gt, *, native_rel=0.02, post_rel=0.03, ecv_abs=0.02):
+    truth = gt["t1"]["segments"]
+    checked = 0
+    for seg in result.t1.segments:
+        if str(seg.segment) not in truth:
+            continue
+        want = truth[str(seg.segment)]
+        assert seg.native_t1_ms == pytest.approx(want["native_t1_ms"], rel=native_rel), seg
+        assert seg.post_t1_ms == pytest.approx(want["post_t1_ms"], rel=post_rel), seg
+        assert seg.ecv_fraction == pytest.approx(want["ecv"], abs=ecv_abs), seg
+        checked += 1
+    assert checked == 16
+
+
+@pytest.mark.slow
+def test_fitted_maps_match_generator_t1_per_tissue(exam):
+    """Median fitted T1 per tissue (1-pixel-eroded truth regions) within 2% of the generator's T1."""
+    from zeroclick.imaging.dicom import scan
+
+    out, truth, gt = exam
+    labels = truth["t1"].array
+    found = 0
+    for series in scan(out / "dicom").find("t1_molli_source"):
+        vol = series.volume()
+        rows, cols = np.nonzero((labels > 0).any(axis=0))  # fit the heart's box (+8 pixels), not the whole field
+        box = (slice(None), slice(None), slice(rows.min() - 8, rows.max() + 9), slice(cols.min() - 8, cols.max() + 9))
+        signal = np.zeros_like(vol.array)
+        signal[box] = vol.array[box]
+        fit = fit_molli(signal, vol.meta["inversion_times_ms"])
+        want = gt["t1"]["post_t1_ms" if "POST" in series.description.upper() else "native_t1_ms"]
+        for name, label in (("blood", 1), ("myocardium", 2), ("infarct", 3)):
+            region = np.stack([ndimage.binary_erosion(labels[k] == label) for k in range(labels.shape[0])])
+            assert region.sum() >= 20, name
+            assert np.nanmedian(fit.t1_ms[region]) == pytest.approx(want[name], rel=0.02), (series.description, name)
+            assert np.nanmedian(fit.r2[region]) > 0.99
+        found += 1
+    assert found == 2
+
+
+@pytest.mark.slow
+def test_scanner_maps_give_segmental_t1_and_ecv_of_the_truth(exam, tmp_path):
+    out, truth, gt = exam
+    result = _run(out / "dicom", truth, hematocrit=gt["t1"]["hematocrit"])
+    assert result.status == "ok", [q.message for q in result.qc]
+    t1 = result.t1
+    assert (t1.native_source, t1.post_source) == ("scanner_map", "scanner_map")
+    _check_segments(result, gt)
+    want = gt["t1"]
+    assert t1.native_t1_remote_ms == pytest.approx(want["native_t1_ms"]["myocardium"], rel=0.02)
+    assert t1.native_t1_blood_ms == pytest.approx(want["native_t1_ms"]["blood"], rel=0.02)
+    assert t1.post_t1_blood_ms == pytest.approx(want["post_t1_ms"]["blood"], rel=0.02)
+    assert t1.ecv_remote_fraction == pytest.approx(want["ecv"]["myocardium"], abs=0.02)
+    report = json.loads(result.to_json())
+    assert report["measurements"]["ecv_remote_fraction"] == pytest.approx(t1.ecv_remote_fraction)
+    assert report["t1"]["segments"][0]["segment"] == 1
+
+
+@pytest.mark.slow
+def test_molli_fit_when_no_scanner_map_and_hematocrit_sidecar(exam, tmp_path):
+    out, truth, gt = exam
+    dicom = _without(out, tmp_path, "t1_map", "t1_map_post")
+    (dicom / "hematocrit.json").write_text(json.dumps({"hematocrit": gt["t1"]["hematocrit"]}))
+    result = _run(dicom, truth)
+    t1 = result.t1
+    assert (t1.native_source, t1.post_source) == ("molli_fit", "molli_fit")
+    assert t1.hematocrit_source == "hematocrit.json"
+    assert t1.native_fit_r2_median > 0.99 and t1.fit_seconds_per_slice > 0
+    _check_segments(result, gt)
+
+
+@pytest.mark.slow
+def test_native_only_reports_t1_without_ecv(exam, tmp_path):
+    out, truth, gt = exam
+    result = _run(_without(out, tmp_path, "_post"), truth, hematocrit=0.42)
+    assert result.t1.native_source == "scanner_map" and result.t1.post_source == ""
+    assert result.t1.ecv_remote_fraction is None
+    assert all(s.ecv_fraction is None for s in result.t1.segments)
