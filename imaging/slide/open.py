@@ -38,6 +38,25 @@ class UnsupportedSlideError(SlideUnreadableError):
 class MissingMppError(InvalidInputError):
     """The slide does not say how many microns a pixel covers; pass ``mpp=`` explicitly."""
 
+    code = "mpp_missing"
+
+
+class ImplausibleMppError(MissingMppError):
+    """The µm/px is outside what microscopes give (:data:`MPP_RANGE`); pass ``mpp=`` (``--mpp``)."""
+
+    code = "mpp_implausible"
+
+
+class DpiDefaultMppError(MissingMppError):
+    """The only pixel size is a bare 72/96/300-dpi TIFF resolution tag (a screen or print default, not a
+    microscope's) and nothing else says the slide came from a scanner; pass ``mpp=`` (``--mpp``)."""
+
+    code = "mpp_dpi_default"
+
+
+MPP_RANGE = (0.1, 5.0)  # µm/px a brightfield scan or its pyramid level 0 plausibly has
+DPI_DEFAULTS = (72.0, 96.0, 300.0)  # resolution tags image software writes when it knows nothing
+
 
 @dataclass(frozen=True)
 class SlideMeta:
@@ -233,7 +252,11 @@ def open_slide(
     except Exception as exc:
         raise SlideUnreadableError(f"OpenSlide could not open {p.name} ({fmt}): {exc}") from exc
     props = osr.properties
-    mpp_x, mpp_y, source = _mpp_from(props, mpp)
+    try:
+        mpp_x, mpp_y, source = _mpp_from(props, mpp, p.name)
+    except InvalidInputError:
+        osr.close()
+        raise
     if mpp_x is None or mpp_y is None:
         osr.close()
         raise MissingMppError(
@@ -261,10 +284,15 @@ def open_slide(
     return Slide(osr, meta, fast_reader)
 
 
-def _mpp_from(props, mpp: float | None) -> tuple[float | None, float | None, str]:
+def _mpp_from(props, mpp: float | None, name: str = "the slide") -> tuple[float | None, float | None, str]:
+    """Level-0 µm/px (x, y) and where it came from; refuses values no microscope gives."""
+    lo, hi = MPP_RANGE
     if mpp is not None:
         if not (math.isfinite(mpp) and mpp > 0):
             raise InvalidInputError(f"mpp={mpp} must be a positive number of microns per pixel")
+        if not lo <= mpp <= hi:
+            raise ImplausibleMppError(f"mpp={mpp} (--mpp) is outside {lo}-{hi} µm/px, the range of slide "
+                                      "scanners; give level 0's µm/px (e.g. 0.25 for 40x, 0.5 for 20x)")
         return float(mpp), float(mpp), "user"
     try:
         mx = float(props["openslide.mpp-x"])
@@ -273,7 +301,31 @@ def _mpp_from(props, mpp: float | None) -> tuple[float | None, float | None, str
         return None, None, "none"
     if not (mx > 0 and my > 0):
         return None, None, "none"
+    if _dpi_default_only(props):
+        dpi = float(props.get("tiff.XResolution", "nan"))
+        raise DpiDefaultMppError(
+            f"{name}: its only pixel size is a {dpi:g}-dpi TIFF resolution tag ({mx:.1f} µm/px), a screen or print "
+            "default rather than a microscope's; pass --mpp (mpp=) with level 0's µm/px, e.g. --mpp 0.25 for "
+            "a 40x scan, --mpp 0.5 for 20x")
+    if not (lo <= mx <= hi and lo <= my <= hi):
+        raise ImplausibleMppError(
+            f"{name} records {mx:.4g} x {my:.4g} µm/px, outside {lo}-{hi} µm/px (slide scanners); pass --mpp "
+            "(mpp=) with level 0's µm/px, e.g. --mpp 0.25 for a 40x scan, --mpp 0.5 for 20x")
     return mx, my, "slide"
+
+
+def _dpi_default_only(props) -> bool:
+    """True when the µm/px can only have come from a 72/96/300 pixels-per-inch TIFF tag: a generic TIFF
+    with no objective power and no vendor's microscope metadata."""
+    if props.get("openslide.vendor") != "generic-tiff" or props.get("openslide.objective-power"):
+        return False
+    if str(props.get("tiff.ResolutionUnit", "")).lower() != "inch":
+        return False
+    try:
+        dpi = (float(props["tiff.XResolution"]), float(props["tiff.YResolution"]))
+    except (KeyError, ValueError):
+        return False
+    return any(abs(d - default) < 0.5 for d in dpi for default in DPI_DEFAULTS)
 
 
 def _is_tiff(p: Path) -> bool:

@@ -3,6 +3,14 @@
 Glass is bright and grey (low saturation); stained tissue is coloured. Otsu's threshold on the HSV
 saturation of a thumbnail separates them; closing, hole filling and small-object removal then use
 radii and areas in µm / µm² so the result does not depend on the thumbnail's scale.
+
+A small field can be tissue from edge to edge (a tile cut from a slide, a biopsy core photographed
+at 40x): there is no glass for Otsu to find, and Otsu then splits the tissue itself. So Otsu is used
+only when the thumbnail shows some glass (bright, grey pixels, at least ``min_glass_fraction``);
+otherwise the fixed floor ``min_saturation`` decides. The smallest kept object is also capped at a
+fraction of the field (a 200 µm field cannot hold a 140 µm speck rule), and so is the largest hole
+filled (in a small field, the glass around a speck must not count as its hole). How tissue was found is kept
+in :class:`TissueMask` (``method``, ``threshold``, ``glass_fraction``) and reported in the results.
 """
 
 from __future__ import annotations
@@ -26,6 +34,11 @@ class TissueParams:
     min_object_area_um2: float = 20_000.0  # drop specks smaller than ~140 x 140 µm
     max_hole_area_um2: float = 50_000.0  # fill holes smaller than this
     max_grey: float = 0.92  # brighter than this (0-1) is glass even if tinted
+    glass_min_grey: float = 0.8  # glass: at least this bright (0-1) ...
+    glass_max_saturation: float = 0.08  # ... and at most this saturated
+    min_glass_fraction: float = 0.02  # below this much glass, Otsu is not used (a field full of tissue)
+    max_object_field_fraction: float = 0.01  # smallest kept object at most this fraction of the field
+    max_hole_field_fraction: float = 0.1  # largest filled hole at most this fraction of the field
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,16 @@ class TissueMask:
     mpp: float  # µm per mask pixel
     otsu_saturation: float
     params: TissueParams
+    threshold: float = float("nan")  # saturation threshold used
+    method: str = "otsu"  # "otsu" or "no_glass" (fixed floor: the field shows no glass)
+    glass_fraction: float = float("nan")  # of the thumbnail
+
+    def describe(self) -> dict:
+        """How tissue was found, for results: thumbnail scale, rule, threshold, fractions."""
+        return {"thumbnail_downsample": round(self.downsample, 4), "thumbnail_mpp": round(self.mpp, 4),
+                "thumbnail_px": [int(self.mask.shape[1]), int(self.mask.shape[0])], "method": self.method,
+                "saturation_threshold": round(self.threshold, 4), "otsu_saturation": round(self.otsu_saturation, 4),
+                "glass_fraction": round(self.glass_fraction, 4), "tissue_fraction": round(self.fraction, 4)}
 
     @property
     def area_mm2(self) -> float:
@@ -106,14 +129,24 @@ def detect_tissue_rgb(
         otsu = float(filters.threshold_otsu(sat)) if sat.size and sat.max() > sat.min() else 1.0
     except ValueError:
         otsu = 1.0
-    thr = max(otsu, params.min_saturation)
+    glass = float(((grey >= params.glass_min_grey) & (sat <= params.glass_max_saturation)).mean()) if sat.size else 0.0
+    if glass >= params.min_glass_fraction:
+        method, thr = "otsu", max(otsu, params.min_saturation)
+    else:  # no glass to separate from: Otsu would cut the tissue in two
+        method, thr = "no_glass", params.min_saturation
     mask = (sat > thr) & (grey < params.max_grey)
     radius = max(1, int(round(params.close_radius_um / mpp)))
-    mask = morphology.isotropic_closing(mask, radius)  # distance-transform based: O(n) in the radius
-    mask = morphology.remove_small_holes(mask, max_size=max(1, int(params.max_hole_area_um2 / mpp**2)))
-    mask = morphology.remove_small_objects(mask, max_size=max(1, int(params.min_object_area_um2 / mpp**2)))
-    logger.debug("tissue: otsu %.3f, threshold %.3f, %.1f%% of the thumbnail", otsu, thr, 100 * mask.mean())
-    return TissueMask(mask=mask, downsample=float(downsample), mpp=mpp, otsu_saturation=otsu, params=params)
+    # Closing by distance transforms (O(n) in the radius) on a mask padded with background: unpadded,
+    # the erosion would not shrink what the dilation spread over the border (a speck filled a small field).
+    mask = morphology.isotropic_closing(np.pad(mask, radius), radius)[radius:-radius, radius:-radius]
+    max_hole_px = min(params.max_hole_area_um2 / mpp**2, params.max_hole_field_fraction * mask.size)
+    mask = morphology.remove_small_holes(mask, max_size=max(1, int(max_hole_px)))
+    min_object_px = min(params.min_object_area_um2 / mpp**2, params.max_object_field_fraction * mask.size)
+    mask = morphology.remove_small_objects(mask, max_size=max(1, int(min_object_px)))
+    logger.debug("tissue: %s, otsu %.3f, threshold %.3f, glass %.1f%%, %.1f%% of the thumbnail", method, otsu, thr,
+                 100 * glass, 100 * mask.mean())
+    return TissueMask(mask=mask, downsample=float(downsample), mpp=mpp, otsu_saturation=otsu, params=params,
+                      threshold=thr, method=method, glass_fraction=glass)
 
 
 def detect_tissue(slide, *, params: TissueParams | None = None) -> TissueMask:

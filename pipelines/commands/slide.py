@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "slide",
         help="analyse a whole-slide image: tissue, nuclei, density, heatmaps, QuPath GeoJSON",
         description="Analyse one whole-slide image (SVS, NDPI, MRXS, tiled TIFF, DICOM WSI). Exit codes: "
-                    "0 ok, 2 usage (also: --out holds files, no --overwrite), 3 nothing valid measured (e.g. no tissue), 4 partial (some tiles unreadable), "
+                    "0 ok, 2 usage (also: --out holds files, no --overwrite), 3 nothing valid measured (no tissue; or refused, with result.json qc.code: not brightfield H&E, implausible µm/px, too large), 4 partial (some tiles unreadable), "
                     "5 environment (weights, device).",
     )
     p.add_argument("slide", metavar="SLIDE")
@@ -75,7 +75,7 @@ def _run_slide(args: argparse.Namespace) -> int:
     for w in result.warnings[:5]:
         sys.stderr.write(f"zeroclick: warning: {w}\n")
     status = result.qc.get("status")
-    if status in ("no_tissue", "failed"):
+    if status in ("no_tissue", "failed", "refused"):  # refused: qc["code"] says why (issue 12)
         return EXIT_FAILED
     return EXIT_PARTIAL if status == "partial" else EXIT_OK
 

@@ -38,8 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="nuclei segmentation against manual annotations (MoNuSeg XML, instance-mask layouts)",
     )
     n.add_argument("data", metavar="DATA", help="folder of annotated tiles")
-    n.add_argument("--out", required=True, help="output folder (per-tile CSV, summary JSON, overlay PNGs)")
+    n.add_argument("--out", help="output folder (per-tile CSV, summary JSON, overlay PNGs); none: print only")
     n.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    n.add_argument("--layout", choices=("monuseg", "instance-mask"),
+                   help="annotation layout (default: detected from the folder)")
+    n.add_argument("--engine", choices=("classical",), default="classical", help="nuclei engine")
+    n.add_argument("--target-mpp", type=float, default=0.5, help="analysis resolution in µm/px (default 0.5)")
+    n.add_argument("--radius-um", type=float, default=6.0, help="centroid matching radius in µm (default 6)")
     n.set_defaults(func=_nuclei)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import platform
 import time
@@ -36,6 +37,7 @@ from zeroclick.imaging.errors import InvalidInputError, WeightsError, check_stri
 from zeroclick.imaging.slide import (
     CachedTileAssembler,
     Slide,
+    Tile,
     TileGrid,
     TileReader,
     TissueMask,
@@ -46,7 +48,9 @@ from zeroclick.imaging.slide import (
     read_tile,
     tile_grid,
 )
+from zeroclick.imaging.slide.open import MissingMppError
 from zeroclick.pipelines.histology.features import density_grid, slide_features, tile_table
+from zeroclick.pipelines.histology.inputs import check_brightfield_he
 from zeroclick.pipelines.histology.nuclei import NUCLEUS_COLUMNS, ClassicalEngine, NucleiParams
 from zeroclick.pipelines.histology.result import HistologyResult, NucleiTable, TileTable
 from zeroclick.pipelines.histology.stains import StainMatrix, macenko
@@ -55,6 +59,13 @@ logger = logging.getLogger(__name__)
 
 ENGINES = ("classical", "hovernet")
 MAX_WARNINGS_LISTED = 20
+# Largest slide analysed: 50,000 tiles of 512² at 0.5 µm/px hold ~2,500 mm² of tissue, more than a
+# 75 x 25 mm glass slide; measured cost ~0.04 CPU-s per tile (CMU-1, classical engine) and ~150 nuclei of
+# 96 bytes per tile in the tables.
+MAX_TILES = 50_000
+SECONDS_PER_TILE_CPU = 0.04
+BYTES_PER_TILE = 150 * 96
+MAX_LABEL_MPX = 64  # largest label image run(keep_labels=True) builds (tiles, small fields)
 OVERLAY_MIN_PX = 1536  # the overlay thumbnail's long side, at least (or the slide's own size)
 
 __all__ = ["ENGINES", "HistologyResult", "NucleiTable", "TileTable", "estimate_stains", "run"]
@@ -78,6 +89,8 @@ def run(
     nuclei_params: NucleiParams | None = None,
     strictness: str = "warn",
     scaled_jpeg: bool = True,
+    keep_labels: bool = False,
+    max_tiles: int = MAX_TILES,
 ) -> HistologyResult:
     """Analyse one whole-slide image.
 
@@ -110,6 +123,18 @@ def run(
         of decoding them whole and averaging pixel blocks: ~25% less reading CPU, pixels ~1 grey level
         apart on average. ``False`` gives tiles identical to :func:`zeroclick.imaging.slide.read_tile`. Recorded
         in the provenance (``grid.scaled_jpeg``).
+    keep_labels
+        Also return the nuclei as one label image at the analysis resolution
+        (``result.nuclei_labels``; label k + 1 is nuclei table row k). For tiles and small fields
+        (validation against manual masks); refused above :data:`MAX_LABEL_MPX` megapixels.
+    max_tiles
+        A slide needing more analysis tiles is refused (``qc["code"] == "resource_bound"``) before any
+        is read: see :data:`MAX_TILES`.
+
+    Slides that are not brightfield H&E (fluorescence, greyscale, IHC; see
+    :mod:`zeroclick.pipelines.histology.inputs`) are refused with ``qc["status"] == "refused"`` and a
+    ``qc["code"]``; a slide without a plausible µm/px raises
+    :class:`zeroclick.imaging.slide.open.MissingMppError` (``code``; ``result.json`` written too).
     """
     strictness = check_strictness(strictness)
     if isinstance(engine, str) and engine not in ENGINES:
@@ -120,13 +145,20 @@ def run(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     own = not isinstance(slide, Slide)
-    sl: Slide = slide if isinstance(slide, Slide) else open_slide(slide, mpp=mpp)
+    try:
+        sl: Slide = slide if isinstance(slide, Slide) else open_slide(slide, mpp=mpp)
+    except MissingMppError as exc:  # refused before analysis: say so in result.json too
+        if out_dir is not None:
+            from zeroclick.pipelines.histology.outputs import write_refusal
+
+            write_refusal(out_dir, slide_name=Path(slide).name, code=exc.code, message=str(exc))  # type: ignore[arg-type]
+        raise
     try:
         return _run_open(sl, out_dir=out_dir, engine=engine, target_mpp=target_mpp, tile_px=tile_px,
                          overlap_px=overlap_px, workers=workers, prefetch=prefetch, batch_size=batch_size,
                          device=device, weights=weights, tissue_params=tissue_params,
                          nuclei_params=nuclei_params, strictness=strictness, timings=timings, t_start=t_start,
-                         scaled_jpeg=scaled_jpeg)
+                         scaled_jpeg=scaled_jpeg, keep_labels=keep_labels, max_tiles=max_tiles)
     finally:
         if own:
             sl.close()
@@ -134,7 +166,7 @@ def run(
 
 def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, workers, prefetch, batch_size,
               device, weights, tissue_params, nuclei_params, strictness, timings, t_start,
-              scaled_jpeg) -> HistologyResult:
+              scaled_jpeg, keep_labels=False, max_tiles=MAX_TILES) -> HistologyResult:
     warnings: list[str] = []
     meta = sl.meta
     mpp0 = 0.5 * (meta.mpp_x + meta.mpp_y)
@@ -149,13 +181,29 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
     grid = tile_grid(meta.dimensions, meta.level_downsamples, mpp0, target_mpp=target_mpp, level=level,
                      tile_px=tile_px, overlap_px=overlap_px, tissue=tissue)
     status = "ok"
+    code: str | None = None
+    brightfield = check_brightfield_he(thumb)
     nuclei = np.zeros((0, len(NUCLEUS_COLUMNS)))
     analysed: set[int] = set()
     failed: list[str] = []
     stains: StainMatrix | None = None
     engine_obj = None
     used_scaled_jpeg = False
-    if tissue.area_mm2 <= 0 or len(grid) == 0:
+    label_shape = (math.ceil(meta.dimensions[1] / grid.scale0), math.ceil(meta.dimensions[0] / grid.scale0))
+    if keep_labels and label_shape[0] * label_shape[1] > MAX_LABEL_MPX * 1e6:
+        raise InvalidInputError(f"keep_labels=True needs a {label_shape[1]}x{label_shape[0]} label image "
+                                f"(> {MAX_LABEL_MPX} Mpx); use it on tiles and small fields only")
+    nuclei_labels = np.zeros(label_shape, np.int32) if keep_labels else None
+    if brightfield.code is not None:
+        status, code = "refused", brightfield.code
+        warnings.append(brightfield.message)
+    elif len(grid) > max_tiles:
+        status, code = "refused", "resource_bound"
+        warnings.append(f"the slide needs {len(grid)} analysis tiles at {grid.target_mpp:.3g} µm/px, more than the "
+                        f"bound of {max_tiles} (about {max_tiles * SECONDS_PER_TILE_CPU / 3600:.1f} CPU-hours and "
+                        f"{max_tiles * BYTES_PER_TILE / 1e9:.1f} GB of nuclei tables); check its µm/px, or raise "
+                        "max_tiles / --target-mpp")
+    elif tissue.area_mm2 <= 0 or len(grid) == 0:
         status = "no_tissue"
         warnings.append("no tissue detected on the slide (saturation below threshold everywhere); "
                         "nothing was measured. Check the stain, or lower TissueParams.min_saturation.")
@@ -171,7 +219,7 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
         workers = n_workers  # recorded in the provenance
         used_scaled_jpeg = scaled_jpeg and CachedTileAssembler(sl, grid, scaled_jpeg=True).scaled
         nuclei, analysed, failed = _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size,
-                                                  strictness, used_scaled_jpeg)
+                                                  strictness, used_scaled_jpeg, nuclei_labels)
         timings["tiles_s"] = time.perf_counter() - t
         timings["tiles_cpu_s"] = _cpu_s() - cpu  # this process and its reader processes
         if failed:
@@ -197,6 +245,9 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
         "level_mpp": meta.level_mpp(grid.level),
         "tissue_fraction": tissue.fraction,
         "tissue_otsu_saturation": tissue.otsu_saturation,
+        "tissue_detection": tissue.describe(),
+        "code": code,
+        "brightfield": brightfield.to_dict(),
         "stain_method": stains.method if stains else None,
         "analysed_tissue_area_mm2": analysed_tissue_mm2,
     }
@@ -215,6 +266,7 @@ def _run_open(sl: Slide, *, out_dir, engine, target_mpp, tile_px, overlap_px, wo
         provenance=provenance,
         nuclei=NucleiTable(nuclei),
         tiles=TileTable(tiles),
+        nuclei_labels=nuclei_labels,
         **feats,  # type: ignore[arg-type]
     )
     if out_dir is not None:
@@ -251,10 +303,14 @@ def estimate_stains(sl: Slide, grid: TileGrid, tissue: TissueMask, *, n_tiles: i
     return macenko(sample)
 
 
-def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strictness, scaled_jpeg):
+def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strictness, scaled_jpeg,
+                   label_image: np.ndarray | None = None):
+    """Nuclei table, analysed tile indices and failure messages; paints ``label_image`` when given."""
     tables: list[np.ndarray] = []
+    tile_labels: list[tuple[Tile, np.ndarray, int]] = []
     analysed: set[int] = set()
     failed: list[str] = []
+    keep_labels = label_image is not None
 
     def skip(read) -> None:
         msg = f"tile {read.tile.index} (col {read.tile.col}, row {read.tile.row}): {read.error}"
@@ -270,12 +326,15 @@ def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strict
         for res in results:
             tables.append(res.table)
             analysed.add(res.tile.index)
+            if keep_labels:
+                tile_labels.append((res.tile, res.labels, len(res.table)))
 
     reader = TileReader(sl, grid, workers=n_workers, prefetch=prefetch, chunk=batch_size, scaled_jpeg=scaled_jpeg)
     if getattr(engine_obj, "runs_in_workers", False):
         # CPU engine: each reader process analyses the tiles it reads (both cores busy, no pixels
         # cross processes); only the nuclei tables come back.
-        for batch in reader.map_batches(functools.partial(engine_obj.segment_batch, grid=grid)):
+        for batch in reader.map_batches(functools.partial(engine_obj.segment_batch, grid=grid,
+                                                          keep_labels=keep_labels)):
             for read in batch.failed:
                 skip(read)
             keep(batch.result or ())
@@ -288,15 +347,40 @@ def _analyse_tiles(sl, grid, engine_obj, n_workers, prefetch, batch_size, strict
             batch_tiles.append(read.tile)
             batch_rgb.append(read.rgb)
             if len(batch_tiles) >= batch_size:
-                keep(engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid))
+                keep(engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid, keep_labels=keep_labels))
                 batch_tiles, batch_rgb = [], []
         if batch_tiles:
-            keep(engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid))
+            keep(engine_obj.segment_batch(batch_tiles, np.stack(batch_rgb), grid, keep_labels=keep_labels))
     nuclei = np.concatenate(tables) if tables else np.zeros((0, len(NUCLEUS_COLUMNS)))
     # Reader order depends on process timing: sort so outputs are deterministic.
-    if len(nuclei):
-        nuclei = nuclei[np.lexsort((nuclei[:, 0], nuclei[:, 1], nuclei[:, NUCLEUS_COLUMNS.index("tile_index")]))]
+    order = np.lexsort((nuclei[:, 0], nuclei[:, 1], nuclei[:, NUCLEUS_COLUMNS.index("tile_index")]))
+    nuclei = nuclei[order]
+    if label_image is not None:
+        _paint_labels(label_image, grid, tile_labels, order)
     return nuclei, analysed, failed
+
+
+def _paint_labels(label_image: np.ndarray, grid: TileGrid, tile_labels: list, order: np.ndarray) -> None:
+    """Each tile's kept nuclei into one label image at the analysis resolution, labelled by their row
+    (+1) in the sorted nuclei table; tiles in table order, so a later tile wins where two overlap."""
+    row_of = np.empty(len(order), np.int64)
+    row_of[order] = np.arange(len(order))
+    start = 0
+    for tile, labels, n in tile_labels:
+        lut = np.zeros(n + 1, np.int32)
+        lut[1:] = row_of[start:start + n] + 1
+        start += n
+        ox, oy = grid.level_origin(tile)
+        x0, y0 = int(round(ox / grid.scale0)), int(round(oy / grid.scale0))
+        # Clip the tile to the image (tiles at the slide's edge reach past it, or start before 0).
+        sy, sx = max(0, -y0), max(0, -x0)
+        ey = min(labels.shape[0], label_image.shape[0] - y0)
+        ex = min(labels.shape[1], label_image.shape[1] - x0)
+        if ey <= sy or ex <= sx:
+            continue
+        sub = lut[labels[sy:ey, sx:ex]]
+        dst = label_image[y0 + sy:y0 + ey, x0 + sx:x0 + ex]
+        dst[sub > 0] = sub[sub > 0]
 
 
 def _cpu_s() -> float:

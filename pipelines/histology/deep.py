@@ -31,7 +31,7 @@ from torch import nn
 from zeroclick.imaging.engine import Precision, batches, default_precision
 from zeroclick.imaging.errors import InvalidInputError, WeightsError
 from zeroclick.imaging.slide.tiles import Tile, TileGrid
-from zeroclick.pipelines.histology.nuclei import NUCLEUS_CLASSES, TileNuclei, measure_nuclei
+from zeroclick.pipelines.histology.nuclei import NUCLEUS_CLASSES, TileNuclei, measure_nuclei, relabel_kept
 from zeroclick.pipelines.histology.stains import StainMatrix, haematoxylin_batch
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,8 @@ class HoVerNetEngine:
                     & (table[:, 1] >= tile.core_y0) & (table[:, 1] < tile.core_y1))
             table = table[keep]
             table[:, 10] = tile.index
-            out.append(TileNuclei(tile, table, float(table[:, 2].sum()), labels if keep_labels else None))
+            out.append(TileNuclei(tile, table, float(table[:, 2].sum()),
+                                  relabel_kept(labels, np.flatnonzero(keep) + 1) if keep_labels else None))
         return out
 
 

@@ -221,3 +221,11 @@ def write_outputs(
 
 def write_result(out_dir: str | os.PathLike, result: HistologyResult) -> Path:
     return _write_text(Path(out_dir) / "result.json", result.to_json())
+
+
+def write_refusal(out_dir: str | os.PathLike, *, slide_name: str, code: str, message: str) -> Path:
+    """``result.json`` for a slide refused before analysis (e.g. no plausible µm/px): status and QC code."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {"slide_name": slide_name, "qc": {"status": "refused", "code": code}, "warnings": [message]}
+    return _write_text(out / "result.json", json.dumps(doc, indent=2))

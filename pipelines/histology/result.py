@@ -77,6 +77,9 @@ class HistologyResult:
     outputs: dict[str, str] = field(default_factory=dict)
     nuclei: NucleiTable | None = field(default=None, repr=False, compare=False)
     tiles: TileTable | None = field(default=None, repr=False, compare=False)
+    # Nuclei label image at ``target_mpp`` over the whole slide (run(keep_labels=True) only); label k + 1
+    # is nuclei table row k.
+    nuclei_labels: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -86,7 +89,7 @@ class HistologyResult:
         """JSON-ready dict of the measurements (the nuclei and tile tables are written as files)."""
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
-            if name in ("nuclei", "tiles"):
+            if name in ("nuclei", "tiles", "nuclei_labels"):
                 continue
             value = getattr(self, name)
             if isinstance(value, tuple):

@@ -13,6 +13,7 @@ from zeroclick.imaging.slide.tiles import Tile, TileGrid
 from zeroclick.pipelines.histology.nuclei import (
     NUCLEUS_COLUMNS,
     ClassicalEngine,
+    NucleiParams,
     binary_open3,
     box_mean,
     fill_object_holes,
@@ -107,7 +108,13 @@ def test_cpu_deconvolution_equals_the_per_channel_formula():
                                  mode="nearest")
     hae, mask = engine.foreground(rgb)
     assert np.allclose(hae, ref, atol=1e-5)
-    assert np.array_equal(mask, hae > engine.threshold)
+    plain = ClassicalEngine(ruifrok(), 0.5, params=NucleiParams(local_contrast_fraction=0.0))
+    assert np.array_equal(plain.foreground(rgb)[1], hae > engine.threshold)
+    # The local-contrast rule only removes pixels: above the mean of their 24 µm surroundings by 0.1.
+    assert not (mask & ~(hae > engine.threshold)).any()
+    window = ndimage.uniform_filter(hae, size=(1, 48, 48), mode="nearest")
+    clear = (hae > window + 0.3) & (hae > engine.threshold)  # far above any window mean: kept
+    assert mask[clear].all()
 
 
 def test_torch_foreground_path_matches_the_numpy_one_on_cpu_torch():
