@@ -10,6 +10,7 @@ limit                          default             checked
 ``max_files``                  50,000              files found in a source (folder, list, archive)
 ``max_file_bytes``             2 GiB               size of each file (larger files are rejected)
 ``max_pixels_per_image``       2**28 (268 M)       Rows x Columns x NumberOfFrames x SamplesPerPixel
+``max_pixels_per_series``      2**30 (1.07 G)      pixels of one decoded volume (4.3 GB as float32)
 ``max_archive_bytes``          16 GiB              total uncompressed size of an archive's members
 ``max_archive_ratio``          200                 uncompressed / compressed size of an archive
 ``max_archive_members``        100,000             members of an archive
@@ -38,6 +39,7 @@ class Limits:
     max_files: int = 50_000
     max_file_bytes: int = 2 * GIB
     max_pixels_per_image: int = 1 << 28
+    max_pixels_per_series: int = 1 << 30
     max_archive_bytes: int = 16 * GIB
     max_archive_ratio: float = 200.0
     max_archive_members: int = 100_000
@@ -69,6 +71,16 @@ def check_count(n_files: int, limits: Limits) -> None:
         raise ResourceLimitError(
             f"{n_files} files in the source, more than the ceiling of {limits.max_files} files per exam; "
             "give one exam at a time, or raise max_files (ZEROCLICK_LIMITS=max_files=N)", code="too_many_files")
+
+
+def check_series_pixels(n_images: int, rows: int, cols: int, limits: Limits, *, what: str) -> None:
+    """Raise before decoding a volume larger than ``max_pixels_per_series``."""
+    n = pixels_of(rows, cols) * int(n_images)
+    if n > limits.max_pixels_per_series:
+        raise ResourceLimitError(
+            f"{what}: {n_images} images of {rows} x {cols} = {n} pixels, more than the ceiling of "
+            f"{limits.max_pixels_per_series} per volume (max_pixels_per_series); not decoded. Raise it with "
+            "ZEROCLICK_LIMITS if the series is genuine", code="series_too_large")
 
 
 def pixels_of(rows: int, cols: int, frames: int = 1, samples: int = 1) -> int:

@@ -26,7 +26,7 @@ from zeroclick.imaging.dicom.classify import CINE_LABELS, Classification, Series
 from zeroclick.imaging.dicom.decode import decode_images, known_transfer_syntax
 from zeroclick.imaging.dicom.geometry import Geometry, Image, build_geometry, survey
 from zeroclick.imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
-from zeroclick.imaging.dicom.limits import Limits, default_limits, pixels_of
+from zeroclick.imaging.dicom.limits import Limits, check_series_pixels, default_limits, pixels_of
 from zeroclick.imaging.dicom.sources import collect
 from zeroclick.imaging.errors import (
     InvalidDicomError,
@@ -119,6 +119,8 @@ class Series:
             When the images do not form one regular grid (mixed planes, sizes, unequal phase counts).
         MissingCodecError
             When the transfer syntax needs a decoder that is not installed.
+        ResourceLimitError
+            When the volume would hold more than ``max_pixels_per_series`` pixels (checked before decoding).
         """
         g = self.geometry
         if not g.regular or g.layout is None or g.affine is None or (g.layout < 0).any():
@@ -128,6 +130,7 @@ class Series:
                 + ". Re-export the series or pick another one."
             )
         images = self.ordered_images
+        check_series_pixels(len(images), g.rows, g.cols, default_limits(), what=f"series {self.number} ({self.label})")
         pixels = decode_images(
             images,
             transfer_syntax=self.transfer_syntax_uid,

@@ -8,6 +8,7 @@ import tracemalloc
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from zeroclick.imaging.dicom import scan
 from zeroclick.imaging.dicom.headers import read_header
@@ -22,9 +23,11 @@ PATIENT_SIZE, IMAGE_POSITION, IMAGE_ORIENTATION = 0x00101020, 0x00200032, 0x0020
 
 
 def _image(folder: Path, i: int = 1) -> Path:
+    o = sax_orientation()
+    normal = np.cross(o[:3], o[3:])
     return write_mr(folder / f"im{i:04d}.dcm", study=uid(5, 70), series=uid(7, 70), sop=uid(8, 70, i), series_number=1,
-                    description="cine_sax", position=(0.0, 0.0, 8.0 * i), orientation=sax_orientation(),
-                    instance_number=i, trigger_time=0.0)
+                    description="cine_sax", position=tuple(8.0 * i * normal), orientation=o, instance_number=i,
+                    trigger_time=0.0)
 
 
 def _codes(exam) -> set[str]:
@@ -94,6 +97,17 @@ def test_files_per_exam_and_bytes_per_file_ceilings(tmp_path):
     with pytest.warns(ZeroClickWarning, match="file_too_large"):
         exam = scan(tmp_path, workers=1, limits=Limits(max_file_bytes=100))
     assert _codes(exam) == {"file_too_large"} and not exam.series
+
+
+def test_a_volume_past_the_series_ceiling_is_refused_before_decoding(tmp_path, monkeypatch):
+    for i in range(3):
+        _image(tmp_path, i + 1)
+    series = scan(tmp_path, workers=1).series[0]
+    assert series.volume().array.shape[-2:] == (16, 16)
+    monkeypatch.setenv("ZEROCLICK_LIMITS", "max_pixels_per_series=700")  # 3 x 16 x 16 = 768 pixels
+    with pytest.raises(ResourceLimitError, match="max_pixels_per_series") as info:
+        series.volume()
+    assert info.value.code == "series_too_large"
 
 
 def test_limits_from_the_environment(monkeypatch):
