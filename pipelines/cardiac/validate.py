@@ -32,6 +32,7 @@ import io
 import json
 import logging
 import math
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,8 +147,10 @@ def overlap(pred: np.ndarray, truth: np.ndarray, spacing_mm: Sequence[float]) ->
     dice = float(compute_dice(p, t, include_background=True, ignore_empty=False)[0, 0])
     if not t.any() or not p.any():
         return dice, None
-    hd = float(compute_hausdorff_distance(p, t, include_background=True, percentile=95,
-                                          spacing=[float(s) for s in spacing_mm])[0, 0])
+    with warnings.catch_warnings():  # MONAI 1.5+ deprecation notice from inside its own metric
+        warnings.simplefilter("ignore", FutureWarning)
+        hd = float(compute_hausdorff_distance(p, t, include_background=True, percentile=95,
+                                              spacing=[float(s) for s in spacing_mm])[0, 0])
     return dice, hd
 
 

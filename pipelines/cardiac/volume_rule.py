@@ -23,17 +23,18 @@ Two rules (``run(volume_rule=...)``, ``zeroclick cmr --volume-rule``):
 
        * its myocardial area fell below :data:`MIN_ES_MYOCARDIUM_FRACTION` of its ED area. Ventricular
          myocardium thickens in systole, so a slice that stays within the ventricle keeps or gains myocardial
-         area (mid-ventricular ES/ED ratio 1.1-1.6 in every ACDC test patient); a slice the annulus has
+         area (mid-ventricular ES/ED ratio 1.1-1.6 in the ACDC test patients checked); a slice the annulus has
          descended into holds ventricle over only part of its thickness and atrium (thin wall, which the
          network may still label as a ring) over the rest;
        * it holds (almost) no RV cavity at ES any more (at most :data:`MAX_ES_RV_FRACTION` of its ED RV area):
          the tricuspid annulus descends further than the mitral annulus (TAPSE > MAPSE), so once the LV base
          has left a slice the RV base has left it too. This second sign keeps basal slices whose myocardium
          merely looks thinner (a hypokinetic base) but that are still ventricular on the right.
-    3. **RV base**: the RV inflow is bounded by the tricuspid valve, which lies at the level of the mitral
-       annulus; RV blood on a slice basal of the LV counted at the same phase is right atrium and does not count
-       (the outflow tract above it, up to the pulmonary valve, is reached only on slices that also hold LV
-       outflow, which then count through rule 1).
+    3. **RV base**: the RV inflow is bounded by the tricuspid valve, which lies at about the level of the
+       mitral annulus (slightly apical of it); RV blood on a slice basal of the LV counted at the same phase is
+       taken as right atrium and does not count. Limitation: SCMR counts the RV outflow tract up to the
+       pulmonary valve, which a short-axis stack alone does not show; an outflow tract reaching above the LV
+       base is left out.
     4. **Apex**: every slice with LV cavity or myocardium toward the apex counts (the network labels cavity only
        where blood is visible, as SCMR asks); nothing is extrapolated beyond the last slice.
 
@@ -58,7 +59,7 @@ __all__ = ["MIN_LV_SURROUND", "VOLUME_RULES", "apply_volume_rule", "lv_surround_
 
 VOLUME_RULES = ("scmr", "reference")
 
-#: SCMR 2020: "the basal slice is included if at least 50 % of the blood volume is surrounded by myocardium".
+#: SCMR 2020 (paraphrased): a basal slice counts when at least half of its blood pool is surrounded by myocardium.
 MIN_LV_SURROUND = 0.5
 #: Rule 1: a basal slice whose cavity is under this fraction of the next apical slice's is mostly above the annulus.
 MIN_BASAL_CAVITY_FRACTION = 0.5

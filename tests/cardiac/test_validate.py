@@ -189,3 +189,18 @@ def test_issue_11_sunnybrook_end_to_end_against_the_expert(shared_data):
     assert not case.error and case.phase_method.startswith("few_slice_search")
     assert case.ed_phase_error <= 1 and case.es_phase_error <= 1
     assert abs(case.pipeline["lv_ef_percent"] - case.manual["lv_ef_percent"]) <= 2.0
+
+
+def test_report_json_records_the_counted_slices(tmp_path):
+    from zeroclick.pipelines.cardiac import run
+
+    data = tmp_path / "cohort"
+    case = _acdc_case(data, "caseA", 1, (6, 6, 6, 5, 3, 2))
+    seg = _TruthSegmenter(data)
+    report = run(case, cine_segmenter=seg).to_dict()
+    counted = report["function"]["counted_slices"]
+    assert counted["rule"] == "scmr" and report["provenance"]["options"]["volume_rule"] == "scmr"
+    # the generated base (slice 0: closed ring, largest cavity) and every other slice count at both phases
+    assert counted["lv_ed"] == list(range(6)) and counted["lv_es"] == list(range(6)) and counted["excluded"] == []
+    with pytest.raises(InvalidInputError, match="volume rule"):
+        run(case, cine_segmenter=seg, volume_rule="simpson")
