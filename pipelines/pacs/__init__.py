@@ -5,7 +5,11 @@
   used by the Orthanc plugin and the listener's worker processes).
 * ``pipelines/pacs/orthanc_plugin.py`` - an Orthanc Python-plugin script: stable study -> analysis -> results
   stored back into the same study.
-* :mod:`zeroclick.pipelines.pacs.listener` - our own Storage SCP with a crash-safe spool and job queue.
+* :mod:`zeroclick.pipelines.pacs.listener` - our own Storage SCP with a crash-safe spool and job queue; its parts:
+  :mod:`~zeroclick.pipelines.pacs.spool` (safe names, per-UID serialised stores, conflicts),
+  :mod:`~zeroclick.pipelines.pacs.guard` (connection deadlines and limits),
+  :mod:`~zeroclick.pipelines.pacs.completeness` (complete by geometry before analysis),
+  :mod:`~zeroclick.pipelines.pacs.supersede` (a re-analysis names the results it replaces).
 """
 
 from zeroclick.pipelines.pacs.send import Destination, SendReport, parse_destination, send_files

@@ -62,7 +62,12 @@ def run_analysis(in_dir: str | Path, out_dir: str | Path, *, analysis: str | Non
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     fn = resolve_analysis(analysis)
-    return [Path(p) for p in fn(Path(in_dir), out)]
+    outputs = [Path(p) for p in fn(Path(in_dir), out)]
+    root = out.resolve()
+    outside = [p for p in outputs if root not in p.resolve().parents]
+    if outside:
+        raise AnalysisError(f"the analysis wrote {len(outside)} output(s) outside {out}: none is sent; fix the analysis")
+    return outputs
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -453,7 +453,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from zeroclick.pipelines.commands.listen import build_parser, run_from_args
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_from_args(build_parser().parse_args(argv))
+    try:
+        return run_from_args(build_parser().parse_args(argv))
+    except InvalidInputError as exc:
+        sys.stderr.write(f"zeroclick listen: {exc}\n")
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

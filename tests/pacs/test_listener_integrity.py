@@ -242,7 +242,8 @@ def test_a_lone_localizer_is_nothing_to_analyse_not_a_failed_job(tmp_path, pacs_
         lst.stop()
 
 
-def test_a_kept_version_whose_database_row_was_lost_is_recorded_again_on_restart(tmp_path, pacs_exam):
+def _conflicting_spool(tmp_path: Path, pacs_exam):
+    """A spool holding one instance in two versions (the second with zeroed pixels); returns (spool, changed)."""
     from zeroclick.pipelines.pacs.spool import Spool, inspect_instance
 
     first = Path(pacs_exam.lge.paths[0])
@@ -253,6 +254,13 @@ def test_a_kept_version_whose_database_row_was_lost_is_recorded_again_on_restart
     spool = Spool(tmp_path / "spool")
     assert spool.store(inspect_instance(first), first, calling_aet="A") == "stored"
     assert spool.store(inspect_instance(other), other, calling_aet="B") == "duplicate"
+    return spool, changed
+
+
+def test_a_kept_version_whose_database_row_was_lost_is_recorded_again_on_restart(tmp_path, pacs_exam):
+    from zeroclick.pipelines.pacs.spool import Spool
+
+    spool, changed = _conflicting_spool(tmp_path, pacs_exam)
     spool._tx("DELETE FROM duplicates")  # as if killed between the file's rename and the database commit
     spool._tx("UPDATE studies SET conflicts=0")
     spool.close()
@@ -262,3 +270,30 @@ def test_a_kept_version_whose_database_row_was_lost_is_recorded_again_on_restart
     assert dup["pixel_sha256"] == hashlib.sha256(changed.PixelData).hexdigest()
     assert spool.status()["studies"][study_key(changed.StudyInstanceUID)]["conflicts"] == 1
     spool.close()
+
+
+def test_resolve_on_the_command_line_releases_a_conflicting_study(tmp_path, pacs_exam):
+    import json
+    import os
+    import subprocess
+
+    from zeroclick.pipelines.pacs.spool import Spool
+
+    spool, changed = _conflicting_spool(tmp_path, pacs_exam)
+    spool.close()
+    key = study_key(changed.StudyInstanceUID)
+    cli = [sys.executable, "-m", "zeroclick.pipelines.pacs.listener", "--spool", str(tmp_path / "spool")]
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
+    out = subprocess.run([*cli, "--resolve", key, "--keep", "latest"], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"study": key, "resolved": 1, "kept": "latest"}
+    status = json.loads(subprocess.run([*cli, "--status"], capture_output=True, text=True, env=env,
+                                       timeout=60).stdout)
+    assert status["studies"][key] == {"state": "receiving", "reason": None, "conflicts": 0}
+    spool = Spool(tmp_path / "spool")
+    (kept,) = spool.study_files(changed.StudyInstanceUID)
+    assert pydicom.dcmread(kept).PixelData == changed.PixelData  # the latest version is the one analysed
+    spool.close()
+    bad = subprocess.run([*cli, "--resolve", "0" * 16], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode == 2 and "no study" in bad.stderr and "Traceback" not in bad.stderr
