@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac import aha

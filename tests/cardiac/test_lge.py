@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.lge import compute_lge
 
@@ -88,8 +87,9 @@ def _dicom_without(exam_dir, tmp_path, suffix):
 
 
 def _truth_run(case, truth, **kwargs):
-    from tests.cardiac.phantom import TruthSegmenter
     from zeroclick.pipelines.cardiac import run
+
+    from tests.cardiac.phantom import TruthSegmenter
 
     segs = {"cine_segmenter": TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8))}
     if case.lge.meta.get("label") == "lge_psir":

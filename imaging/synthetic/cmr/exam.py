@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from zeroclick.imaging.errors import InvalidInputError
 
 from . import headers, plan, render, truth
-from . import sequences as sq
 from . import phantom as ph
+from . import sequences as sq
 from .geometry import lax_plane, localizer_planes, sax_stack
 from .writer import transfer_syntax_uid
 

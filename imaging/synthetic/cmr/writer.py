@@ -26,7 +26,6 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
-
 from zeroclick.imaging.errors import InvalidInputError, MissingCodecError
 
 TRANSFER_SYNTAXES: dict[str, UID] = {
