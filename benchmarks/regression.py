@@ -15,11 +15,12 @@ moments only, and moved the ratios by up to 30% on a shared 2-core machine). ``b
 names the benchmarks, their small configurations and the checked numbers with their committed values. A number
 more than ``tolerance`` worse than its baseline fails the check: ``zeroclick bench regression`` then
 exits with code 6 (:data:`zeroclick.pipelines.commands.bench.EXIT_REGRESSED`) after printing the table and
-the JSON record (git commit, UTC time, load average, the runtime each benchmark used). ``--update`` writes this run's values as the baselines;
-``--update --envelope`` keeps the worse of the old and the new value. ``--update-from A.json B.json C.json``
-sets every baseline to the median of several recorded runs (``zeroclick bench regression --no-fail --out A.json``
-on the CI machine): a baseline at the typical value, so that with the 25% tolerance a 30% slowdown fails while
-run-to-run noise under 25% passes (the envelope of noisy runs let a 3x slowdown through).
+the JSON record (git commit, UTC time, load average, the runtime each benchmark used). ``--update`` writes this
+run's values as the baselines; ``--update --envelope`` keeps the worse of the old and the new value.
+``--update-from A.json B.json C.json`` sets every baseline to the median of several recorded runs
+(``zeroclick bench regression --no-fail --out A.json`` on the CI machine): a baseline at the typical value, so
+that with the 25% tolerance a 30% slowdown fails while run-to-run noise under 25% passes (the envelope of noisy
+runs let a 3x slowdown through).
 """
 
 from __future__ import annotations

@@ -329,6 +329,8 @@ class Engine:
         ``runtime="openvino"`` that cannot run here."""
         if self.runtime not in ("auto", "openvino"):
             return None
+        if self.runtime == "auto" and (self.device.type != "cpu" or compile):
+            return None
         from zeroclick.imaging.openvino_runtime import native_bf16, openvino_usable
 
         usable, why = openvino_usable()
@@ -341,7 +343,7 @@ class Engine:
             if precision == "bf16" and not native_bf16():
                 raise DeviceError("runtime='openvino' with precision='bf16' needs a CPU with native bf16 "
                                   "(avx512_bf16 or amx_bf16); use precision='fp32'")
-        elif self.device.type != "cpu" or compile or not usable:
+        elif not usable:
             return None
         if precision is not None:
             return precision if precision == "fp32" or native_bf16() else None
