@@ -191,7 +191,8 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
     magnitude_only = is_magnitude(case.lge) and case.cine is not None
     if magnitude_only:
         lge_segmenter = None
-    if (case.cine is not None and cine_segmenter is None) or (case.lge is not None and lge_segmenter is None):
+    if (case.cine is not None and cine_segmenter is None) or \
+            (case.lge is not None and lge_segmenter is None and not magnitude_only):
         from zeroclick.imaging.engine import Engine
         from zeroclick.pipelines.cardiac.segmentation import exports_dir
 
