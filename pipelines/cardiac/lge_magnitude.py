@@ -415,8 +415,10 @@ def cine_labels_provider(cine: Volume, full_stacks: dict[int, np.ndarray], fallb
         if p not in cache:
             n = cine.spatial_shape[0]
             cache[p] = np.asarray(segment([(p, tuple(range(n)))])[0])
+            labels_at.slices_inferred += n  # type: ignore[attr-defined]
         return cine.phase(p).with_array(np.asarray(cache[p], dtype=np.uint8)), p
 
+    labels_at.slices_inferred = 0  # type: ignore[attr-defined]  # slices sent to the network for extra phases
     return labels_at
 
 

@@ -176,3 +176,49 @@ def test_misplaced_myocardium_is_flagged():
     _, info, flags = magnitude_lge_mask(cine, flat, cine_phase=0)
     assert info.fit_contrast < 0.3
     assert any(f.code == "lge_propagated_myocardium_misfit" and f.severity == "error" for f in flags)
+
+
+@pytest.mark.slow
+def test_issue_17_extra_cine_phase_is_segmented_once_and_counted(generated, tmp_path):
+    """The cine phase at the LGE trigger time is segmented once (whole stack) and counted in provenance."""
+    from tests.cardiac.phantom import TruthSegmenter
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.lge_magnitude import nearest_phase, trigger_time_ms
+
+    out, truth, gt = generated
+    case = load_case(_dicom_without(out, tmp_path, "lge_psir"))
+    phase = nearest_phase(case.cine, trigger_time_ms(case.lge), 0)
+    n = case.cine.spatial_shape[0]
+    requests = []
+
+    class Recording(TruthSegmenter):
+        def segment(self, volume, slices=None):
+            hits = [p for p in range(case.cine.n_phases) if np.array_equal(case.cine.array[p], volume.array)]
+            requests.append((hits[0], None if slices is None else len(slices)))
+            return super().segment(volume, slices)
+
+    result = run(case, cine_segmenter=Recording(case.cine, truth["cine_sax"].array.astype(np.uint8)))
+    assert phase not in (result.phases.ed_phase, result.phases.es_phase)
+    assert result.lge.propagation.cine_phase == phase
+    assert requests.count((phase, n)) == 1
+    assert result.provenance.slices_inferred >= 3 * n  # ED, ES and the LGE phase, whole stacks
+
+
+def test_cine_labels_provider_reuses_stacks_and_counts_new_ones():
+    from zeroclick.pipelines.cardiac.lge_magnitude import cine_labels_provider
+
+    cine = Volume(np.zeros((4, 3, 8, 8), np.float32), np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0),
+                  trigger_times_ms=(0.0, 200.0, 400.0, 600.0))
+    asked = []
+
+    def segment(requests):
+        asked.extend(requests)
+        return [np.full((3, 8, 8), p, np.uint8) for p, _ in requests]
+
+    labels_at = cine_labels_provider(cine, {0: np.zeros((3, 8, 8), np.uint8)}, 0, segment)
+    vol, phase = labels_at(590.0)
+    assert phase == 3 and int(vol.array.max()) == 3 and asked == [(3, (0, 1, 2))]
+    assert labels_at(610.0)[1] == 3 and labels_at(20.0)[1] == 0 and len(asked) == 1  # cached / given stacks
+    assert labels_at.slices_inferred == 3
+    assert labels_at(None)[1] == 0  # no trigger time: the fallback (ED) phase
