@@ -332,6 +332,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         reasons = "; ".join(q.message for q in qc if q.severity == "error") or "no valid segmentation"
         raise AnalysisError(f"{case.source}: nothing valid could be measured: {reasons}")
 
+    slices_inferred += getattr(labels_at, "slices_inferred", 0)  # cine phases segmented for magnitude LGE / T1
     provenance = Provenance(
         zeroclick_version=__version__,
         input_kind=case.kind,
