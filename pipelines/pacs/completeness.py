@@ -2,7 +2,7 @@
 
 ``cardiac`` (the default of ``zeroclick listen``)
     The study needs a short-axis cine whose slices x phases grid is complete (every slice has every phase, no
-    missing slice inside the stack); every LGE series must be a regular stack without gaps and, when parallel to
+    missing slice inside the stack, as many phases as its CardiacNumberOfImages announces); every LGE series must be a regular stack without gaps and, when parallel to
     the cine, cover at least :data:`LGE_MIN_COVERAGE` of the cine's extent along the slice normal. A study with no
     short-axis cine and no LGE (a lone localizer, a non-cardiac study) has nothing to analyse.
 ``geometry``
@@ -11,6 +11,10 @@
     The quiet period alone decides.
 
 The headers are read with :func:`zeroclick.imaging.dicom.scan` (no pixels; ~1 ms per file).
+
+What geometry cannot see: slices at the end of a stack that have not started arriving (a scanner sending slice
+by slice) leave a smaller but regular stack. The quiet period (``--stable-seconds``) is the guard for that case,
+and a later arrival makes a re-analysis that supersedes the first results.
 """
 
 from __future__ import annotations
@@ -51,6 +55,26 @@ def _grid_problem(series) -> str | None:
         return f"{name}: {missing} of {g.layout.size} images (slices x phases) missing"
     if g.gaps:
         return f"{name}: slice position gap(s) in the stack ({len(g.gaps)})"
+    return None
+
+
+def _announced_phase_problem(series) -> str | None:
+    """Fewer phases than the series' own CardiacNumberOfImages (0018,1090) announces, or ``None``.
+
+    A scanner that sends a cine phase by phase leaves a complete-looking grid of fewer phases while the rest is
+    on its way; the tag (written by the major vendors) says how many there will be.
+    """
+    import pydicom
+
+    try:
+        header = pydicom.dcmread(series.images[0].path, stop_before_pixels=True,
+                                 specific_tags=["CardiacNumberOfImages"])
+        announced = int(header.get("CardiacNumberOfImages") or 0)
+    except Exception:  # noqa: BLE001 - the tag is optional; an unreadable value is treated as absent
+        return None
+    have = series.geometry.n_phases
+    if announced > have and announced > 1:
+        return f"series {series.number} ({series.label}): {have} of {announced} phases (CardiacNumberOfImages) present"
     return None
 
 
@@ -101,9 +125,9 @@ def assess(files: Sequence[Path], *, mode: str = "cardiac") -> Readiness:
     if not cines:
         return Readiness("waiting", "no short-axis cine series yet (LGE alone is not analysed)")
     problems = []
-    complete_cines = [s for s in cines if _grid_problem(s) is None]
+    complete_cines = [s for s in cines if _grid_problem(s) is None and _announced_phase_problem(s) is None]
     if not complete_cines:
-        problems.extend(p for s in cines if (p := _grid_problem(s)))
+        problems.extend(p for s in cines if (p := _grid_problem(s) or _announced_phase_problem(s)))
     for lge in lges:
         problem = _grid_problem(lge)
         if problem is None and complete_cines:
