@@ -313,3 +313,26 @@ def test_a_cine_with_fewer_phases_than_announced_waits(tmp_path, cardiac_exam):
     readiness = assess(first_six_phases)
     assert readiness.state == "waiting" and "6 of 10 phases (CardiacNumberOfImages)" in readiness.reason
     assert assess(copies).state == "ready"
+
+
+def test_issue_18_the_151_of_400_images_of_the_issue_wait(tmp_path):
+    """The partial study of issue 18 (a generated 400-image exam without its cine and with 3 of 12 PSIR slices)
+    waits with a named reason; the whole exam is ready; a cine cut inside a slice waits."""
+    from zeroclick.imaging.dicom import scan
+    from zeroclick.imaging.synthetic.cmr import generate_exam
+    from zeroclick.pipelines.pacs.completeness import assess
+
+    generate_exam(tmp_path / "exam", n_images=400, seed=0)
+    exam = scan(tmp_path / "exam" / "dicom", strictness="ignore", workers=1)
+    by_label = {s.label: [Path(p) for p in s.paths] for s in exam.series}
+    partial = [p for label, paths in by_label.items() if label not in ("cine_sax", "lge_psir") for p in paths]
+    partial += by_label["lge_psir"][:3]
+    assert len(partial) == 151
+    readiness = assess(partial)
+    assert readiness.state == "waiting" and "no short-axis cine" in readiness.reason
+    everything = [p for paths in by_label.values() for p in paths]
+    assert len(everything) == 400 and assess(everything).state == "ready"
+    cine = by_label["cine_sax"]  # volume order: phase-major
+    cut = [p for p in everything if p not in set(cine[len(cine) // 2 + 3:])]
+    cut_readiness = assess(cut)
+    assert cut_readiness.state == "waiting" and "series 2 (cine_sax)" in cut_readiness.reason
