@@ -30,7 +30,7 @@ EXIT_PARTIAL = 4
 EXIT_ENVIRONMENT = 5
 
 # Subcommand modules under zeroclick.pipelines.commands, in --help order. A module that does not exist yet is skipped.
-COMMANDS = ("synth", "scan", "cmr", "slide", "validate", "listen", "cohort", "weights", "bench")
+COMMANDS = ("synth", "scan", "cmr", "slide", "validate", "listen", "jobs", "cohort", "weights", "bench")
 
 EPILOG = """exit codes:
   0  ok

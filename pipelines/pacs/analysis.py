@@ -6,7 +6,10 @@ named as ``module:function`` (argument ``--analysis`` or environment variable ``
 it is called as ``function(in_dir, out_dir)`` and returns the DICOM files it wrote.
 
 The command prints one JSON object ``{"outputs": [...], "seconds": s}`` and exits 0, or 3 with
-``{"error": reason}`` when the analysis failed. It runs in its own process, so a crash or a memory leak
+``{"error": reason}`` when the analysis failed in a way a retry may cure (a missing file, memory, the
+environment), or :data:`EXIT_PERMANENT` (4) with ``{"error": reason, "permanent": true}`` when the input itself
+cannot be analysed (:class:`~zeroclick.imaging.errors.InvalidInputError`, a failed cardiac result): the listener
+does not retry those. It runs in its own process, so a crash or a memory leak
 in the analysis never takes the PACS or the listener down.
 """
 
@@ -24,11 +27,12 @@ from pathlib import Path
 
 from zeroclick.imaging.errors import AnalysisError, InvalidInputError, ZeroClickError
 
-__all__ = ["ANALYSIS_ENV", "cardiac_analysis", "resolve_analysis", "run_analysis"]
+__all__ = ["ANALYSIS_ENV", "EXIT_PERMANENT", "cardiac_analysis", "resolve_analysis", "run_analysis"]
 
 logger = logging.getLogger(__name__)
 
 ANALYSIS_ENV = "ZEROCLICK_PACS_ANALYSIS"
+EXIT_PERMANENT = 4  # the same input would fail again: not retried
 AnalysisFn = Callable[[Path, Path], Sequence[Path]]
 
 
@@ -38,8 +42,13 @@ def cardiac_analysis(in_dir: Path, out_dir: Path) -> list[Path]:
     from zeroclick.pipelines.cardiac.report import write_dicom_outputs
 
     result = run(str(in_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = out_dir / "report.json"  # kept with the job (not sent): measurements, QC, provenance
+    tmp = report.with_name("report.json.tmp")
+    tmp.write_text(result.to_json())
+    os.replace(tmp, report)
     if result.status == "failed":
-        raise AnalysisError(f"cardiac analysis failed: {result.failure_reason}")
+        raise InvalidInputError(f"cardiac analysis failed: {result.failure_reason}")
     return write_dicom_outputs(result, out_dir, source=in_dir)
 
 
@@ -80,6 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         outputs = run_analysis(args.in_dir, args.out_dir, analysis=args.analysis)
+    except InvalidInputError as exc:  # the input cannot be analysed: a retry would fail the same way
+        sys.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}", "permanent": True}) + "\n")
+        return EXIT_PERMANENT
     except (ZeroClickError, ImportError, ValueError, RuntimeError, OSError) as exc:
         sys.stdout.write(json.dumps({"error": f"{type(exc).__name__}: {exc}"}) + "\n")
         return 3

@@ -77,9 +77,12 @@ class ConnectionGuard:
     """Book-keeping of every connection, the checks at each stage, and the watchdog thread."""
 
     def __init__(self, limits: ConnectionLimits, *, allowed_aets: tuple[str, ...] = (),
-                 disk_ok: Callable[[], bool] = lambda: True) -> None:
+                 disk_ok: Callable[[], bool] = lambda: True, called_aet: str | None = None,
+                 on_reject: Callable[[dict[str, str]], None] | None = None) -> None:
         self.limits = limits
         self.allowed_aets = tuple(a.strip() for a in allowed_aets)
+        self.called_aet = called_aet.strip() if called_aet else None  # None: any called AE title
+        self.on_reject = on_reject  # told {calling_aet, called_aet, peer, reason} of each rejected association
         self.disk_ok = disk_ok
         self._conns: dict[int, _Conn] = {}  # id(raw socket) -> connection
         self._by_assoc: dict[int, _Conn] = {}
@@ -127,12 +130,15 @@ class ConnectionGuard:
     def on_requested(self, event) -> None:
         assoc = event.assoc
         calling = str(assoc.requestor.primitive.calling_ae_title).strip()
+        called = str(assoc.requestor.primitive.called_ae_title).strip()
         conn = self._conn_of_assoc(assoc)
         peer = conn.peer if conn else "?"
         reason = None
         diagnostic = (0x01, 0x01, 0x03)  # permanent, service user, calling AE title not recognised
         if self.allowed_aets and calling not in self.allowed_aets:
             reason = "calling AE title not on the --allow list"
+        elif self.called_aet and called != self.called_aet:
+            reason, diagnostic = f"called AE title is not {self.called_aet}", (0x01, 0x01, 0x07)
         elif not self.disk_ok():
             reason, diagnostic = "free disk under the watermark", (0x02, 0x03, 0x02)
         else:
@@ -147,7 +153,12 @@ class ConnectionGuard:
                 elif conn is not None:
                     conn.state = "associated"
         if reason:
-            logger.warning("association from %s rejected: %s", peer, reason)
+            fields = {"event": "association_rejected", "calling_aet": calling, "called_aet": called, "peer": peer,
+                      "reason": reason}
+            logger.warning("association from %s rejected (calling AE %s, called AE %s): %s", peer, calling, called,
+                           reason, extra={"zc": fields})
+            if self.on_reject is not None:
+                self.on_reject(fields)
             assoc.acse.send_reject(*diagnostic)
 
     def _conn_of_assoc(self, assoc) -> _Conn | None:

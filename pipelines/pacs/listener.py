@@ -13,7 +13,8 @@ Reception (pynetdicom threads)
     directory fsync) *before* it is recorded in the SQLite queue and acknowledged. Stores of one SOP Instance
     UID are serialised; the same pixels again are acknowledged and ignored; different pixels are kept under
     ``duplicates/``, recorded, and flag the study ``conflicting_instances``. Under the free-disk watermark new
-    associations are rejected and C-STOREs answered 0xA700. Received data is never deleted.
+    associations are rejected and C-STOREs answered 0xA700. Received data is deleted only by the
+    configured retention (finished studies by age or spool size, :func:`zeroclick.pipelines.pacs.jobs.purge`).
 
 Scheduling (one thread)
     A study quiet for ``stable_s`` seconds (measured from the wall-clock time of its last instance, stored in
@@ -23,7 +24,9 @@ Scheduling (one thread)
     analysed until the conflict is resolved (``zeroclick listen --resolve``). A study with nothing to analyse
     (a lone localizer) says so instead of failing. Jobs run in worker processes (``python -m
     zeroclick.pipelines.pacs.analysis``, killed with the listener through PR_SET_PDEATHSIG) on a hard-linked
-    snapshot of the study. Outputs are sent by C-STORE with retries and exponential backoff; a job is marked
+    snapshot of the study. A permanent input error (worker exit 4) fails the job at once; other failures are
+    retried up to ``max_attempts``; the study's state follows its job's (:func:`~zeroclick.pipelines.pacs.jobs.set_job_state`)
+    and ``zeroclick jobs retry`` re-queues. Outputs are sent by C-STORE with retries and exponential backoff; a job is marked
     ``sent`` once, in the same transaction that records the send. A re-analysis supersedes the earlier results
     (:mod:`zeroclick.pipelines.pacs.supersede`).
 
@@ -56,6 +59,8 @@ from typing import Any
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.pipelines.pacs.completeness import COMPLETENESS_MODES, assess
 from zeroclick.pipelines.pacs.guard import ConnectionGuard, ConnectionLimits, start_guarded_server
+from zeroclick.pipelines.pacs.jobs import purge, set_job_state
+from zeroclick.pipelines.pacs.observe import Metrics, StatusServer, fields, render_metrics, spool_bytes
 from zeroclick.pipelines.pacs.send import parse_destination, send_files, set_tcp_nodelay
 from zeroclick.pipelines.pacs.spool import (
     Spool,
@@ -83,6 +88,9 @@ class ListenerConfig:
     ``allowed_aets`` empty means any calling AE title is accepted (a warning is logged).
     ``destination`` is ``AET@HOST:PORT``; without it results stay in ``spool/jobs/<id>/out``.
     ``completeness`` is ``cardiac``, ``geometry`` or ``none`` (:mod:`zeroclick.pipelines.pacs.completeness`).
+    ``destinations`` maps a calling AE title to where the results of its studies go (default ``destination``).
+    ``http_port`` ``None`` or 0: no status page; ``retention_*`` ``None``: received data is never deleted.
+    Built from a TOML file and flags by :mod:`zeroclick.pipelines.pacs.config`.
     """
 
     spool_dir: Path
@@ -107,6 +115,12 @@ class ListenerConfig:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     poll_s: float = 0.2
     extra_env: dict[str, str] = field(default_factory=dict)
+    destinations: dict[str, str] = field(default_factory=dict)
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
+    retention_max_age_s: float | None = None
+    retention_max_bytes: int | None = None
+    retention_every_s: float = 600.0
 
 
 def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child
@@ -140,8 +154,9 @@ class Listener:
     """
 
     def __init__(self, config: ListenerConfig) -> None:
-        if config.destination:
-            parse_destination(config.destination)  # fail early on a bad destination
+        for where in (config.destination, *config.destinations.values()):
+            if where:
+                parse_destination(where)  # fail early on a bad destination
         if bool(config.tls_cert) != bool(config.tls_key):
             raise InvalidInputError("TLS needs both --tls-cert and --tls-key")
         if config.completeness not in COMPLETENESS_MODES:
@@ -153,6 +168,11 @@ class Listener:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._running: dict[int, tuple[subprocess.Popen, float]] = {}
+        self.metrics = Metrics()
+        self.http: StatusServer | None = None
+        self._receiving: dict[str, int] = {}  # study key -> instances stored by this process since it was stable
+        self._spool_bytes: tuple[float, int] = (0.0, 0)
+        self._retention_at = 0.0
 
     @property
     def port(self) -> int:
@@ -195,14 +215,24 @@ class Listener:
             logger.warning("C-STORE from %s refused (0xA900): %s", calling, info.problem)
             return _failure(STATUS_DATASET_MISMATCH, info.problem)
         try:
-            self.spool.store(info, path, calling_aet=calling)
+            outcome = self.spool.store(info, path, calling_aet=calling)
         except UnsafeNameError as exc:
             logger.warning("C-STORE from %s refused (0xC000): %s", calling, exc)
             return _failure(STATUS_CANNOT_UNDERSTAND, str(exc))
         except OSError as exc:
             logger.error("spool write failed (%s): C-STORE refused (0xA700)", type(exc).__name__)
             return STATUS_OUT_OF_RESOURCES
+        self._count_received(info.study_uid, outcome, calling)
         return STATUS_SUCCESS
+
+    def _count_received(self, study_uid: str, outcome: str, calling: str) -> None:
+        self.metrics.inc("zeroclick_instances_received_total", outcome=outcome)
+        key = study_key(study_uid)
+        first = key not in self._receiving
+        self._receiving[key] = self._receiving.get(key, 0) + 1
+        if first:
+            logger.info("study %s: receiving from %s", key, calling,
+                        extra=fields("study_receiving", study=key, calling_aet=calling))
 
     def _make_ae(self):
         from pydicom.uid import AllTransferSyntaxes
@@ -232,14 +262,92 @@ class Listener:
         if any(repaired.values()):
             logger.warning("recovered after an interruption: %s", repaired)
         ae = self._make_ae()
-        self.guard = ConnectionGuard(self.config.limits, allowed_aets=self.config.allowed_aets, disk_ok=self.disk_ok)
+        self.guard = ConnectionGuard(self.config.limits, allowed_aets=self.config.allowed_aets, disk_ok=self.disk_ok,
+                                     called_aet=self.config.ae_title, on_reject=self._on_reject)
         handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_CONN_OPEN, set_tcp_nodelay),
-                    (evt.EVT_REQUESTED, self.guard.on_requested)]
+                    (evt.EVT_REQUESTED, self.guard.on_requested), (evt.EVT_ACCEPTED, self._on_accepted)]
         self._server = start_guarded_server(ae, (self.config.host, self.config.port), guard=self.guard,
                                             evt_handlers=handlers, ssl_context=self._ssl_context())
         self._thread = threading.Thread(target=self._loop, name="zeroclick-scheduler", daemon=True)
         self._thread.start()
         logger.info("listening as %s on %s:%d", self.config.ae_title, self.config.host, self.port)
+        if self.config.http_port:
+            try:
+                self.http = StatusServer(self.config.http_host, self.config.http_port, snapshot=self.snapshot,
+                                         metrics_text=self.metrics_text, healthy=self.healthy)
+            except OSError as exc:  # the DICOM service matters more than its status page
+                logger.error("status page not started: %s:%d cannot be bound (%s); set [http] port",
+                             self.config.http_host, self.config.http_port, exc.strerror or exc)
+            else:
+                self.http.start()
+
+    # ---- observability
+    def _on_reject(self, info: dict[str, str]) -> None:
+        self.metrics.inc("zeroclick_associations_total", result="rejected")
+        self.metrics.error("association rejected", **{k: v for k, v in info.items() if k != "event"})
+
+    def _on_accepted(self, event) -> None:
+        req = event.assoc.requestor
+        calling, called = str(req.ae_title).strip(), str(event.assoc.acceptor.ae_title).strip()
+        self.metrics.inc("zeroclick_associations_total", result="accepted")
+        logger.info("association from %s accepted (calling AE %s, called AE %s)", req.address, calling, called,
+                    extra=fields("association_accepted", calling_aet=calling, called_aet=called, peer=req.address))
+
+    def healthy(self) -> bool:
+        """The scheduler thread is alive and the database answers."""
+        try:
+            self.spool._tx("SELECT 1")
+        except Exception:  # noqa: BLE001 - any database failure is unhealthy
+            return False
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
+    def _spool_size(self) -> int:
+        at, size = self._spool_bytes
+        if time.time() - at > 60:
+            self._spool_bytes = (time.time(), spool_bytes(self.spool.root))
+        return self._spool_bytes[1]
+
+    def _by_state(self, table: str) -> dict[str, int]:
+        return {s: n for s, n in self.spool._tx(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")}
+
+    def metrics_text(self) -> str:
+        return render_metrics(self.metrics, jobs_by_state=self._by_state("jobs"),
+                              studies_by_state=self._by_state("studies"), spool_size=self._spool_size())
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the status page shows (no patient attribute: studies by hash)."""
+        from zeroclick.pipelines.pacs.jobs import list_jobs
+
+        m = self.metrics
+        return {"ae_title": self.config.ae_title, "port": self.port, "healthy": self.healthy(), "started": m.started,
+                "jobs_by_state": self._by_state("jobs"), "studies_by_state": self._by_state("studies"),
+                "recent_jobs": list_jobs(self.spool, limit=20), "errors": list(m.errors),
+                "spool_bytes": self._spool_size(),
+                "counters": {"received": sum(v for (n, _), v in dict(m.counters).items()
+                                             if n == "zeroclick_instances_received_total"),
+                             "send_failures": m.get("zeroclick_send_failures_total")}}
+
+    def _job_event(self, job_id: int, state: str, level: int = logging.INFO, **values: Any) -> None:
+        """The structured ``job_state`` line (and a recent error on the status page for failures)."""
+        study = self.spool._tx("SELECT study_uid FROM jobs WHERE id=?", (job_id,))
+        key = study_key(study[0][0]) if study else "?"
+        detail = "".join(f", {k}={v}" for k, v in values.items() if v is not None)
+        logger.log(level, "job %d (study %s): %s%s", job_id, key, state, detail,
+                   extra=fields("job_state", job=job_id, study=key, state=state, **values))
+        if state in ("failed", "send_failed", "retry"):
+            self.metrics.error(f"job {job_id} {state}", study=key, **values)
+
+    def _retention(self) -> None:
+        c = self.config
+        if (c.retention_max_age_s is None and c.retention_max_bytes is None) or \
+                time.time() - self._retention_at < c.retention_every_s:
+            return
+        self._retention_at = time.time()
+        report = purge(self.spool, max_age_s=c.retention_max_age_s, max_bytes=c.retention_max_bytes)
+        if report.studies:
+            self._spool_bytes = (0.0, 0)
+            logger.info("retention: %d studies, %d jobs, %.1f MB removed", report.studies, report.jobs,
+                        report.bytes_freed / 1e6, extra=fields("retention", **report.to_dict()))
 
     def stop(self) -> None:
         self._stop.set()
@@ -248,6 +356,9 @@ class Listener:
         if self._server:
             self._server.shutdown()
             self._server = None
+        if self.http is not None:
+            self.http.stop()
+            self.http = None
         for proc, _ in self._running.values():
             proc.kill()
         self.spool.close()
@@ -271,6 +382,7 @@ class Listener:
                 self._reap()
                 self._launch()
                 self._send_due()
+                self._retention()
             except Exception:  # noqa: BLE001 - the scheduler must survive anything and log it
                 logger.exception("scheduler step failed")
 
@@ -320,6 +432,12 @@ class Listener:
                                "VALUES (?,?,'queued',?,?)", (study_uid, sig, now, last))
                     db.execute("UPDATE studies SET state='queued', reason=NULL, checked_signature=? "
                                "WHERE study_uid=?", (sig, study_uid))
+                    job_id = db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                n = self.spool._tx("SELECT COUNT(*) FROM instances WHERE study_uid=?", (study_uid,))[0][0]
+                logger.info("study %s stable and complete: %d instances (%d received since this process started)",
+                            key, n, self._receiving.pop(key, 0),
+                            extra=fields("study_stable", study=key, instances=n, job=job_id))
+                self._job_event(job_id, "queued")
             elif readiness.state == "nothing_to_analyse":
                 self._set_study(study_uid, "nothing_to_analyse", readiness.reason, sig)
                 logger.info("study %s: nothing to analyse (%s)", key, readiness.reason)
@@ -336,8 +454,8 @@ class Listener:
         for job_id, study_uid, attempts in self.spool._tx(
                 "SELECT id, study_uid, attempts FROM jobs WHERE state='queued' ORDER BY id LIMIT ?", (free,)):
             if attempts >= self.config.max_attempts:
-                self.spool._tx("UPDATE jobs SET state='failed', error=coalesce(error, 'too many attempts') "
-                               "WHERE id=?", (job_id,))
+                set_job_state(self.spool, job_id, "failed", error=f"failed {attempts} times")
+                self._job_event(job_id, "failed", logging.ERROR, attempts=attempts)
                 continue
             last = self.spool._tx("SELECT last_received FROM studies WHERE study_uid=?", (study_uid,))
             if last and time.time() - last[0][0] < self.config.stable_s:
@@ -363,7 +481,7 @@ class Listener:
             self.spool._tx("UPDATE jobs SET state='running', attempts=attempts+1, started=? WHERE id=?",
                            (time.time(), job_id))
             self._running[job_id] = (proc, time.time())
-            logger.info("job %d (study %s) started", job_id, study_key(study_uid))
+            self._job_event(job_id, "running", attempt=int(attempts) + 1)
 
     def _outputs_inside(self, job_id: int, outputs: list[str]) -> list[str]:
         """The analysis' output paths, each checked to lie inside its job folder."""
@@ -392,17 +510,51 @@ class Listener:
                     logger.error("job %d failed: an output lies outside its job folder", job_id)
                     continue
                 supersedes = self._supersede(job_id, outputs)
-                state = "analysed" if self.config.destination else "done"
+                state = "analysed" if self._destination_of(job_id) else "done"
                 self.spool._tx("UPDATE jobs SET state=?, finished=?, outputs=?, next_send_at=?, supersedes=? "
                                "WHERE id=?", (state, time.time(), json.dumps(outputs), time.time(), supersedes,
                                               job_id))
                 self._mark_study_analysed(job_id)
-                logger.info("job %d analysed: %d outputs", job_id, len(outputs))
+                seconds = answer.get("seconds")
+                if isinstance(seconds, (int, float)):
+                    self.metrics.observe_analysis(float(seconds))
+                self.metrics.inc("zeroclick_jobs_finished_total", outcome="analysed")
+                self._job_event(job_id, state, outputs=len(outputs),
+                                analysis_s=round(seconds, 2) if isinstance(seconds, (int, float)) else None)
             else:
-                reason = answer.get("error") or (err.strip().splitlines() or ["killed"])[-1]
-                self.spool._tx("UPDATE jobs SET state='queued', error=? WHERE id=?", (reason[:500], job_id))
-                logger.warning("job %d failed (%s); it will be retried up to %d attempts", job_id, reason,
-                               self.config.max_attempts)
+                self._job_failed(job_id, answer, err, proc.returncode)
+
+    def _job_failed(self, job_id: int, answer: dict[str, Any], err: str, returncode: int) -> None:
+        """A permanent input error fails the job (and its study) at once; anything else is retried."""
+        from zeroclick.pipelines.pacs.analysis import EXIT_PERMANENT
+
+        reason = str(answer.get("error") or (err.strip().splitlines() or [f"killed (exit {returncode})"])[-1])[:500]
+        attempts = self.spool._tx("SELECT attempts FROM jobs WHERE id=?", (job_id,))[0][0]
+        self.spool._tx("UPDATE jobs SET finished=? WHERE id=?", (time.time(), job_id))
+        if returncode == EXIT_PERMANENT or answer.get("permanent"):
+            set_job_state(self.spool, job_id, "failed", error=f"permanent: {reason}")
+            self.metrics.inc("zeroclick_jobs_finished_total", outcome="failed")
+            self._job_event(job_id, "failed", logging.ERROR, error=reason, retried=False,
+                            hint=f"fix the input or the analysis, then `zeroclick jobs retry {job_id}`")
+        elif attempts >= self.config.max_attempts:
+            set_job_state(self.spool, job_id, "failed", error=f"failed {attempts} times; last: {reason}")
+            self.metrics.inc("zeroclick_jobs_finished_total", outcome="failed")
+            self._job_event(job_id, "failed", logging.ERROR, error=reason, attempts=attempts,
+                            hint=f"`zeroclick jobs retry {job_id}` once the cause is fixed")
+        else:
+            set_job_state(self.spool, job_id, "queued", error=reason)
+            self.metrics.inc("zeroclick_jobs_finished_total", outcome="retry")
+            self._job_event(job_id, "retry", logging.WARNING, error=reason,
+                            attempt=f"{attempts} of {self.config.max_attempts}")
+
+    def _destination_of(self, job_id: int) -> str | None:
+        """Where this job's results go: its study's sender's own destination (``destinations``), else the default."""
+        if self.config.destinations:
+            row = self.spool._tx("SELECT calling_aet FROM instances WHERE study_uid=(SELECT study_uid FROM jobs "
+                                 "WHERE id=?) ORDER BY received_at DESC LIMIT 1", (job_id,))
+            if row and row[0][0] in self.config.destinations:
+                return self.config.destinations[row[0][0]]
+        return self.config.destination
 
     def _supersede(self, job_id: int, outputs: list[str]) -> int | None:
         """Mark the study's earlier result set as replaced by this one; returns the earlier job id."""
@@ -426,21 +578,34 @@ class Listener:
                        "WHERE study_uid=(SELECT study_uid FROM jobs WHERE id=?)", (job_id, job_id))
 
     def _send_due(self) -> None:
-        if not self.config.destination:
-            return
         for job_id, outputs, n in self.spool._tx(
                 "SELECT id, outputs, send_attempts FROM jobs WHERE state='analysed' AND next_send_at <= ?",
                 (time.time(),)):
-            report = send_files(json.loads(outputs), self.config.destination, calling_aet=self.config.ae_title,
-                                retries=0)
+            destination = self._destination_of(job_id)
+            if not destination:
+                set_job_state(self.spool, job_id, "done")
+                continue
+            report = send_files(json.loads(outputs), destination, calling_aet=self.config.ae_title, retries=0)
+            self.metrics.inc("zeroclick_sends_total", outcome="ok" if report.ok else "failed")
+            key = study_key(self.spool._tx("SELECT study_uid FROM jobs WHERE id=?", (job_id,))[0][0])
+            logger.log(logging.INFO if report.ok else logging.WARNING, "job %d: %d of %d results sent to %s", job_id,
+                       len(report.stored), len(json.loads(outputs)), report.destination,
+                       extra=fields("send", job=job_id, study=key, destination=report.destination,
+                                    stored=len(report.stored), failed=len(report.failed), attempt=n + 1))
             if report.ok:
-                self.spool._tx("UPDATE jobs SET state='sent', sent_at=?, send_attempts=? WHERE id=?",
-                               (time.time(), n + 1, job_id))
-                logger.info("job %d: %d results sent to %s", job_id, len(report.stored), report.destination)
-            elif n + 1 > self.config.send_retries:
-                self.spool._tx("UPDATE jobs SET state='send_failed', send_attempts=?, error=? WHERE id=?",
-                               (n + 1, "; ".join(r for _, r in report.failed)[:500], job_id))
-                logger.error("job %d: giving up sending after %d attempts", job_id, n + 1)
+                with self.spool.transaction() as db:
+                    db.execute("UPDATE jobs SET sent_at=?, send_attempts=? WHERE id=?", (time.time(), n + 1, job_id))
+                    set_job_state(self.spool, job_id, "sent", db=db)
+                self._job_event(job_id, "sent", destination=report.destination)
+                continue
+            self.metrics.inc("zeroclick_send_failures_total")
+            if n + 1 > self.config.send_retries:
+                with self.spool.transaction() as db:
+                    db.execute("UPDATE jobs SET send_attempts=? WHERE id=?", (n + 1, job_id))
+                    set_job_state(self.spool, job_id, "send_failed", db=db,
+                                  error="; ".join(r for _, r in report.failed)[:500])
+                self._job_event(job_id, "send_failed", logging.ERROR, attempts=n + 1,
+                                hint=f"`zeroclick jobs retry {job_id}` once {report.destination} answers")
             else:
                 wait = self.config.send_backoff_s * 2 ** n
                 self.spool._tx("UPDATE jobs SET send_attempts=?, next_send_at=? WHERE id=?",
