@@ -7,7 +7,8 @@ Inputs are the series ``zeroclick scan`` classifies as ``t1_map`` (scanner maps,
   (:func:`zeroclick.pipelines.cardiac.t1_fit.fit_molli`, 3 parameters + Look-Locker correction, batched on the
   engine's device, with an R^2 goodness-of-fit map) over the pixels around the placed LV;
 * post-contrast = the description says so (``post``, ``gd``, ``+c``, ``contrast``) or the first image's
-  header names a ContrastBolusAgent; two unlabelled maps: the lower blood-pool T1 is post-contrast;
+  header names a ContrastBolusAgent; unlabelled maps: those with a median T1 below 60 % of the highest are;
+  several series of one state (one series per slice, as scanners often write them) are pooled;
 * the myocardium comes from the cine, as for magnitude LGE (:mod:`zeroclick.pipelines.cardiac.lge_magnitude`): the
   phase nearest the MOLLI trigger time, placed by DICOM geometry and registered in plane to the map;
   infarct and MVO come from the LGE labels placed the same way;
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,18 +113,33 @@ def is_post_contrast(vol: Volume) -> bool:
     return bool(_POST_RE.search(str(vol.meta.get("series_description") or ""))) or bool(_contrast_agent(vol))
 
 
-def select_t1_series(volumes: tuple[Volume, ...] | list[Volume]) -> dict[str, Volume]:
-    """``{native_map, post_map, native_molli, post_molli}`` (present keys only) from T1 series Volumes."""
-    out: dict[str, Volume] = {}
+def _median_t1(vol: Volume) -> float:
+    values = np.asarray(vol.array, dtype=np.float64)
+    values = values[values > 0]
+    return float(np.median(values)) if values.size else 0.0
+
+
+def select_t1_series(volumes: tuple[Volume, ...] | list[Volume]) -> dict[str, list[Volume]]:
+    """``{native_map, post_map, native_molli, post_molli}`` -> series (present keys only), in series order.
+
+    Several series of one kind are kept (scanners often write one series per slice). Without a post-contrast
+    label, maps whose median T1 is below 60 % of the highest series median are post-contrast (gadolinium roughly
+    halves myocardial T1), and of exactly two unlabelled MOLLI series the later one is.
+    """
+    out: dict[str, list[Volume]] = {}
     maps = [v for v in volumes if v.meta.get("label") == "t1_map"]
     mollis = [v for v in volumes if v.meta.get("label") == "t1_molli_source"]
     for kind, group in (("map", maps), ("molli", mollis)):
-        flagged = [(v, is_post_contrast(v)) for v in group]
-        if len(group) == 2 and not any(p for _, p in flagged):  # unlabelled pair: later series is post-contrast
-            group = sorted(group, key=lambda v: v.meta.get("series_number") or 0)
-            flagged = [(group[0], False), (group[1], True)]
-        for v, post in flagged:
-            out.setdefault(f"{'post' if post else 'native'}_{kind}", v)
+        group = sorted(group, key=lambda v: v.meta.get("series_number") or 0)
+        post = [is_post_contrast(v) for v in group]
+        if len(group) >= 2 and not any(post):
+            if kind == "map":
+                medians = [_median_t1(v) for v in group]
+                post = [m < 0.6 * max(medians) for m in medians]
+            elif len(group) == 2:
+                post = [False, True]
+        for v, is_post in zip(group, post):
+            out.setdefault(f"{'post' if is_post else 'native'}_{kind}", []).append(v)
     return out
 
 
@@ -139,19 +154,18 @@ def _bbox_mask(labels: np.ndarray, spacing_rc: tuple[float, float]) -> np.ndarra
     return mask
 
 
-def t1_map_of(series: dict[str, Volume], state: str, cine_labels_at: CineLabelsAt, device: Any
+def t1_map_of(source: Volume, cine_labels_at: CineLabelsAt, device: Any, *, trigger_ms: float | None = None
               ) -> tuple[Volume, np.ndarray | None, str, float | None, float | None]:
-    """The T1 map (ms) for ``state`` (``native``/``post``): scanner map, else a MOLLI fit.
+    """The T1 map (ms) of one series: a scanner map as it is, MOLLI source images fitted.
 
-    Returns the map Volume, the R^2 map (fit only), the source (``scanner_map``/``molli_fit``), fit seconds
-    per slice and the trigger time used to pick the cine phase.
+    ``trigger_ms`` stands in when the series has no trigger time (maps usually have none; their MOLLI source
+    images do). Returns the map Volume, the R^2 map (fit only), the source (``scanner_map``/``molli_fit``), fit
+    seconds per slice and the trigger time used to pick the cine phase.
     """
-    source = series.get(f"{state}_molli")
-    tt = trigger_time_ms(source) if source is not None else None
-    if f"{state}_map" in series:
-        vol = series[f"{state}_map"]
-        return vol.with_array(np.asarray(vol.array, dtype=np.float64)), None, "scanner_map", None, tt
-    assert source is not None
+    tt = trigger_time_ms(source)
+    tt = trigger_ms if tt is None else tt
+    if source.meta.get("label") == "t1_map":
+        return source.with_array(np.asarray(source.array, dtype=np.float64)), None, "scanner_map", None, tt
     from zeroclick.pipelines.cardiac.t1_fit import fit_molli
 
     ti = source.meta.get("inversion_times_ms")
@@ -196,7 +210,7 @@ def _emidec_on(target: Volume, placed: np.ndarray, lge_mask: Volume | None) -> n
 
 def _map_regions(t1: Volume, labels: np.ndarray, frames: dict[int, aha.SliceFrame], levels: dict[int, str]
                  ) -> dict[str, Any]:
-    """Per-segment core means, blood median, remote and infarct means of one map."""
+    """Core pixel values of one map per segment and region (remote, infarct, myocardium) and LV blood values."""
     img = np.asarray(t1.array, dtype=np.float64)
     cross = ndimage.generate_binary_structure(2, 1)
     seg_vals: dict[int, list[np.ndarray]] = {k: [] for k in AHA_SEGMENT_NAMES}
@@ -227,20 +241,35 @@ def _map_regions(t1: Volume, labels: np.ndarray, frames: dict[int, aha.SliceFram
         seg_all = aha.segment_of(phi_all, level, frame.span_deg)
         seg_inf += np.bincount(seg_all, weights=(lab[r_all, c_all] >= 3).astype(float), minlength=17)[:17]
         per_pixel.append((seg, labs, vals))
-    segs = {k: (_robust_mean(np.concatenate(v)), int(sum(x.size for x in v))) for k, v in seg_vals.items() if v}
-    b = np.concatenate(blood) if blood else np.array([])
     remote_vals, infarct_vals, myo_vals = [], [], []
     for seg, labs, vals in per_pixel:
         remote_vals.append(vals[(labs == 2) & (seg_inf[seg] == 0)])
         infarct_vals.append(vals[labs == 3])
         myo_vals.append(vals)
+    return {"segments": seg_vals, "blood": blood, "remote": remote_vals, "infarct": infarct_vals,
+            "myocardium": myo_vals}
 
-    def mean_of(parts: list[np.ndarray]) -> float | None:
-        v = np.concatenate(parts) if parts else np.array([])
+
+def _pool(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Pixel values of several maps of one contrast state (one series per slice) -> segment and region values."""
+    def cat(values: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(values) if values else np.array([])
+
+    def mean_of(values: list[np.ndarray]) -> float | None:
+        v = cat(values)
         return _robust_mean(v) if v.size >= MIN_REGION_PIXELS else None
 
-    return {"segments": segs, "blood": float(np.median(b)) if b.size >= MIN_REGION_PIXELS else None,
-            "remote": mean_of(remote_vals), "infarct": mean_of(infarct_vals), "myocardium": mean_of(myo_vals)}
+    segs = {}
+    for k in AHA_SEGMENT_NAMES:
+        v = cat([x for p in parts for x in p["segments"].get(k, [])])
+        if v.size:
+            segs[k] = (_robust_mean(v), int(v.size))
+    blood = cat([x for p in parts for x in p["blood"]])
+    out: dict[str, Any] = {"segments": segs,
+                           "blood": float(np.median(blood)) if blood.size >= MIN_REGION_PIXELS else None}
+    for key in ("remote", "infarct", "myocardium"):
+        out[key] = mean_of([x for p in parts for x in p[key]])
+    return out
 
 
 def _robust_mean(values: np.ndarray) -> float:
@@ -273,30 +302,43 @@ def compute_t1(volumes: tuple[Volume, ...] | list[Volume], *, cine_labels_at: Ci
     own = aha.cine_frames(cine_ed, order_base_to_apex(cine_ed.array))
     found: dict[str, dict[str, Any]] = {}
     for state in states:
-        t0 = time.perf_counter()
-        t1, r2, source, fit_s, tt = t1_map_of(series, state, cine_labels_at, device)
-        cine_labels, phase = cine_labels_at(tt)
-        placement = place_cine_labels(cine_labels, t1)
-        labels = _emidec_on(t1, placement.labels, lge_mask)
-        slices = [s for s in range(labels.shape[0]) if np.any(labels[s] >= 2)]
-        frames = aha.lge_frames(t1.with_array(labels), cine_ed, own, slices)
-        regions = _map_regions(t1, labels, frames, _level_map(t1, slices, cine_ed, lge_mask))
-        myo = labels >= 2
-        contrast = None
-        if regions["blood"] and myo.any():
-            contrast = abs(regions["blood"] - float(np.median(t1.array[myo]))) / regions["blood"]
-        info = PropagationInfo(cine_phase=phase, target_trigger_time_ms=tt, shifts_mm=placement.shifts_mm,
-                               rotations_deg=placement.rotations_deg, fit_contrast=contrast,
-                               method="cine myocardium placed by geometry, registered in plane to the T1 map")
-        median_r2 = float(np.nanmedian(r2[myo])) if r2 is not None and myo.any() else None
-        found[state] = {**regions, "source": source, "fit_s": fit_s, "r2": median_r2, "info": info,
-                        "seconds": time.perf_counter() - t0}
-        if contrast is None or contrast < MIN_T1_CONTRAST:
-            qc.append(QcFlag(f"t1_{state}_myocardium_misfit", "error",
-                             f"the cine myocardium placed on the {state} T1 map does not fit it (blood-myocardium "
-                             f"T1 contrast {contrast if contrast is None else round(contrast, 2)} < {MIN_T1_CONTRAST});"
-                             " check the series geometry and review the map", "t1",
-                             (f"{state}_t1_myocardium_ms", "ecv_myocardium_fraction")))
+        parts, infos, r2s, fit_s = [], [], [], []
+        source = ""
+        mollis = series.get(f"{state}_molli", [])
+        molli_tt = next((t for t in map(trigger_time_ms, mollis) if t is not None), None)
+        for vol in series.get(f"{state}_map") or mollis:
+            t1, r2, source, seconds, tt = t1_map_of(vol, cine_labels_at, device, trigger_ms=molli_tt)
+            cine_labels, phase = cine_labels_at(tt)
+            placement = place_cine_labels(cine_labels, t1)
+            labels = _emidec_on(t1, placement.labels, lge_mask)
+            slices = [s for s in range(labels.shape[0]) if np.any(labels[s] >= 2)]
+            frames = aha.lge_frames(t1.with_array(labels), cine_ed, own, slices)
+            part = _map_regions(t1, labels, frames, _level_map(t1, slices, cine_ed, lge_mask))
+            parts.append(part)
+            myo = labels >= 2
+            blood = np.concatenate(part["blood"]) if part["blood"] else np.array([])
+            contrast = None
+            if blood.size >= MIN_REGION_PIXELS and myo.any():
+                b_med = float(np.median(blood))
+                contrast = abs(b_med - float(np.median(t1.array[myo]))) / b_med if b_med > 0 else None
+            infos.append(PropagationInfo(
+                cine_phase=phase, target_trigger_time_ms=tt, shifts_mm=placement.shifts_mm,
+                rotations_deg=placement.rotations_deg, fit_contrast=contrast,
+                method="cine myocardium placed by geometry, registered in plane to the T1 map"))
+            if r2 is not None and myo.any():
+                r2s.append(r2[myo])
+            if seconds is not None:
+                fit_s.append(seconds)
+            if contrast is None or contrast < MIN_T1_CONTRAST:
+                qc.append(QcFlag(f"t1_{state}_myocardium_misfit", "error",
+                                 f"the cine myocardium placed on {state} T1 series {vol.meta.get('series_number', '')} "
+                                 f"does not fit it (blood-myocardium T1 contrast "
+                                 f"{contrast if contrast is None else round(contrast, 2)} < {MIN_T1_CONTRAST}); check "
+                                 "the series geometry and review the map", "t1",
+                                 (f"{state}_t1_myocardium_ms", "ecv_myocardium_fraction")))
+        median_r2 = float(np.nanmedian(np.concatenate(r2s))) if r2s else None
+        found[state] = {**_pool(parts), "source": source, "fit_s": float(np.mean(fit_s)) if fit_s else None,
+                        "r2": median_r2, "info": infos[0] if infos else None}
         if median_r2 is not None and median_r2 < MIN_MEDIAN_R2:
             qc.append(QcFlag(f"t1_{state}_poor_fit", "warning",
                              f"MOLLI fit R^2 median {median_r2:.3f} in the myocardium (< {MIN_MEDIAN_R2}): motion "

@@ -168,3 +168,62 @@ def test_native_only_reports_t1_without_ecv(exam, tmp_path):
     assert result.t1.native_source == "scanner_map" and result.t1.post_source == ""
     assert result.t1.ecv_remote_fraction is None
     assert all(s.ecv_fraction is None for s in result.t1.segments)
+
+
+def _vol(value, label, description="", number=1):
+    from zeroclick.imaging.volume import Volume
+
+    return Volume(np.full((1, 8, 8), value, np.float32), np.eye(4), (8.0, 1.0, 1.0),
+                  meta={"label": label, "series_description": description, "series_number": number})
+
+
+def test_series_selection_native_post_and_one_series_per_slice():
+    from zeroclick.pipelines.cardiac.t1 import select_t1_series
+
+    # post-contrast by description; several series of one state are all kept, in series order
+    sel = select_t1_series([_vol(1000, "t1_map", "T1 map", 3), _vol(1000, "t1_map", "T1 map", 2),
+                            _vol(450, "t1_map", "T1 map POST", 9), _vol(0, "t1_molli_source", "MOLLI", 1)])
+    assert [v.meta["series_number"] for v in sel["native_map"]] == [2, 3]
+    assert [v.meta["series_number"] for v in sel["post_map"]] == [9]
+    assert len(sel["native_molli"]) == 1 and "post_molli" not in sel
+    # unlabelled maps: gadolinium halves T1, so the low-median ones are post-contrast
+    sel = select_t1_series([_vol(990, "t1_map", "MOLLI map", 5), _vol(440, "t1_map", "MOLLI map", 11),
+                            _vol(1010, "t1_map", "MOLLI map", 6)])
+    assert [v.meta["series_number"] for v in sel["native_map"]] == [5, 6]
+    assert [v.meta["series_number"] for v in sel["post_map"]] == [11]
+
+
+@pytest.mark.slow
+def test_maps_written_one_series_per_slice_are_pooled(exam):
+    """The same maps split into one series per slice (as scanners often write them) give the same segments."""
+    import dataclasses
+
+    from tests.cardiac.phantom import TruthSegmenter
+    from zeroclick.imaging.volume import Volume
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.inputs import load_case
+
+    out, truth, gt = exam
+    case = load_case(out / "dicom")
+    split = []
+    for v in case.t1:
+        if v.meta["label"] != "t1_map":
+            continue
+        for s in range(v.spatial_shape[0]):
+            aff = v.affine.copy()
+            aff[:3, 3] = v.meta["slice_positions_lps_mm"][s]
+            meta = {**v.meta, "slice_positions_lps_mm": [v.meta["slice_positions_lps_mm"][s]],
+                    "series_number": 100 * (v.meta.get("series_number") or 0) + s}
+            split.append(Volume(v.array[s:s + 1], aff, v.spacing_mm, meta=meta))
+    segs = {"cine_segmenter": TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8)),
+            "lge_segmenter": TruthSegmenter(case.lge, truth["lge"].array.astype(np.uint8))}
+    mollis = tuple(v for v in case.t1 if v.meta["label"] != "t1_map")  # their trigger time picks the cine phase
+    whole = run(case, hematocrit=0.42, **segs)
+    pooled = run(dataclasses.replace(case, t1=tuple(split) + mollis), hematocrit=0.42, **segs)
+    assert len(split) == 6
+    # each single-slice series is registered on its own (separate breath-holds), so a pixel may move
+    for a, b in zip(whole.t1.segments, pooled.t1.segments):
+        assert abs(b.native_pixels - a.native_pixels) <= 3 and abs(b.post_pixels - a.post_pixels) <= 3, a.segment
+        assert b.native_t1_ms == pytest.approx(a.native_t1_ms, rel=0.005) if a.native_t1_ms else b.native_t1_ms is None
+        assert b.ecv_fraction == pytest.approx(a.ecv_fraction, abs=0.005) if a.ecv_fraction else b.ecv_fraction is None
+    _check_segments(pooled, gt)
