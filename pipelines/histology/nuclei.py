@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
 from zeroclick.imaging.slide.tiles import Tile, TileGrid
@@ -55,6 +54,10 @@ class NucleiParams:
     # A clump is cut only between centres that stand this much (distance to the outline) above the neck
     # between them (h-maxima): spindles and bent nuclei with a flat ridge stay whole. 0: off.
     split_min_depth_um: float = 0.5
+    # Each object keeps only its pixels above this fraction of its own mean haematoxylin (the blur of a
+    # dark nucleus spreads past its edge; touching nuclei part at their paler contact). 0: off.
+    object_trim_fraction: float = 0.75
+    trim_min_area_um2: float = 60.0  # smaller objects are left whole
     smooth_sigma_um: float = 0.5
     threshold_fraction: float = 0.35  # of the slide's 99th-percentile haematoxylin concentration
     # Adaptive to each tile's own background: a nuclear pixel is also this much (fraction of the 99th
@@ -63,8 +66,7 @@ class NucleiParams:
     # neuropil no longer pass as nuclei wholesale.
     local_contrast_fraction: float = 0.1
     background_window_um: float = 24.0
-    background_below_threshold: bool = False  # the background mean of the pixels below the threshold only
-    lymph_max_area_um2: float = 60.0
+    lymph_max_area_um2: float = 50.0  # a 8 µm disc; 60 let trimmed tumour nuclei pass (issue 12)
     lymph_min_area_um2: float = 12.0
     lymph_max_eccentricity: float = 0.75
     lymph_min_solidity: float = 0.85
@@ -136,8 +138,7 @@ class ClassicalEngine:
         mask = h > self.threshold
         if p.local_contrast_fraction > 0:
             window = max(3, int(round(p.background_window_um / self.mpp)))
-            around = local_mean(h, window, ~mask) if p.background_below_threshold else local_mean(h, window)
-            mask &= h > around + np.float32(p.local_contrast_fraction * ref)
+            mask &= h > local_mean(h, window) + np.float32(p.local_contrast_fraction * ref)
         return mask
 
     def foreground_torch(self, rgb_batch: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -166,6 +167,9 @@ class ClassicalEngine:
         if not opened:
             mask = binary_open3(mask[None])[0]
         labels, n = ndimage.label(mask)
+        if p.object_trim_fraction > 0 and n:
+            labels, n = trim_objects(labels, n, hae, p.object_trim_fraction,
+                                     min_area_px=p.trim_min_area_um2 / self.mpp**2)
         fg = fill_object_holes(labels, np.flatnonzero(labels))
         # fg: the labelled pixels; the split below relabels pixels but never adds or removes one.
         sums = _label_sums(labels, fg, n, hae)
@@ -252,27 +256,26 @@ class ClassicalEngine:
         # Peaks: maxima of the distance within min_distance (plateaus are one peak). A maximum filter
         # and a labelling instead of skimage's peak_local_max: ~0.1 vs ~0.9 ms per object here.
         peaks = (dist == ndimage.maximum_filter(dist, size=size, mode="constant")) & canvas
-        if p.split_min_depth_um > 0:  # keep the peaks of maxima at least that deep (their plateaus)
-            deep = h_maxima(dist.astype(np.float32), np.float32(p.split_min_depth_um / self.mpp)).astype(bool)
-            deep_labels, _ = ndimage.label(deep, structure=_SQUARE)
-            first = np.unique(deep_labels[peaks & deep], return_index=True)[1]
-            keep = np.zeros_like(peaks)
-            keep.ravel()[np.flatnonzero(peaks & deep)[first]] = True  # one peak per deep maximum
-            peaks = keep
         markers, n_markers = ndimage.label(peaks, structure=_SQUARE)
-        # Which object each peak is in, and its rank there (labels follow raster order, as in the crop).
+        # Which object each peak is in (objects never touch on the canvas).
         owner = np.zeros(canvas.shape, np.int64)
         for j, (obj, (y, x)) in enumerate(zip(objs, corners)):
             owner[y:y + obj.shape[0], x:x + obj.shape[1]][obj] = j
         own = np.zeros(n_markers + 1, np.int64)
         own[markers[peaks]] = owner[peaks]
-        order = np.argsort(own[1:], kind="stable")  # peaks grouped by object, in label order
-        n_peaks = np.bincount(own[1:], minlength=len(objs))
-        rank = np.zeros(n_markers + 1, np.int64)
-        rank[order + 1] = np.arange(n_markers) - np.repeat(np.cumsum(n_peaks) - n_peaks, n_peaks) + 1
-        if not (n_peaks >= 2).any():
+        if not (np.bincount(own[1:], minlength=len(objs)) >= 2).any():
             return labels, n, np.zeros(0, np.int64)
         parts = watershed(-dist, markers, mask=canvas)
+        if p.split_min_depth_um > 0:  # re-join pieces whose neck is not that much below both centres
+            parts = parts_merged_at_shallow_necks(parts, dist, n_markers, p.split_min_depth_um / self.mpp)
+        # The pieces left and their rank in their object (labels follow raster order, as in the crop).
+        ids = np.unique(parts[parts > 0])
+        order = ids[np.argsort(own[ids], kind="stable")]
+        n_peaks = np.bincount(own[ids], minlength=len(objs))
+        rank = np.zeros(n_markers + 1, np.int64)
+        rank[order] = np.arange(len(ids)) - np.repeat(np.cumsum(n_peaks) - n_peaks, n_peaks) + 1
+        if not (n_peaks >= 2).any():
+            return labels, n, np.zeros(0, np.int64)
         next_label = n + 1
         split = []
         for j in np.flatnonzero(n_peaks >= 2).tolist():
@@ -296,24 +299,70 @@ class ClassicalEngine:
         return np.where(lymph, 0, np.where(spindle, 1, 2)).astype(np.float64)
 
 
-def local_mean(h: np.ndarray, window_px: int, where: np.ndarray | None = None) -> np.ndarray:
-    """Mean of each (H, W) image of a (B, H, W) stack over about ``window_px`` square (of the pixels
-    ``where`` only, when given), computed on blocks of ``window_px // 6`` pixels (a smooth background,
-    not an edge-preserving filter)."""
+def parts_merged_at_shallow_necks(parts: np.ndarray, dist: np.ndarray, n: int, depth: float) -> np.ndarray:
+    """Watershed pieces (labels 1..n of ``parts`` over the distance map ``dist``) joined where the pass
+    between two touching pieces (the highest of the lower ``dist`` across their shared edge) is less
+    than ``depth`` below the lower of their two peaks: the pair test of h-maxima, without its
+    morphological reconstruction (~17 ms per real H&E tile here for ``skimage.morphology.h_maxima``)."""
+    peak = np.zeros(n + 1)
+    np.maximum.at(peak, parts.ravel(), dist.ravel())
+    keys, values = [], []
+    for a, b, da, db in ((parts[:, :-1], parts[:, 1:], dist[:, :-1], dist[:, 1:]),
+                         (parts[:-1], parts[1:], dist[:-1], dist[1:])):
+        edge = (a != b) & (a > 0) & (b > 0)
+        lo, hi = np.minimum(a[edge], b[edge]), np.maximum(a[edge], b[edge])
+        keys.append(lo.astype(np.int64) * (n + 1) + hi)
+        values.append(np.minimum(da[edge], db[edge]))
+    key, value = np.concatenate(keys), np.concatenate(values)
+    if len(key) == 0:
+        return parts
+    order = np.argsort(key, kind="stable")
+    key, value = key[order], value[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    saddle = np.maximum.reduceat(value, starts)
+    a, b = np.divmod(key[starts], n + 1)
+    shallow = np.minimum(peak[a], peak[b]) - saddle < depth
+    root = np.arange(n + 1)
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = int(root[i])
+        return i
+
+    for i, j in zip(a[shallow].tolist(), b[shallow].tolist()):  # a few pairs per tile
+        ri, rj = find(i), find(j)
+        if ri != rj:
+            root[max(ri, rj)] = min(ri, rj)
+    return np.array([find(i) for i in range(n + 1)])[parts]
+
+
+def trim_objects(labels: np.ndarray, n: int, hae: np.ndarray, fraction: float, *,
+                 min_area_px: float = 0.0) -> tuple[np.ndarray, int]:
+    """Drop the pixels of each object of at least ``min_area_px`` pixels that lie below ``fraction`` of
+    the object's mean haematoxylin; label again."""
+    flat = labels.ravel()
+    fg = np.flatnonzero(flat)
+    lab = flat[fg]
+    h = hae.ravel()[fg].astype(np.float64)
+    area = np.bincount(lab, minlength=n + 1)
+    mean_h = np.bincount(lab, h, n + 1) / np.maximum(area, 1)
+    cut = np.where(area >= min_area_px, fraction * mean_h, -np.inf)
+    mask = np.zeros(labels.size, bool)
+    mask[fg[h >= cut[lab]]] = True
+    return ndimage.label(mask.reshape(labels.shape))
+
+
+def local_mean(h: np.ndarray, window_px: int) -> np.ndarray:
+    """Mean of each (H, W) image of a (B, H, W) stack over about ``window_px`` square, computed on
+    blocks of ``window_px // 6`` pixels (a smooth background, not an edge-preserving filter)."""
     f = max(1, window_px // 6)
     b, hh, ww = h.shape
     hc, wc = -(-hh // f), -(-ww // f)
     k = max(1, int(round(window_px / f)))
 
-    def coarse_mean(x: np.ndarray) -> np.ndarray:
-        padded = np.pad(x, ((0, 0), (0, hc * f - hh), (0, wc * f - ww)), mode="edge")
-        return ndimage.uniform_filter(padded.reshape(b, hc, f, wc, f).mean(axis=(2, 4)), (1, k, k), mode="nearest")
-
-    if where is None:
-        coarse = coarse_mean(h)
-    else:
-        w = where.astype(np.float32)
-        coarse = coarse_mean(h * w) / np.maximum(coarse_mean(w), 1e-3)
+    padded = np.pad(h, ((0, 0), (0, hc * f - hh), (0, wc * f - ww)), mode="edge")
+    coarse = ndimage.uniform_filter(padded.reshape(b, hc, f, wc, f).mean(axis=(2, 4)), (1, k, k), mode="nearest")
     return np.repeat(np.repeat(coarse, f, axis=1), f, axis=2)[:, :hh, :ww]
 
 

@@ -126,3 +126,34 @@ def test_torch_foreground_path_matches_the_numpy_one_on_cpu_torch():
     assert hae_t.shape == hae.shape and mask_t.dtype == bool
     assert np.allclose(hae_t[:, 1:-1, 1:-1], hae[:, 1:-1, 1:-1], atol=1e-5)
     assert np.mean(mask_t != mask) < 0.02
+
+
+def test_issue_12_a_bent_spindle_is_not_cut_but_two_touching_discs_are():
+    # With the h-maxima rule (cut only at necks 0.5 µm deep): a long thin bent capsule (3 µm wide, 20 µm
+    # long) stays one nucleus, and two touching discs (a 4 µm deep neck) still part.
+    mask = np.zeros((96, 96), bool)
+    for x in range(20, 60):
+        y = 30 + int(round(0.002 * (x - 40) ** 2))
+        mask[y - 3:y + 3, x] = True
+    mask[disk((70, 30), 8)] = True
+    mask[disk((70, 46), 8)] = True
+    hae = np.where(mask, 1.0, 0.0).astype(np.float32)
+    tile, grid = _one_tile_grid(96)
+    result = ClassicalEngine(ruifrok(), 0.5).segment_tile(tile, hae, mask, grid)
+    ys = np.sort(result.table[:, C["y_px"]])
+    assert len(result.table) == 3 and ys[0] < 40 < ys[1]  # the spindle once, the discs twice
+
+
+def test_issue_12_objects_keep_their_dark_core_not_their_pale_blur():
+    from zeroclick.pipelines.histology.nuclei import trim_objects
+
+    # A dark disc (H 1.0, radius 6) inside a pale halo (H 0.5, radius 9), and a small pale object left alone.
+    hae = np.zeros((40, 60), np.float32)
+    hae[disk((20, 20), 9)] = 0.5
+    hae[disk((20, 20), 6)] = 1.0
+    hae[disk((20, 48), 3)] = 0.4
+    labels, n = ndimage.label(hae > 0)
+    trimmed, m = trim_objects(labels, n, hae, 0.75, min_area_px=100)
+    assert m == 2
+    assert (trimmed[disk((20, 20), 9)] > 0).sum() == len(disk((20, 20), 6)[0])  # halo gone: mean 0.72 x 0.75 > 0.5
+    assert (trimmed[disk((20, 48), 3)] > 0).all()  # 29 px < 100: untouched
