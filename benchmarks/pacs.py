@@ -8,6 +8,8 @@ stable and sends SEG/SR/PDF to an in-process Storage SCP standing for the PACS.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 import tempfile
 import threading
@@ -22,10 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=600, help="images in the generated exam (default 600)")
     parser.add_argument("--stable-seconds", type=float, default=2.0, help="listener stable-study delay")
     parser.add_argument("--analysis", default="",
-                        help="module:function (default: the cardiac pipeline with its networks); 'truth' = the "
-                             "same pipeline with the generator's truth masks in place of the networks (times "
-                             "transport, spool, queue, quantification and DICOM writers without inference)")
+                        help="module:function (default: the real cardiac pipeline with its networks, as in "
+                             "production); 'truth' = a STAND-IN: the same pipeline with the generator's truth masks "
+                             "in place of the networks (times transport, spool, queue, quantification and DICOM "
+                             "writers without inference; labelled analysis_kind='stand-in' in the output)")
+    parser.add_argument("--allocator", choices=("auto", "jemalloc", "system"), default="auto",
+                        help="allocator of the listener's analysis workers, as `zeroclick listen` sets it (default "
+                             "auto: jemalloc for ONNX Runtime/PyTorch, the system allocator where OpenVINO runs)")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument("--destination", metavar="AET@HOST:PORT",
+                        help="send the results to this real PACS (e.g. Orthanc; it must accept C-STOREs from AE "
+                             "ZEROCLICK) instead of an in-process Storage SCP; the end is when the PACS has "
+                             "acknowledged every result (the job is 'sent')")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--instance-mb", type=float, default=0.0,
                         help="instead: send ONE instance of this size to a listener process and report its memory "
@@ -189,22 +199,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="zc-bench-pacs-") as tmp:
         root = Path(tmp)
         generate_exam(root / "exam", n_images=args.images, seed=args.seed)
+        from zeroclick.pipelines.pacs.config import worker_env, worker_runtime_allocator
+
         analysis = args.analysis or None
-        extra_env = {}
+        extra_env = worker_env(args.allocator)  # the service path: jemalloc only for ONNX Runtime/PyTorch workers
         if analysis == "truth":
-            analysis, extra_env = "zeroclick.benchmarks.pacs:truth_analysis", {TRUTH_ENV: str(root / "exam")}
+            analysis = "zeroclick.benchmarks.pacs:truth_analysis"
+            extra_env[TRUTH_ENV] = str(root / "exam")
         files = sorted(p for p in (root / "exam" / "dicom").rglob("*") if p.is_file())
         datasets = [pydicom.dcmread(p) for p in files]  # decoded before timing: we time the network + spool
 
-        dest_ae = AE(ae_title="BENCHPACS")
-        for cx in AllStoragePresentationContexts:
-            dest_ae.add_supported_context(cx.abstract_syntax, AllTransferSyntaxes)
-        dest_port = _free_port()
-        dest = dest_ae.start_server(("127.0.0.1", dest_port), block=False,
-                                    evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+        dest = None
+        destination = args.destination
+        if not destination:
+            dest_ae = AE(ae_title="BENCHPACS")
+            for cx in AllStoragePresentationContexts:
+                dest_ae.add_supported_context(str(cx.abstract_syntax), AllTransferSyntaxes)
+            dest_port = _free_port()
+            dest = dest_ae.start_server(("127.0.0.1", dest_port), block=False,
+                                        evt_handlers=[(evt.EVT_C_STORE, on_store),
+                                                      (evt.EVT_CONN_OPEN, set_tcp_nodelay)])
+            destination = f"BENCHPACS@127.0.0.1:{dest_port}"
         listener = Listener(ListenerConfig(
             spool_dir=root / "spool", port=_free_port(), allowed_aets=("BENCHSCU",),
-            destination=f"BENCHPACS@127.0.0.1:{dest_port}", stable_s=args.stable_seconds,
+            destination=destination, stable_s=args.stable_seconds,
             analysis=analysis, min_free_bytes=0, poll_s=0.05, extra_env=extra_env))
         listener.start()
         try:
@@ -218,14 +236,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             assoc.release()
             t_last = time.time()
             deadline = t_last + args.timeout
-            while time.time() < deadline and len(received) < 5:
+            while time.time() < deadline:  # until the job's results are all stored (or it ended otherwise)
+                done = listener.spool._tx("SELECT 1 FROM jobs WHERE state IN ('sent', 'failed', 'send_failed')")
+                if done and not listener.spool._tx("SELECT 1 FROM jobs WHERE state IN ('queued', 'running', "
+                                                   "'analysed')"):
+                    break
                 time.sleep(0.05)
-            t_results = max(received) if received else None
-            jobs = listener.spool._tx("SELECT started, finished, sent_at, state FROM jobs ORDER BY id")
+            jobs = listener.spool._tx("SELECT started, finished, sent_at, state, outputs FROM jobs ORDER BY id")
         finally:
             listener.stop()
-            dest.shutdown()
-    job = jobs[-1] if jobs else (None, None, None, "none")
+            if dest is not None:
+                dest.shutdown()
+    job = jobs[-1] if jobs else (None, None, None, "none", None)
+    if args.destination:  # the real PACS acknowledged every result when the job became 'sent'
+        received = [float(job[2])] * len(json.loads(job[4] or "[]")) if job[3] == "sent" and job[2] else []
+    t_results = max(received) if received else None
     return {
         "images": len(datasets),
         "images_stored": ok,
@@ -236,5 +261,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "last_image_to_results_sent_s": (t_results - t_last) if t_results else None,
         "analysis_s": (job[1] - job[0]) if job[0] and job[1] else None,
         "job_state": job[3],
+        "destination": args.destination or "in-process pynetdicom Storage SCP",
         "analysis": analysis or "zeroclick.pipelines.pacs.analysis:cardiac_analysis",
+        "analysis_kind": "stand-in (truth masks, no network)" if args.analysis == "truth" else
+        ("real networks" if not args.analysis else "custom"),
+        "worker_allocator": worker_runtime_allocator(args.allocator),
+        "load_average_1_5_15": list(os.getloadavg()),
     }
