@@ -104,6 +104,7 @@ class ValidationResult:
     mean_hd95_mm: dict[str, float | None]
     phase_errors: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
+    tta: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         from zeroclick.pipelines.cardiac.result import _plain
@@ -266,6 +267,7 @@ def validate(
     cine_segmenter: Any | None = None,
     cases: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    tta: bool = False,
 ) -> ValidationResult:
     """Validate the cardiac pipeline on every labelled case under ``data`` (see the module docstring).
 
@@ -282,6 +284,9 @@ def validate(
         Object with ``segment_cached`` (default: :class:`~zeroclick.pipelines.cardiac.segmentation.CineSegmenter`).
     cases
         Only these case ids (default: every case found).
+    tta
+        Test-time augmentation of the default segmenter (``CineSegmenter(tta=True)``: the network's softmax
+        averaged over the image and its flips; four network passes per slice).
 
     Raises
     ------
@@ -301,14 +306,15 @@ def validate(
         from zeroclick.imaging.engine import Engine
         from zeroclick.pipelines.cardiac.segmentation import CineSegmenter, exports_dir
 
-        cine_segmenter = CineSegmenter(engine=Engine(device=device, runtime=runtime, export_dir=exports_dir()))
+        cine_segmenter = CineSegmenter(engine=Engine(device=device, runtime=runtime, export_dir=exports_dir()),
+                                       tta=tta)
     results = []
     for i, ref in enumerate(found):
         if progress is not None:
             progress(f"[{i + 1}/{len(found)}] {ref.case_id}")
         results.append(validate_case(ref.load(), cine_segmenter, volume_rule=volume_rule, device=device,
                                      runtime=runtime))
-    summary = summarise(results, data=str(data), volume_rule=volume_rule)
+    summary = replace(summarise(results, data=str(data), volume_rule=volume_rule), tta=bool(tta))
     if out is not None:
         summary = replace(summary, files=write_outputs(summary, Path(out)))
     return summary
@@ -431,7 +437,7 @@ def cli_main(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "json", False))
     result = validate(args.data, out=args.out, volume_rule=getattr(args, "volume_rule", "scmr"),
                       device=getattr(args, "device", "auto"), runtime=getattr(args, "runtime", "auto"),
-                      cases=getattr(args, "case", None),
+                      cases=getattr(args, "case", None), tta=bool(getattr(args, "tta", False)),
                       progress=None if quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     if quiet:
         print(json.dumps({k: v for k, v in result.to_dict().items() if k != "cases"}, indent=2, allow_nan=False))

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--device", default="auto", choices=("auto", "cuda", "mps", "cpu"))
     c.add_argument("--runtime", default="auto", help="network runtime (as `zeroclick cmr --runtime`)")
     c.add_argument("--case", action="append", metavar="ID", help="only this case id (repeatable)")
+    c.add_argument("--tta", action="store_true",
+                   help="test-time augmentation: average the network over flipped inputs (4x network time)")
     c.set_defaults(func=_cmr)
 
     # --- nuclei (issue 12) --------------------------------------------------------------------------------
