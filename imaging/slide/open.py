@@ -284,6 +284,26 @@ def open_slide(
     return Slide(osr, meta, fast_reader)
 
 
+def check_slide_mpp(path: str | os.PathLike, *, mpp: float | None = None) -> tuple[float, float, str] | None:
+    """Level-0 µm/px (x, y, source) of a slide from its properties alone, or the error :func:`open_slide`
+    would raise (:class:`MissingMppError` and its subclasses): a quick check before heavier work.
+    ``None`` when OpenSlide cannot open the file (:func:`open_slide` then explains why)."""
+    import openslide
+
+    p = Path(path)
+    try:
+        osr = openslide.OpenSlide(str(p))
+    except Exception:
+        return None
+    try:
+        mpp_x, mpp_y, source = _mpp_from(osr.properties, mpp, p.name)
+    finally:
+        osr.close()
+    if mpp_x is None or mpp_y is None:
+        raise MissingMppError(f"{p.name} does not record microns per pixel; pass --mpp (mpp=), e.g. 0.25 for 40x")
+    return mpp_x, mpp_y, source
+
+
 def _mpp_from(props, mpp: float | None, name: str = "the slide") -> tuple[float | None, float | None, str]:
     """Level-0 µm/px (x, y) and where it came from; refuses values no microscope gives."""
     lo, hi = MPP_RANGE

@@ -49,16 +49,35 @@ def _run(args: argparse.Namespace) -> int:
             reporter.close()
 
 
+def _refuse_bad_mpp_early(args: argparse.Namespace, staged_output) -> None:
+    """A missing, implausible or 72-dpi µm/px (issue 12) is refused from the slide's properties, before
+    scikit-image and torch load: result.json gets the QC code, the error asks for --mpp (exit 3)."""
+    import json
+
+    from zeroclick.imaging.slide.open import MissingMppError, check_slide_mpp
+
+    try:
+        check_slide_mpp(args.slide, mpp=args.mpp)
+    except MissingMppError as exc:
+        doc = {"slide_name": Path(args.slide).name, "qc": {"status": "refused", "code": exc.code},
+               "warnings": [str(exc)]}
+        with staged_output(args.out, overwrite=True) as out:
+            (Path(out) / "result.json").write_text(json.dumps(doc, indent=2) + "\n")
+        raise
+
+
 def _run_slide(args: argparse.Namespace) -> int:
     from zeroclick.imaging.errors import OutputFolderError
     from zeroclick.pipelines.commands.output_folder import check_output_folder, rebase_text, staged_output
-    from zeroclick.pipelines.histology import run
 
     try:
         check_output_folder(Path(args.out), overwrite=args.overwrite, inputs=[args.slide])
     except OutputFolderError as exc:
         print(f"zeroclick slide: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    _refuse_bad_mpp_early(args, staged_output)  # before the heavy imports: answers in about a second
+    from zeroclick.pipelines.histology import run
+
     # a fresh sibling folder replaces --out whole at the end, also when the run fails (no mix of two runs)
     with staged_output(args.out, overwrite=True) as out:
         result = _analyse(run, args, out)
