@@ -9,7 +9,10 @@
   :mod:`~zeroclick.pipelines.pacs.spool` (safe names, per-UID serialised stores, conflicts),
   :mod:`~zeroclick.pipelines.pacs.guard` (connection deadlines and limits),
   :mod:`~zeroclick.pipelines.pacs.completeness` (complete by geometry before analysis),
-  :mod:`~zeroclick.pipelines.pacs.supersede` (a re-analysis names the results it replaces).
+  :mod:`~zeroclick.pipelines.pacs.supersede` (a re-analysis names the results it replaces);
+  running it as a service: :mod:`~zeroclick.pipelines.pacs.config` (TOML file, ``--check-config``),
+  :mod:`~zeroclick.pipelines.pacs.jobs` (``zeroclick jobs``, retention), :mod:`~zeroclick.pipelines.pacs.observe`
+  (structured logs, ``/metrics``, status page); ``deploy/`` holds the systemd unit and the Containerfile.
 """
 
 from zeroclick.pipelines.pacs.send import Destination, SendReport, parse_destination, send_files

@@ -136,7 +136,7 @@ class ConnectionGuard:
         reason = None
         diagnostic = (0x01, 0x01, 0x03)  # permanent, service user, calling AE title not recognised
         if self.allowed_aets and calling not in self.allowed_aets:
-            reason = "calling AE title not on the --allow list"
+            reason = "calling AE title not on the whitelist (--allow, [[peers]])"
         elif self.called_aet and called != self.called_aet:
             reason, diagnostic = f"called AE title is not {self.called_aet}", (0x01, 0x01, 0x07)
         elif not self.disk_ok():
@@ -160,6 +160,7 @@ class ConnectionGuard:
             if self.on_reject is not None:
                 self.on_reject(fields)
             assoc.acse.send_reject(*diagnostic)
+            _wait_until_sent(assoc)
 
     def _conn_of_assoc(self, assoc) -> _Conn | None:
         with self._lock:
@@ -200,6 +201,14 @@ class ConnectionGuard:
             for c, why in late:
                 logger.warning("connection from %s closed: %s", c.peer, why)
                 _shut(c.sock)
+
+
+def _wait_until_sent(assoc, timeout_s: float = 2.0) -> None:
+    """Let the DUL thread put the A-ASSOCIATE-RJ on the wire (state Sta13) before pynetdicom closes the socket
+    (without this wait the peer saw an abort instead of the rejection and its reason)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and getattr(assoc.dul.state_machine, "current_state", "Sta13") != "Sta13":
+        time.sleep(0.005)
 
 
 def _shut(sock: socket.socket) -> None:

@@ -177,7 +177,7 @@ tr.sent td, tr.done td {{ background: #e4f5e4; }} tr.running td {{ background: #
 </style></head><body>
 <h1>zeroclick listen &mdash; {e(snapshot['ae_title'])} on port {snapshot['port']}</h1>
 <p class="kpi"><span>health <b>{'ok' if snapshot['healthy'] else 'NOT OK'}</b></span>
-<span>instances received <b>{c['received']:g}</b></span><span>jobs queued <b>{snapshot['jobs_by_state'].get('queued', 0)}</b></span>
+<span>instances received since start <b>{c['received']:g}</b></span><span>jobs queued <b>{snapshot['jobs_by_state'].get('queued', 0)}</b></span>
 <span>running <b>{snapshot['jobs_by_state'].get('running', 0)}</b></span>
 <span>send failures <b>{c['send_failures']:g}</b></span><span>spool <b>{snapshot["spool_bytes"] / 1e6:,.0f} MB</b></span></p>
 <p>Up since {e(_when(snapshot['started']))}. Studies are named by a hash of their UID; no patient data is shown.

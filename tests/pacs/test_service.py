@@ -47,24 +47,27 @@ def _listener(tmp_path: Path, dest: str | None, analysis: str, env: dict[str, st
     return lst
 
 
-def _associate(port: int, *, calling: str, called: str) -> bool:
+def _associate(port: int, *, calling: str, called: str) -> tuple | bool:
+    """True when established, else the (result, source, diagnostic) of the A-ASSOCIATE-RJ the peer received."""
     ae = AE(ae_title=calling)
     ae.acse_timeout = ae.network_timeout = 30
     ae.add_requested_context("1.2.840.10008.1.1")
     assoc = ae.associate("127.0.0.1", port, ae_title=called)
-    ok = bool(assoc.is_established)
-    if ok:
+    if assoc.is_established:
         assoc.release()
-    return ok
+        return True
+    p = assoc.acceptor.primitive
+    return (p.result, p.result_source, p.diagnostic) if assoc.is_rejected and p is not None else False
 
 
 def test_issue_14_wrong_called_ae_and_unknown_calling_ae_are_rejected_and_logged(tmp_path, caplog):
     lst = _listener(tmp_path, None, "zc_threshold_analysis:analyse", {})
     try:
         with caplog.at_level(logging.INFO, logger="zeroclick"):
-            assert _associate(lst.port, calling="MODALITY", called="ZEROCLICK")
-            assert not _associate(lst.port, calling="MODALITY", called="WRONGAE")
-            assert not _associate(lst.port, calling="STRANGER", called="ZEROCLICK")
+            assert _associate(lst.port, calling="MODALITY", called="ZEROCLICK") is True
+            # a real A-ASSOCIATE-RJ (not an abort), permanent, by the service user, with the PS3.8 reason
+            assert _associate(lst.port, calling="MODALITY", called="WRONGAE") == (1, 1, 7)  # called AE unknown
+            assert _associate(lst.port, calling="STRANGER", called="ZEROCLICK") == (1, 1, 3)  # calling AE unknown
             wait_for(lambda: len([r for r in caplog.records if getattr(r, "zc", {}).get("event")
                                   == "association_rejected"]) == 2, 10, "two rejection log lines")
         events = [r.zc for r in caplog.records if hasattr(r, "zc")]

@@ -73,7 +73,7 @@ def test_issue_14_listener_from_config_file_storescu_metrics_and_status_page(tmp
         assert proc.poll() is None, log.read_text()
         assert _get(base + "/healthz") == (200, "ok\n")
         wrong = _storescu(files[:1], port, called="WRONGAE")
-        assert wrong.returncode != 0 or "Association Rejected" in wrong.stderr + wrong.stdout
+        assert "Association Rejected" in wrong.stderr and "Called AE Title Not Recognized" in wrong.stderr
         sent = _storescu(files, port)
         assert sent.returncode == 0, sent.stderr
 
