@@ -88,7 +88,9 @@ def test_issue_14_listener_from_config_file_storescu_metrics_and_status_page(tmp
         assert _metric(during, "zeroclick_analysis_seconds_count") == 0
         page_during = _get(base + "/")[1]
         assert ">running<" in page_during and "called AE title is not ZEROCLICK" in page_during
-        screenshot(base + "/", tmp_path / "during.png")
+        browser = shutil.which("chromium") is not None
+        if browser:
+            screenshot(base + "/", tmp_path / "during.png")
 
         # after it
         wait_for(lambda: 'zeroclick_jobs{state="sent"} 1' in _get(base + "/metrics")[1], 120,
@@ -105,10 +107,11 @@ def test_issue_14_listener_from_config_file_storescu_metrics_and_status_page(tmp
         assert ">sent<" in page and "Recent jobs" in page
         assert {str(ds.Modality) for ds in dest.received} >= {"SEG", "SR"}
         png = tmp_path / "after.png"
-        screenshot(base + "/", png)
-        _check_png(png)
-        if os.environ.get("ZC_DOCS_SCREENSHOT"):  # scripts: refresh docs/listener_status.png
-            shutil.copy(png, os.environ["ZC_DOCS_SCREENSHOT"])
+        if browser:
+            screenshot(base + "/", png)
+            _check_png(png)
+            if os.environ.get("ZC_DOCS_SCREENSHOT"):  # copy it where asked (e.g. docs/listener_status.png)
+                shutil.copy(png, os.environ["ZC_DOCS_SCREENSHOT"])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -126,6 +129,8 @@ def test_issue_14_listener_from_config_file_storescu_metrics_and_status_page(tmp
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     for identifier in ("Test^Patient", "ZC-TEST-1", "19600101", study_uid):
         assert identifier not in text
+    if not browser:
+        pytest.skip("everything checked except the rendered page: Debian `chromium` is not installed")
 
 
 def _check_png(png: Path) -> None:
