@@ -193,16 +193,33 @@ def purge(spool: Spool, *, max_age_s: float | None = None, max_bytes: int | None
         if not (too_old or too_big):
             continue
         key = study_key(study_uid)
-        job_ids = [int(j) for (j,) in spool._tx("SELECT id FROM jobs WHERE study_uid=?", (study_uid,))]
-        folders = [spool.path_for("studies", key), spool.path_for("duplicates", key)]
-        folders += [_job_dir(spool, j) for j in job_ids]
-        n = sum(_tree_bytes(f) for f in folders)
-        if not dry_run:
-            with spool.transaction() as db:
+        with spool.transaction() as db:
+            # checked again under the write lock: an image that arrived meanwhile makes the study "receiving"
+            row = db.execute("SELECT state, last_received FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            busy = db.execute(f"SELECT 1 FROM jobs WHERE study_uid=? AND state IN ({active})",
+                              (study_uid, *_ACTIVE_JOB_STATES)).fetchone()
+            if row is None or row[0] not in FINISHED_STUDY_STATES or row[1] != last or busy:
+                continue
+            files = [spool.path_for(p) for (p,) in db.execute(
+                "SELECT path FROM instances WHERE study_uid=? UNION ALL SELECT path FROM duplicates WHERE study_uid=?",
+                (study_uid, study_uid))]
+            job_ids = [int(j) for (j,) in db.execute("SELECT id FROM jobs WHERE study_uid=?", (study_uid,))]
+            if not dry_run:
                 for table in ("instances", "duplicates", "jobs", "studies"):
                     db.execute(f"DELETE FROM {table} WHERE study_uid=?", (study_uid,))
-            for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
+        job_dirs = [_job_dir(spool, j) for j in job_ids]
+        n = sum(f.stat().st_size for f in files if f.is_file()) + sum(_tree_bytes(d) for d in job_dirs)
+        if not dry_run:
+            # only the files the database listed: one being written for a new image right now is not touched
+            for f in files:
+                f.unlink(missing_ok=True)
+            for folder in (spool.path_for("studies", key), spool.path_for("duplicates", key)):
+                try:
+                    folder.rmdir()  # only when empty
+                except OSError:
+                    pass
+            for d in job_dirs:
+                shutil.rmtree(d, ignore_errors=True)
             logger.info("study %s purged (%s): %d jobs, %.1f MB", key, "age" if too_old else "spool size",
                         len(job_ids), n / 1e6)
         size -= n

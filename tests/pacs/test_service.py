@@ -228,11 +228,14 @@ def test_purge_removes_only_finished_studies_past_retention(tmp_path, pacs_exam)
     assert dry.returncode == 0 and json.loads(dry.stdout)["studies"] == 1 and folder.is_dir()
     kept = cli("jobs", "purge", "--spool", str(tmp_path / "spool"), "--older-than-days", "60", "--json")
     assert json.loads(kept.stdout)["studies"] == 0 and folder.is_dir()
+    in_flight = folder / "1.2.3.4.dcm"  # an image being written right now: on disk, not yet in the database
+    in_flight.write_bytes(Path(cine[0]).read_bytes())
     gone = cli("jobs", "purge", "--spool", str(tmp_path / "spool"), "--older-than-days", "30", "--json")
     report = json.loads(gone.stdout)
     assert report["studies"] == 1 and report["jobs"] == 1
     assert report["bytes_freed"] >= sum(Path(p).stat().st_size for p in [*cine, *lge])
-    assert not folder.exists() and not (tmp_path / "spool" / "jobs" / "1").exists()
+    assert list(folder.iterdir()) == [in_flight] and not (tmp_path / "spool" / "jobs" / "1").exists()
+    in_flight.unlink()
     spool = Spool(tmp_path / "spool")
     assert spool.status()["instances"] == 0 and spool.status()["jobs"] == []
     # a study still receiving is never purged, however old
