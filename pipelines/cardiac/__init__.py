@@ -134,8 +134,8 @@ def run(
     n_search_slices, phase_step, margin_fraction
         ED/ES search settings (see :func:`zeroclick.pipelines.cardiac.phases.choose_phases`).
     runtime
-        ``auto`` (ONNX Runtime for the networks on the CPU in fp32, PyTorch on GPUs), ``torch`` or
-        ``onnxruntime``; see :class:`zeroclick.imaging.engine.Engine`.
+        ``auto`` (on the CPU OpenVINO, bf16 where the CPU has native bf16, else ONNX Runtime fp32; PyTorch
+        bf16 on GPUs), ``torch``, ``onnxruntime`` or ``openvino``; see :class:`zeroclick.imaging.engine.Engine`.
     weights
         Weights to use instead of the built-in ones: a name or alias from ``zeroclick weights list`` (built-in or
         imported with ``zeroclick weights import``) or a path to a weights file (ONNX, safetensors, MONAI bundle),
@@ -465,8 +465,13 @@ def _weights_ref(task: str, segmenter: Any) -> WeightsRef | None:
     if segmenter is None:
         return None
     prov = getattr(segmenter, "provenance", None) or {}
+    runtime = str(prov.get("precision", ""))
+    used = prov.get("runtime_used")  # the runtime that actually ran, e.g. "openvino-bf16" (engine.info)
+    if isinstance(used, dict) and used:
+        runtime = str(next(iter(used.values())))
+        runtime = f"torch-{prov.get('precision', 'fp32')}" if runtime == "torch" else runtime
     return WeightsRef(task=task, weights_id=str(prov.get("weights_id", type(segmenter).__name__)),
-                      sha256=str(prov.get("weights_sha256", "")), runtime=str(prov.get("precision", "")))
+                      sha256=str(prov.get("weights_sha256", "")), runtime=runtime)
 
 
 def _device_of(engine: Any, *segmenters: Any) -> str:
