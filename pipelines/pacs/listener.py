@@ -506,8 +506,8 @@ class Listener:
                 try:
                     outputs = self._outputs_inside(job_id, list(answer["outputs"]))
                 except UnsafeNameError as exc:
-                    self.spool._tx("UPDATE jobs SET state='failed', error=? WHERE id=?", (str(exc), job_id))
-                    logger.error("job %d failed: an output lies outside its job folder", job_id)
+                    set_job_state(self.spool, job_id, "failed", error=str(exc))
+                    self._job_event(job_id, "failed", logging.ERROR, error="an output lies outside its job folder")
                     continue
                 supersedes = self._supersede(job_id, outputs)
                 state = "analysed" if self._destination_of(job_id) else "done"
