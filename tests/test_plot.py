@@ -30,7 +30,7 @@ def test_volume_curve_of_the_default_run_is_the_labelled_search_curve(result):
     assert result.phases.method.startswith("few_slice_search")
     fig = zeroclick.plot.volume_curve(result)
     labels = [line.get_label() for line in fig.axes[0].lines if not line.get_label().startswith("_")]
-    assert any("search slices" in label for label in labels)
+    assert any("search slices" in label for label in labels)  # labelled: not whole-stack volumes
     assert fig.axes[0].get_title(loc="left") == "ED/ES search curve"
     searched = np.asarray(result.phases.search_curve_ml, float)
     drawn = [line for line in fig.axes[0].lines if "search slices" in line.get_label()][0]

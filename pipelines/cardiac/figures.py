@@ -160,8 +160,8 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
         ax.set_ylabel("mL", fontsize=7)
     elif ph is not None and (ph.search_curve_ml or ph.coarse_curve_ml):
         for values, style, label in (
-                (ph.search_curve_ml, "-o", f"LV cavity, {len(ph.search_slices)} search slices"),
-                (ph.coarse_curve_ml, ":s", "LV cavity, coarse mid slice")):
+                (ph.search_curve_ml, "-o", f"LV, {len(ph.search_slices)} search slices"),
+                (ph.coarse_curve_ml, ":s", "LV, coarse mid slice")):
             v = np.asarray(values, float)
             ok = np.isfinite(v)
             if ok.any():
@@ -181,7 +181,8 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
                         transform=ax.get_xaxis_transform())
     ax.set_xlabel("trigger time (ms)" if len(tt) >= n else "phase", fontsize=7)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6.5, frameon=False, loc="lower right")
+    # "best" on a white box: readable in narrow panels too (the report beside a T1 bullseye)
+    ax.legend(fontsize=6, loc="best", frameon=True, framealpha=0.9, edgecolor="none", handlelength=1.5)
     return fig
 
 
