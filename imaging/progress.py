@@ -94,12 +94,13 @@ class RichReporter(Reporter):
         self._progress.stop()
 
 
-_CURRENT: contextvars.ContextVar[Reporter] = contextvars.ContextVar("zeroclick_progress", default=Reporter())
+_SILENT = Reporter()
+_CURRENT: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar("zeroclick_progress", default=None)
 
 
 def current() -> Reporter:
     """The reporter in effect (a silent one unless a caller set another)."""
-    return _CURRENT.get()
+    return _CURRENT.get() or _SILENT
 
 
 def stage(name: str, *, total: int | None = None, unit: str = "") -> None:
