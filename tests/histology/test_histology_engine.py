@@ -18,6 +18,7 @@ from zeroclick.pipelines.histology.nuclei import (
     box_mean,
     fill_object_holes,
     measure_nuclei,
+    refine_band,
 )
 from zeroclick.pipelines.histology.stains import ruifrok
 
@@ -157,3 +158,31 @@ def test_issue_12_objects_keep_their_dark_core_not_their_pale_blur():
     assert m == 2
     assert (trimmed[disk((20, 20), 9)] > 0).sum() == len(disk((20, 20), 6)[0])  # halo gone: mean 0.72 x 0.75 > 0.5
     assert (trimmed[disk((20, 48), 3)] > 0).all()  # 29 px < 100: untouched
+
+
+def test_issue_12_boundary_band_takes_the_outline_from_the_unsmoothed_mask_only_near_it():
+    # Detection mask: a disc of radius 10 px. The unsmoothed mask says radius 10.9 on the left half and 9
+    # on the right half, is pale deep inside, and has a speck 6 px outside the disc: the outline follows
+    # it within one pixel, the inside (deeper than one pixel) stays whole and the far speck stays out.
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 32, xx - 32)
+    mask = (r <= 10)[None]
+    edges = np.where(xx < 32, r <= 10.9, r <= 9)
+    edges[32, 48] = True  # 16 px from the centre: 6 px outside the disc
+    edges[27:38, 27:38] = False  # pale deep inside (r < 8)
+    out = refine_band(mask, edges[None], 1)[0]
+    left, right = out[:, :32], out[:, 32:]
+    assert np.array_equal(left & (r[:, :32] > 9.5), (r[:, :32] <= 10.9) & (r[:, :32] > 9.5))
+    assert not (right & (r[:, 32:] > 9.5)).any() and right[r[:, 32:] <= 9].all()
+    assert not out[32, 48]
+    assert out[30:35, 30:35].all()  # deep inside: from the detection mask, not the pale stripe
+
+
+def test_issue_12_torch_path_gives_the_same_outline_pixels_as_numpy():
+    rgb = np.random.default_rng(7).integers(0, 256, (2, 48, 40, 3), dtype=np.uint8)
+    engine = ClassicalEngine(ruifrok(), 0.5)
+    _, _, edges = engine.foreground_with_edges(rgb)
+    _, _, edges_t = engine._foreground_torch(rgb, torch.device("cpu"))
+    assert edges.shape == edges_t.shape and np.mean(edges != edges_t) < 0.02
+    off = ClassicalEngine(ruifrok(), 0.5, params=NucleiParams(boundary_band_um=0))
+    assert off.foreground_with_edges(rgb)[2] is None
