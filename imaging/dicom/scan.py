@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pydicom.uid as uids
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
+
 from zeroclick.imaging.dicom.classify import CINE_LABELS, Classification, SeriesFeatures, classify_exam
 from zeroclick.imaging.dicom.decode import decode_images, known_transfer_syntax
 from zeroclick.imaging.dicom.geometry import Geometry, Image, build_geometry, survey

@@ -21,7 +21,13 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from zeroclick.imaging.slide.fastread import CorruptTileError, TiffTileReader, gpu_jpeg_available
-    from zeroclick.imaging.slide.open import MissingMppError, Slide, SlideMeta, UnsupportedSlideError, open_slide
+    from zeroclick.imaging.slide.open import (
+        MissingMppError,
+        Slide,
+        SlideMeta,
+        UnsupportedSlideError,
+        open_slide,
+    )
     from zeroclick.imaging.slide.reader import (
         CachedTileAssembler,
         TileBatch,

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.lge import CAVITY, HEALTHY, INFARCT, MVO, remote_statistics
 from zeroclick.pipelines.cardiac.result import LgeResult, PropagationInfo, QcFlag

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.result import CardiacResult, _plain
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac import aha

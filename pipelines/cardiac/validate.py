@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.pipelines.cardiac.function import compute_function
 from zeroclick.pipelines.cardiac.result import FunctionResult

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.inputs import CaseInputs, load_case, nifti_to_volume

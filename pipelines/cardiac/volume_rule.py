@@ -54,6 +54,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+
 from zeroclick.pipelines.cardiac.function import LV, MYO, RV, order_base_to_apex, slices_with
 from zeroclick.pipelines.cardiac.result import CountedSlices, ExcludedSlice
 

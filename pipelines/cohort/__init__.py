@@ -6,7 +6,14 @@ units, keeps those of the shard, processes each into ``/results/<id>/`` atomical
 The unit-function interface (:class:`UnitKind`) is what the runner drives; ``cmr`` and ``slide`` are built in.
 """
 
-from zeroclick.pipelines.cohort.kinds import Unit, UnitKind, discover_units, get_kind, kind_names, register_kind
+from zeroclick.pipelines.cohort.kinds import (
+    Unit,
+    UnitKind,
+    discover_units,
+    get_kind,
+    kind_names,
+    register_kind,
+)
 from zeroclick.pipelines.cohort.manifest import ManifestRow, merge_manifests, read_manifests
 from zeroclick.pipelines.cohort.runner import BACKENDS, CohortRun, UnitJob, process_unit, run_cohort
 from zeroclick.pipelines.cohort.shards import Shard, parse_shard, select_shard

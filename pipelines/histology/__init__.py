@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from zeroclick.imaging.engine import select_device
 from zeroclick.imaging import progress
+from zeroclick.imaging.engine import select_device
 from zeroclick.imaging.errors import InvalidInputError, WeightsError, check_strictness, report_problem
 from zeroclick.imaging.slide import (
     CachedTileAssembler,

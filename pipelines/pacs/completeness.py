@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from zeroclick.imaging.errors import InvalidInputError
 
 __all__ = ["COMPLETENESS_MODES", "LGE_MIN_COVERAGE", "Readiness", "assess"]

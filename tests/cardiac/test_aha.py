@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from tests.cardiac.phantom import polar, sax_slice, volume
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.aha import cine_slice_frame, compute_aha, levels, segment_of
-from tests.cardiac.phantom import polar, sax_slice, volume
 
 
 def test_insertion_frame_follows_the_rv_interface():

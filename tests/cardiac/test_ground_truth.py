@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
+from tests.cardiac.phantom import TruthSegmenter
 from zeroclick.pipelines.cardiac import run
 from zeroclick.pipelines.cardiac.inputs import load_case
-from tests.cardiac.phantom import TruthSegmenter
 
 pytestmark = pytest.mark.slow
 

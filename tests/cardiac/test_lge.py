@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.lge import compute_lge
 
@@ -87,9 +88,8 @@ def _dicom_without(exam_dir, tmp_path, suffix):
 
 
 def _truth_run(case, truth, **kwargs):
-    from zeroclick.pipelines.cardiac import run
-
     from tests.cardiac.phantom import TruthSegmenter
+    from zeroclick.pipelines.cardiac import run
 
     segs = {"cine_segmenter": TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8))}
     if case.lge.meta.get("label") == "lge_psir":

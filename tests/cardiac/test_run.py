@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from tests.cardiac.phantom import TruthSegmenter, cine_phantom, image_from_labels
 from zeroclick.imaging.errors import AnalysisError, InvalidInputError
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac import CaseInputs, run
 from zeroclick.pipelines.cardiac.outputs import write_outputs
-from tests.cardiac.phantom import TruthSegmenter, cine_phantom, image_from_labels
 
 
 def _case(with_lge=True, height=1.8, weight=80.0, hr=60.0):

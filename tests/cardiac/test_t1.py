@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 from scipy import ndimage
+
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.pipelines.cardiac.t1 import read_hematocrit
 from zeroclick.pipelines.cardiac.t1_fit import fit_molli
@@ -79,10 +80,9 @@ def _without(exam_dir, tmp_path, *keys):
 
 
 def _run(dicom_dir, truth, **kwargs):
+    from tests.cardiac.phantom import TruthSegmenter
     from zeroclick.pipelines.cardiac import run
     from zeroclick.pipelines.cardiac.inputs import load_case
-
-    from tests.cardiac.phantom import TruthSegmenter
 
     case = load_case(dicom_dir)
     segs = {"cine_segmenter": TruthSegmenter(case.cine, truth["cine_sax"].array.astype(np.uint8))}

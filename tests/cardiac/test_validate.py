@@ -7,6 +7,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.pipelines.cardiac import validate
 from zeroclick.pipelines.cardiac.inputs import nifti_to_volume

@@ -3,6 +3,7 @@ construction (slice 0 is the base, the apex is at the last slice)."""
 
 import numpy as np
 import pytest
+
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.function import LV, MYO, RV
 from zeroclick.pipelines.cardiac.qc import check_masks

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.dicom.dicom_factory import sax_orientation, uid, write_mr
+from tests.fuzz import rawdicom
 from zeroclick.imaging.dicom import scan
 from zeroclick.imaging.dicom.headers import read_header
 from zeroclick.imaging.dicom.limits import Limits, default_limits
 from zeroclick.imaging.errors import ResourceLimitError, ZeroClickWarning
-
-from tests.dicom.dicom_factory import sax_orientation, uid, write_mr
-from tests.fuzz import rawdicom
 
 ROWS, COLUMNS, NUMBER_OF_FRAMES = 0x00280010, 0x00280011, 0x00280008
 PATIENT_SIZE, IMAGE_POSITION, IMAGE_ORIENTATION = 0x00101020, 0x00200032, 0x00200037

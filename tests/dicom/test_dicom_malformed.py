@@ -18,7 +18,12 @@ from pydicom.uid import (
 )
 
 from zeroclick.imaging.dicom import scan
-from zeroclick.imaging.errors import InvalidDicomError, InvalidInputError, InvalidSeriesError, ZeroClickWarning
+from zeroclick.imaging.errors import (
+    InvalidDicomError,
+    InvalidInputError,
+    InvalidSeriesError,
+    ZeroClickWarning,
+)
 
 
 def _edit(src: Path, dst: Path, change) -> Path:

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def pipeline_outputs(tmp_path_factory):
     pytest.importorskip("zeroclick.imaging.synthetic.cmr")
+    from tests.cardiac.phantom import TruthSegmenter
     from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth
     from zeroclick.pipelines.cardiac import run
     from zeroclick.pipelines.cardiac.inputs import load_case
     from zeroclick.pipelines.cardiac.report import write_dicom_outputs
-    from tests.cardiac.phantom import TruthSegmenter
 
     exam = tmp_path_factory.mktemp("exam") / "exam"
     generate_exam(exam, n_images=300, seed=2)

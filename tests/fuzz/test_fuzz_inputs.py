@@ -25,14 +25,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from zeroclick.imaging.dicom import scan
-from zeroclick.imaging.errors import ZeroClickError, ZeroClickWarning
 
 from tests.cardiac.phantom import LutSegmenter
 from tests.dicom.dicom_factory import sax_orientation, uid, write_mr
 from tests.fuzz import rawdicom
 from tests.fuzz.cmr_exam import write_exam
 from tests.fuzz.fuzzcounts import record
+from zeroclick.imaging.dicom import scan
+from zeroclick.imaging.errors import ZeroClickError, ZeroClickWarning
 
 SEED_SETTINGS = dict(derandomize=True, database=None, deadline=None, print_blob=True,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,

@@ -9,11 +9,10 @@ from pathlib import Path
 import pydicom
 import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from zc_listener_helpers import PYTHONPATH, ListenerProcess, free_port, make_cert, wait_for  # noqa: I001
 
 from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig, Spool
 from zeroclick.pipelines.pacs.send import send_files, set_tcp_nodelay
-
-from zc_listener_helpers import PYTHONPATH, ListenerProcess, free_port, make_cert, wait_for  # noqa: I001
 
 ANALYSIS = "zc_threshold_analysis:analyse"
 
@@ -249,7 +248,12 @@ def test_send_files_decompresses_for_a_peer_without_jpeg_ls(pacs_exam, tmp_path)
     import numpy as np
     from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
 
-    from zeroclick.imaging.dicom.write import SegmentSpec, derived_uid, save_atomically, segmentation_from_labels
+    from zeroclick.imaging.dicom.write import (
+        SegmentSpec,
+        derived_uid,
+        save_atomically,
+        segmentation_from_labels,
+    )
     from zeroclick.imaging.dicom.write import codes as K
 
     seg = segmentation_from_labels(

@@ -18,10 +18,6 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import generate_uid
-
-from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig
-from zeroclick.pipelines.pacs.spool import study_key
-
 from zc_listener_helpers import (  # noqa: I001 - test helpers beside this file
     PYTHONPATH,
     ListenerProcess,
@@ -31,6 +27,9 @@ from zc_listener_helpers import (  # noqa: I001 - test helpers beside this file
     push_datasets,
     wait_for,
 )
+
+from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig
+from zeroclick.pipelines.pacs.spool import study_key
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dicom_write"))
 from zc_count_analysis import sr_uid_for  # noqa: E402

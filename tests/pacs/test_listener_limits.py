@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from zc_listener_helpers import free_port, make_cert, push, push_datasets  # noqa: I001 - test helper beside this file
 
 from zeroclick.pipelines.pacs.guard import ConnectionLimits
 from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig
 from zeroclick.pipelines.pacs.send import send_files
-
-from zc_listener_helpers import free_port, make_cert, push, push_datasets  # noqa: I001 - test helper beside this file
 
 pytestmark = pytest.mark.pacs
 

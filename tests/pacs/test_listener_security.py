@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from zc_listener_helpers import free_port, push_datasets  # noqa: I001 - test helper beside this file
 
 from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig
 from zeroclick.pipelines.pacs.spool import UnsafeNameError, check_uid, inside
-
-from zc_listener_helpers import free_port, push_datasets  # noqa: I001 - test helper beside this file
 
 pytestmark = pytest.mark.pacs
 

@@ -14,6 +14,7 @@ import pydicom
 import pytest
 from pynetdicom import AE
 from zc_listener_helpers import PYTHONPATH, RecordingScp, free_port, push, wait_for  # noqa: I001
+
 from zeroclick.pipelines.pacs.jobs import purge
 from zeroclick.pipelines.pacs.listener import Listener, ListenerConfig
 from zeroclick.pipelines.pacs.spool import Spool, inspect_instance, study_key

@@ -16,6 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+
 from zeroclick.pipelines.pacs.send import set_tcp_nodelay
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from zc_threshold_analysis import analyse
+
 from zeroclick.imaging.errors import InvalidInputError
 
 

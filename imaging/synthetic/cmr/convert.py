@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, MRImageStorage
+
 from zeroclick.imaging.errors import InvalidInputError
 
 from .writer import FrameInfo, SeriesWriter, transfer_syntax_uid

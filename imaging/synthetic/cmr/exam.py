@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from zeroclick.imaging.errors import InvalidInputError
 
 from . import headers, plan, render, truth

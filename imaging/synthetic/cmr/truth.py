@@ -14,6 +14,7 @@ from typing import cast
 
 import nibabel as nib
 import numpy as np
+
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.imaging.volume import Volume
 

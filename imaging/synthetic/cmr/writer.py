@@ -26,6 +26,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
+
 from zeroclick.imaging.errors import InvalidInputError, MissingCodecError
 
 TRANSFER_SYNTAXES: dict[str, UID] = {
