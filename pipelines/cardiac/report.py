@@ -481,8 +481,8 @@ def _index_source_headers(uids: set[str], search: Sequence[Path],
                         return found
             continue
         files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-        for path in files:
-            if consider(path):
+        for file in files:
+            if consider(file):
                 return found
     return found
 

@@ -278,8 +278,9 @@ class _Segmenter:
         for key, _vol, sl in items:
             geo = cache.geometry[key]
             wanted = range(geo.shape_zyx[0]) if sl is None else sorted({int(x) for x in sl})
-            run = [x for x in wanted if cache.raw[key][x] is not None]
-            stack = np.stack([cache.raw[key][x] for x in run]) if run else np.zeros((0, NETWORK_SIZE, NETWORK_SIZE), np.uint8)
+            planes = {x: a for x in wanted if (a := cache.raw[key][x]) is not None}
+            run = list(planes)
+            stack = np.stack(list(planes.values())) if run else np.zeros((0, NETWORK_SIZE, NETWORK_SIZE), np.uint8)
             request = PreparedVolume(stack[:, None], tuple(run), geo.crop_xy, geo.shape_zyx)
             results.append(self._post(stack, request))
         return results
