@@ -422,10 +422,12 @@ def box_mean(h: np.ndarray, k: int) -> np.ndarray:
 
 def refine_band(mask: np.ndarray, edges: np.ndarray, band_px: int) -> np.ndarray:
     """Each (H, W) ``mask`` of a (B, H, W) stack with its pixels within ``band_px`` (8-connected steps) of
-    its outline, inside or outside, taken from ``edges``; deeper inside and farther out unchanged."""
-    square = _SQUARE[None]
-    inner = ndimage.binary_erosion(mask, square, iterations=band_px, border_value=1)
-    outer = ndimage.binary_dilation(mask, square, iterations=band_px)
+    its outline, inside or outside, taken from ``edges``; deeper inside and farther out unchanged. Pixels
+    outside the tile count as background (a mask pixel on the tile's edge is in the band). Shifted ANDs /
+    ORs as in :func:`binary_open3`: ~0.5 ms per 512² tile for a one-pixel band, vs ~7 for ndimage."""
+    inner, outer = mask, mask
+    for _ in range(band_px):
+        inner, outer = erode3(inner), dilate3(outer)
     return inner | (outer & edges)
 
 
@@ -435,13 +437,23 @@ def binary_open3(mask: np.ndarray) -> np.ndarray:
     Identical to ``ndimage.binary_opening(m, structure=np.ones((3, 3)))`` (pixels outside count as
     background for the erosion), as separable shifted ANDs / ORs: 0.5 vs 6.8 ms per 512² tile here.
     """
+    return dilate3(erode3(mask))
+
+
+def erode3(mask: np.ndarray) -> np.ndarray:
+    """Erosion with a 3 x 3 square of each (H, W) mask of a (B, H, W) stack, pixels outside background."""
     e1 = np.zeros_like(mask)
     e1[:, :, 1:-1] = mask[:, :, :-2] & mask[:, :, 1:-1] & mask[:, :, 2:]
     e2 = np.zeros_like(mask)
     e2[:, 1:-1] = e1[:, :-2] & e1[:, 1:-1] & e1[:, 2:]
-    d1 = e2.copy()
-    d1[:, :, 1:] |= e2[:, :, :-1]
-    d1[:, :, :-1] |= e2[:, :, 1:]
+    return e2
+
+
+def dilate3(mask: np.ndarray) -> np.ndarray:
+    """Dilation with a 3 x 3 square of each (H, W) mask of a (B, H, W) stack."""
+    d1 = mask.copy()
+    d1[:, :, 1:] |= mask[:, :, :-1]
+    d1[:, :, :-1] |= mask[:, :, 1:]
     d2 = d1.copy()
     d2[:, 1:] |= d1[:, :-1]
     d2[:, :-1] |= d1[:, 1:]
