@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from zeroclick.imaging.errors import WeightsError, ZeroClickError
+from zeroclick.imaging.errors import InvalidInputError, WeightsError, ZeroClickError
 
 logger = logging.getLogger(__name__)
 
@@ -291,13 +291,27 @@ def update_from_runs(config: dict[str, Any], runs: list[dict[str, Any]], path: P
                           if m in config["benchmarks"].get(n, {}).get("metrics", {})}}
 
 
+def _recorded_run(path: str | Path) -> dict[str, Any]:
+    """A run written by ``bench regression --out`` (indented, or one line with ``--json``; a log whose last line is
+    the JSON object also works)."""
+    text = Path(path).read_text()
+    for candidate in (text, text.strip().splitlines()[-1] if text.strip() else ""):
+        try:
+            record = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and "checks" in record:
+            return record
+    raise InvalidInputError(f"{path}: not a recorded run of `zeroclick bench regression --out FILE` (no JSON object "
+                            "with 'checks')")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """``zeroclick bench regression``: print the table on stderr; raise when a ratio regressed."""
     path = Path(args.baselines)
     config = json.loads(path.read_text())
     if getattr(args, "update_from", None):
-        runs = [json.loads(Path(f).read_text().strip().splitlines()[-1]) for f in args.update_from]
-        return update_from_runs(config, runs, path)
+        return update_from_runs(config, [_recorded_run(f) for f in args.update_from], path)
     tolerance = args.tolerance if args.tolerance is not None else float(config.get("tolerance", 0.30))
     record = check(config, tolerance=tolerance, only=args.only)
     sys.stderr.write(format_table(record) + "\n")

@@ -163,7 +163,7 @@ def test_update_from_recorded_runs_takes_the_median(fake_registry, tmp_path, run
         for c in record["checks"]:
             if c["metric"] == "speedup_vs_slow":
                 c["ratio"] = speedup
-        path_i.write_text(json.dumps(record))
+        path_i.write_text(json.dumps(record, indent=2 if i == 1 else None))  # `--out` without --json indents
         runs.append(str(path_i))
     code, _, _ = run_cli("bench", "regression", "--baselines", str(path), "--update-from", *runs)
     assert code == 0
@@ -171,3 +171,7 @@ def test_update_from_recorded_runs_takes_the_median(fake_registry, tmp_path, run
     assert written["benchmarks"]["fake"]["metrics"]["speedup_vs_slow"]["baseline"] == 4.0  # median of 3, 5, 4
     assert written["benchmarks"]["fake"]["metrics"]["stages.total_s"]["baseline"] == 4.0  # 2 s / 0.5 s each run
     assert len(written["measured_on"]["runs"]) == 3 and written["measured_on"]["runs"][0]["utc"]
+    (tmp_path / "not_a_run.json").write_text("no json here\n")
+    code, _, err = run_cli("bench", "regression", "--baselines", str(path), "--update-from",
+                           str(tmp_path / "not_a_run.json"))
+    assert code == 3 and "not a recorded run" in err  # a named error, not a traceback
