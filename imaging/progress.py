@@ -149,3 +149,17 @@ def terminal_reporter(*, quiet: bool) -> Reporter | None:
     if quiet or not sys.stderr.isatty():
         return None
     return RichReporter()
+
+
+@contextlib.contextmanager
+def terminal(*, quiet: bool) -> Iterator[None]:
+    """A CLI command's progress: bars on stderr in a terminal (not ``quiet``), from before the heavy imports
+    (torch, MONAI take seconds) to the end of the command."""
+    reporter = terminal_reporter(quiet=quiet)
+    try:
+        with reporting(reporter):
+            stage("loading libraries")
+            yield
+    finally:
+        if reporter is not None:
+            reporter.close()

@@ -86,15 +86,8 @@ def _summary(report: dict[str, Any]) -> str:
 def _cmr(args: argparse.Namespace) -> int:
     from zeroclick.imaging import progress
 
-    # progress bars (stderr, terminals only, not with -q) start before the heavy imports (torch, MONAI: seconds)
-    reporter = progress.terminal_reporter(quiet=getattr(args, "quiet", False))
-    try:
-        with progress.reporting(reporter):
-            progress.stage("loading libraries")
-            return _cmr_run(args)
-    finally:
-        if reporter is not None:
-            reporter.close()
+    with progress.terminal(quiet=getattr(args, "quiet", False)):
+        return _cmr_run(args)
 
 
 def _cmr_run(args: argparse.Namespace) -> int:

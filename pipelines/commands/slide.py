@@ -38,15 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from zeroclick.imaging import progress
 
-    # progress bars on stderr in a terminal (not with -q), started before the heavy imports
-    reporter = progress.terminal_reporter(quiet=getattr(args, "quiet", False))
-    try:
-        with progress.reporting(reporter):
-            progress.stage("loading libraries")
-            return _run_slide(args)
-    finally:
-        if reporter is not None:
-            reporter.close()
+    with progress.terminal(quiet=getattr(args, "quiet", False)):
+        return _run_slide(args)
 
 
 def _refuse_bad_mpp_early(args: argparse.Namespace, staged_output) -> None:
