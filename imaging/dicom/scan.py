@@ -11,7 +11,6 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import secrets
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from zeroclick.imaging.dicom.classify import CINE_LABELS, Classification, Series
 from zeroclick.imaging.dicom.decode import decode_images, known_transfer_syntax
 from zeroclick.imaging.dicom.geometry import Geometry, Image, build_geometry, survey
 from zeroclick.imaging.dicom.headers import ENHANCED_MR_SOP_CLASSES, Header, read_header
+from zeroclick.imaging.dicom.identity import patient_key
 from zeroclick.imaging.dicom.limits import Limits, check_series_pixels, default_limits, pixels_of
 from zeroclick.imaging.dicom.sources import collect
 from zeroclick.imaging.errors import (
@@ -771,23 +771,6 @@ def _value_notes(h: Header, members: list[_Accepted]) -> list[str]:
     for m in members:
         counts.update(set(m.notes) - set(h.get("_notes", ())))
     return [f"{note} ({n} files)" if n > 1 else note for note, n in counts.items()]
-
-
-# A fresh secret per process: patient keys compare series within one run and mean nothing outside it.
-_PATIENT_KEY_SALT = secrets.token_bytes(16)
-
-
-def patient_key(h: Header) -> str:
-    """A salted digest of PatientID, PatientName and PatientBirthDate: compares the patients of two series
-    without keeping who they are (the salt is new in every process, so the key cannot be looked up later).
-
-    Empty when the header names none of them (anonymised exams), so that such series are never called
-    different patients.
-    """
-    parts = [str(h.get(k) or "").strip().upper() for k in ("PatientID", "PatientName", "PatientBirthDate")]
-    if not any(parts):
-        return ""
-    return hashlib.sha256(_PATIENT_KEY_SALT + "\x1f".join(parts).encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def _report(exam: Exam, strictness: Strictness) -> None:
