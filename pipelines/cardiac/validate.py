@@ -8,7 +8,11 @@ Every case of a labelled set goes through :func:`zeroclick.pipelines.cardiac.run
 * LV EDV/ESV/EF/mass and RV EDV/ESV/EF end to end (the pipeline's own ED/ES) against the same figures computed
   from the manual labels by the same function code (every manually labelled slice counts: the expert already
   chose them), per case and pooled (bias, mean absolute error, 95 % limits of agreement, worst case and its id);
-* ED/ES phase distance from the expert's (cyclic, in phases) where the pipeline chose the phases itself.
+* ED/ES phase distance from the expert's (cyclic, in phases) where the pipeline chose the phases itself;
+* the **slice-choice bound**: the same figures from the network's labels at the expert's phases counted on exactly
+  the slices where the expert labelled each structure (:func:`on_manual_slices`). No basal/apical slice rule can
+  do better than the expert's own slice choice, so what error remains there is the segmentation within slices,
+  not the volume rule; the gap between the bound and ``at_manual_phases`` is what the rule costs.
 
 Labelled sets it reads (:mod:`zeroclick.pipelines.cardiac.validate_cases`): ACDC-style patient folders
 (``Info.cfg`` + ``*_frameXX.nii.gz`` + ``*_frameXX_gt.nii.gz``) and Sunnybrook-style exams (a DICOM folder
@@ -89,6 +93,7 @@ class CaseAgreement:
     pipeline: dict[str, float | None] = field(default_factory=dict)
     manual: dict[str, float | None] = field(default_factory=dict)
     at_manual_phases: dict[str, float | None] = field(default_factory=dict)
+    on_manual_slices: dict[str, float | None] = field(default_factory=dict)
     slices_inferred: int = 0
     error: str = ""
 
@@ -106,6 +111,7 @@ class ValidationResult:
     phase_errors: dict[str, Any]
     files: dict[str, str] = field(default_factory=dict)
     tta: bool = False
+    slice_choice_bound: dict[str, Agreement] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         from zeroclick.pipelines.cardiac.result import _plain
@@ -180,6 +186,28 @@ class _ExamSegmenter:
         return self.inner.segment_cached(items, self.cache)
 
 
+def on_manual_slices(labels: np.ndarray, manual: np.ndarray, labelled: frozenset[str] | set[str]) -> np.ndarray:
+    """The network's ``labels`` of one phase counted on exactly the slices where the expert labelled each structure.
+
+    A structure the expert did not label at this phase (``labelled`` holds ``rv``, ``myo``, ``lv``; e.g. the
+    myocardium of a Sunnybrook ES phase) is gated by the expert's LV cavity slices instead.
+
+    Examples
+    --------
+    >>> net = np.array([[[3, 2, 1]], [[3, 2, 1]], [[0, 2, 0]]])        # 3 slices of 1 x 3 pixels
+    >>> man = np.array([[[3, 2, 0]], [[3, 2, 1]], [[0, 0, 0]]])
+    >>> on_manual_slices(net, man, {"lv", "myo", "rv"})[:, 0].tolist()
+    [[3, 2, 0], [3, 2, 1], [0, 0, 0]]
+    """
+    out = np.array(labels, copy=True)
+    manual = np.asarray(manual)
+    for name, value in STRUCTURES.items():
+        gate = value if name in labelled else STRUCTURES["lv"]
+        present = (manual == gate).reshape(manual.shape[0], -1).any(axis=1)
+        out[~present] = np.where(out[~present] == value, 0, out[~present])
+    return out
+
+
 def _measure(f: FunctionResult | None) -> dict[str, float | None]:
     return {k: (None if f is None else getattr(f, k)) for k in MEASUREMENTS}
 
@@ -221,6 +249,9 @@ def validate_case(case: LabelledCase, segmenter: Any, *, volume_rule: str = "scm
             d, h = overlap(pred == value, truth == value, spacing)
             dice[f"{name}_{phase_name}"], hd[f"{name}_{phase_name}"] = d, h
     at_manual = compute_function(case.manual_ed.with_array(ed_lab), case.manual_es.with_array(es_lab))
+    bound = compute_function(
+        case.manual_ed.with_array(on_manual_slices(ed_raw, case.manual_ed.array, case.structures.get("ed", set()))),
+        case.manual_es.with_array(on_manual_slices(es_raw, case.manual_es.array, case.structures.get("es", set()))))
     pipeline = {k: (v if case.has_label(k) else None) for k, v in _measure(result.function).items()}
     return replace(
         base, status=result.status, ed_phase=ed_i, es_phase=es_i, phase_method=phases.method if phases else "",
@@ -228,6 +259,7 @@ def validate_case(case: LabelledCase, segmenter: Any, *, volume_rule: str = "scm
         es_phase_error=None if es_i is None else _cyclic_distance(es_i, case.es_index, n_phases),
         dice=dice, hd95_mm=hd, pipeline=pipeline,
         at_manual_phases={k: (v if case.has_label(k) else None) for k, v in _measure(at_manual).items()},
+        on_manual_slices={k: (v if case.has_label(k) else None) for k, v in _measure(bound).items()},
         slices_inferred=result.provenance.slices_inferred,
     )
 
@@ -236,6 +268,8 @@ def summarise(cases: Sequence[CaseAgreement], *, data: str = "", volume_rule: st
     """Pooled agreement, mean Dice / HD95 and phase errors over ``cases``."""
     ok = [c for c in cases if not c.error]
     stats = {m: agreement(m, [(c.case_id, c.pipeline.get(m), c.manual.get(m)) for c in ok]) for m in MEASUREMENTS}
+    bound = {m: agreement(m, [(c.case_id, c.on_manual_slices.get(m), c.manual.get(m)) for c in ok])
+             for m in MEASUREMENTS}
     keys = sorted({k for c in ok for k in c.dice})
 
     def mean(values: list[float | None]) -> float | None:
@@ -254,7 +288,7 @@ def summarise(cases: Sequence[CaseAgreement], *, data: str = "", volume_rule: st
         data=data, volume_rule=volume_rule, cases=tuple(cases), agreement=stats,
         mean_dice={k: mean([c.dice.get(k) for c in ok]) for k in keys},
         mean_hd95_mm={k: mean([c.hd95_mm.get(k) for c in ok]) for k in keys},
-        phase_errors=phase_errors,
+        phase_errors=phase_errors, slice_choice_bound=bound,
     )
 
 
@@ -324,12 +358,15 @@ def validate(
 # --- outputs ----------------------------------------------------------------------------------------------
 
 
+_WHO = ("pipeline", "manual", "at_manual_phases", "on_manual_slices")
+
+
 def _csv_bytes(result: ValidationResult) -> bytes:
     keys_dice = sorted({k for c in result.cases for k in c.dice})
     header = ["case_id", "kind", "status", "manual_ed_phase", "manual_es_phase", "ed_phase", "es_phase",
               "phase_method", "ed_phase_error", "es_phase_error"]
     header += [f"dice_{k}" for k in keys_dice] + [f"hd95_mm_{k}" for k in keys_dice]
-    header += [f"{who}_{m}" for m in MEASUREMENTS for who in ("pipeline", "manual", "at_manual_phases")]
+    header += [f"{who}_{m}" for m in MEASUREMENTS for who in _WHO]
     header += ["slices_inferred", "error"]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -344,7 +381,7 @@ def _csv_bytes(result: ValidationResult) -> bytes:
         row = [c.case_id, c.kind, c.status, c.manual_ed_phase, c.manual_es_phase, c.ed_phase, c.es_phase,
                c.phase_method, c.ed_phase_error, c.es_phase_error]
         row += [c.dice.get(k) for k in keys_dice] + [c.hd95_mm.get(k) for k in keys_dice]
-        row += [getattr(c, who).get(m) for m in MEASUREMENTS for who in ("pipeline", "manual", "at_manual_phases")]
+        row += [getattr(c, who).get(m) for m in MEASUREMENTS for who in _WHO]
         row += [c.slices_inferred, c.error]
         w.writerow([fmt(v) for v in row])
     return buf.getvalue().encode()
@@ -421,6 +458,11 @@ def summary_table(result: ValidationResult) -> str:
         lo, hi = a.limits_of_agreement_95
         lines.append(f"{a.measurement:<16}{a.n_cases:>4}{a.bias:>+9.2f}{a.mean_absolute_error:>8.2f}"
                      f"{f'[{lo:+.1f}, {hi:+.1f}]':>20}{a.worst_abs_error:>8.2f}  {a.worst_case}")
+    for m in ("lv_ef_percent", "rv_ef_percent"):
+        b = result.slice_choice_bound.get(m)
+        if b is not None and b.n_cases and b.bias is not None:
+            lines.append(f"slice-choice bound {m} (network labels on the expert's slices): bias {b.bias:+.2f}, "
+                         f"MAE {b.mean_absolute_error:.2f}, worst {b.worst_abs_error:.2f} ({b.worst_case})")
     pe = result.phase_errors
     if pe.get("n_cases"):
         lines.append(f"ED/ES chosen by the pipeline on {pe['n_cases']} case(s): within 1 phase of the expert "
