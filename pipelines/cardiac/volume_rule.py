@@ -40,6 +40,13 @@ Two rules (``run(volume_rule=...)``, ``zeroclick cmr --volume-rule``):
     4. **Apex**: every slice with LV cavity or myocardium toward the apex counts (the network labels cavity only
        where blood is visible, as SCMR asks); nothing is extrapolated beyond the last slice.
 
+    Not adopted (replayed on the 25 ACDC test patients; figures in the README and docs/conventions.md): RV rule 3
+    at ES, RV descent >= LV descent, RV components off the septum, a 50 % partial-volume rule for the basal RV
+    slice (vs the next slice, or ES vs ED area), RV slice contiguity. Each makes RV EF worse for at least as
+    many patients as it improves. ``zeroclick validate cmr`` reports the slice-choice bound (the network's
+    labels on exactly the expert's slices): with the current network it is LV EF bias +1.14, worst 8.6, so
+    what remains of the LV error is segmentation, not this rule.
+
 ``reference``
     Every labelled voxel counts, as in the published myopari code (reproduces ``reference.json``).
 
