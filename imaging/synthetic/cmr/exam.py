@@ -371,7 +371,9 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
         "lge": {"cycle_fraction": LGE_CYCLE_FRACTION, "inversion_time_ms": LGE_INVERSION_MS,
                 "lv_slices_base_to_apex": a.lge_lv_slices_base_to_apex},
         "aha": {"insertion_half_angle_deg": ph.INSERTION_HALF_ANGLE_DEG,
-                "note": "RV insertion points are fixed at +-60 deg about the septum at every slice and phase"},
+                "insertion_directions_lps": _insertion_directions(heart),
+                "note": f"RV insertion points (the ends of the RV cavity on the LV epicardium) are fixed at "
+                        f"+-{ph.INSERTION_HALF_ANGLE_DEG:g} deg about the septum at every slice and phase"},
         "truth_grids": {
             "cine_sax": {"series_instance_uid": cine_spec.uid, "file": f"truth/{truth.TRUTH_FILES['cine_sax']}",
                          "labels": {"0": "background", "1": "RV cavity", "2": "LV myocardium", "3": "LV cavity"},
@@ -395,6 +397,15 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
     tmp.write_text(json.dumps(gt, indent=1))
     tmp.replace(out / "ground_truth.json")
     return gt
+
+
+def _insertion_directions(heart: ph.HeartModel) -> dict[str, list[float]]:
+    """Unit LPS vectors from the LV axis to the anterior (AHA angle 0) and inferior RV insertion points, in the
+    short-axis plane; the same at every slice and phase (a reader's segment borders, docs/conventions.md)."""
+    ea, eb, _ = heart.rot
+    alpha = np.radians(ph.INSERTION_HALF_ANGLE_DEG)
+    return {name: [round(float(v), 6) for v in np.cos(phi) * ea + np.sin(phi) * eb]
+            for name, phi in (("anterior", -alpha), ("inferior", alpha))}
 
 
 def _t1_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any], results: list[render.TaskResult],
