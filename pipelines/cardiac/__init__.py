@@ -441,7 +441,8 @@ def _cine_phases(case: CaseInputs, segmenter: Any, *, all_phases: bool, n_search
         return PhaseSearchResult(choice, stacks, n * len(stacks))
     return choose_phases(cine.n_phases, cine.spatial_shape[0], seg, voxel_volume_ml=cine.voxel_volume_ml,
                          all_phases=all_phases, n_search=n_search, phase_step=phase_step,
-                         margin_fraction=margin_fraction, trigger_times_ms=tt)
+                         margin_fraction=margin_fraction, trigger_times_ms=tt,
+                         images=lambda sl: np.asarray(cine.array[:, list(sl)]))
 
 
 def _prior_measurements(prior: str | Path | dict[str, Any] | None, warnings: list[str]) -> dict[str, Any] | None:

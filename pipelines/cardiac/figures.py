@@ -161,7 +161,8 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
     elif ph is not None and (ph.search_curve_ml or ph.coarse_curve_ml):
         for values, style, label in (
                 (ph.search_curve_ml, "-o", f"LV, {len(ph.search_slices)} search slices"),
-                (ph.coarse_curve_ml, ":s", "LV, coarse mid slice")):
+                (ph.coarse_curve_ml, ":s", "bright blood in the phase-0 LV region (image)"
+                 if ph.coarse_source == "image" else "LV, coarse mid slice")):
             v = np.asarray(values, float)
             ok = np.isfinite(v)
             if ok.any():

@@ -132,6 +132,9 @@ class PhaseChoice(_PlainNumbers):
     search_curve_ml: tuple[float, ...] = ()
     coarse_slice: int | None = None
     coarse_curve_ml: tuple[float, ...] = ()
+    #: ``network`` (``coarse_slice`` segmented at every few phases) or ``image`` (bright-blood volume on the
+    #: search slices inside their phase-0 LV region, every phase: :func:`~zeroclick.pipelines.cardiac.phases.blood_pool_curve`)
+    coarse_source: str = "network"
     confirmed_phases: tuple[int, ...] = ()
     full_stack_lv_ml: dict[int, float] = field(default_factory=dict)
     margin_fraction: float = 0.0

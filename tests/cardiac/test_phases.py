@@ -94,3 +94,61 @@ def test_issue_4_search_follows_the_curve_when_the_coarse_slice_misleads():
     assert int(np.argmin(coarse)) * 3 == 9
     res = choose_phases(n_phases, n_slices, _segmenter(lab, []), voxel_volume_ml=0.01)
     assert res.choice.es_phase == 13
+
+
+def _cine_with_wall(radii, wall=3.0):
+    """labels (cavity 3 inside radius, myocardium 2 in a ring of ``wall`` pixels) and bSSFP-like images
+    (blood 100, myocardium 30, background 10) of those discs, [phase, slice, 40, 40]."""
+    radii = np.asarray(radii, dtype=float)
+    r, c = np.mgrid[:40, :40]
+    rad = np.hypot(r - 20, c - 20)
+    lab = np.zeros(radii.shape + (40, 40), np.uint8)
+    img = np.full(lab.shape, 10.0)
+    for p in range(radii.shape[0]):
+        for s in range(radii.shape[1]):
+            myo = (rad >= radii[p, s]) & (rad < radii[p, s] + wall)
+            lab[p, s][myo], img[p, s][myo] = 2, 30.0
+            lab[p, s][rad < radii[p, s]], img[p, s][rad < radii[p, s]] = 3, 100.0
+    return lab, img
+
+
+def _shifted_radii(n_phases, n_slices, ed, es):
+    """A smooth LV curve with its maximum at ``ed`` and its minimum at ``es`` (phases, cyclic)."""
+    t = (np.arange(n_phases) - ed) % n_phases
+    a = (es - ed) % n_phases  # contraction, then relaxation back to the single maximum at ed
+    down = (1 - np.cos(np.pi * t / a)) / 2
+    up = (1 + np.cos(np.pi * (t - a) / (n_phases - a))) / 2
+    scale = 1 - 0.35 * np.where(t <= a, down, up)
+    return np.outer(scale, np.linspace(6, 14, n_slices))
+
+
+def test_image_coarse_curve_finds_the_extremes_with_fewer_network_slices():
+    lab, img = _cine_with_wall(_shifted_radii(30, 14, ed=4, es=15))
+    truth = (lab == 3).sum(axis=(1, 2, 3))
+    ed_true, es_true = int(np.argmax(truth)), int(np.argmin(truth))
+    assert ed_true != 0  # phase 0 is not ED here: the image curve must still find it
+    fast = choose_phases(30, 14, _segmenter(lab, []), voxel_volume_ml=0.01, images=lambda sl: img[:, list(sl)])
+    net = choose_phases(30, 14, _segmenter(lab, []), voxel_volume_ml=0.01)
+    assert fast.choice.coarse_source == "image" and net.choice.coarse_source == "network"
+    assert (fast.choice.ed_phase, fast.choice.es_phase) == (ed_true, es_true) == (net.choice.ed_phase,
+                                                                                  net.choice.es_phase)
+    assert fast.choice.coarse_slice is None and np.isfinite(fast.choice.coarse_curve_ml).all()
+    assert fast.slices_inferred < net.slices_inferred
+
+
+def test_image_curve_off_by_two_phases_is_corrected_by_the_network_climb():
+    lab, _ = _cine_with_wall(_shifted_radii(30, 14, ed=0, es=10))
+    _, img = _cine_with_wall(_shifted_radii(30, 14, ed=0, es=12))  # the image says ES = 12, the LV says 10
+    res = choose_phases(30, 14, _segmenter(lab, []), voxel_volume_ml=0.01, images=lambda sl: img[:, list(sl)])
+    assert res.choice.coarse_source == "image"
+    assert int(np.nanargmin(res.choice.coarse_curve_ml)) == 12
+    assert res.choice.es_phase == int(np.argmin((lab == 3).sum(axis=(1, 2, 3)))) == 10
+
+
+def test_image_curve_without_an_lv_at_phase_0_falls_back_to_the_network():
+    lab, img = _cine_with_wall(_shifted_radii(30, 14, ed=0, es=10))
+    blank = lab.copy()
+    blank[0] = 0  # the network finds no LV at phase 0: no region for the image curve
+
+    res = choose_phases(30, 14, _segmenter(blank, []), voxel_volume_ml=0.01, images=lambda sl: img[:, list(sl)])
+    assert res.choice.coarse_source == "network" and res.choice.coarse_slice is not None

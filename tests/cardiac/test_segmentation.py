@@ -250,3 +250,24 @@ def test_keep_largest_heart_component_drops_a_second_ventricle() -> None:
     assert np.count_nonzero(kept == 3) == 4 * 9 * 9
     assert np.count_nonzero(kept == 2) == np.count_nonzero(labels == 2)
     assert np.count_nonzero(kept == 1) == np.count_nonzero(labels == 1)
+
+
+def test_keep_largest_heart_component_matches_monai() -> None:
+    """The scipy implementation gives MONAI's KeepLargestConnectedComponent result (independent=False) on
+    label maps with several LV blobs, diagonal-only contacts and RV voxels that must stay."""
+    from monai.transforms import KeepLargestConnectedComponent
+
+    from zeroclick.pipelines.cardiac.segmentation import keep_largest_heart_component
+
+    rng = np.random.default_rng(3)
+    monai_keep = KeepLargestConnectedComponent(applied_labels=[2, 3], is_onehot=False, independent=False)
+    for _ in range(20):
+        labels = np.zeros((5, 32, 32), np.uint8)
+        for _blob in range(int(rng.integers(1, 5))):
+            z, y, x = rng.integers(0, 5), rng.integers(0, 28), rng.integers(0, 28)
+            d, h, w = rng.integers(1, 4), rng.integers(2, 9), rng.integers(2, 9)
+            labels[z : z + d, y : y + h, x : x + w] = rng.integers(1, 4)
+        labels[2, 0, 0] = 3
+        labels[3, 1, 1] = 2  # touches the voxel above only diagonally
+        expected = np.asarray(monai_keep(labels[None]))[0].astype(np.uint8)
+        np.testing.assert_array_equal(keep_largest_heart_component(labels), expected)
