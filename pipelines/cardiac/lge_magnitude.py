@@ -4,8 +4,9 @@ The EMIDEC network was trained on phase-sensitive (PSIR) reconstructions and fai
 inversion-recovery images, which many centres acquire without PSIR. This module quantifies those instead:
 
 1. **Propagation** (:func:`propagate_labels`): the cine labels at the phase nearest the LGE trigger time are
-   placed on every LGE pixel by DICOM geometry (both affines map indices to patient LPS; nearest neighbour in
-   3-D, so pixels farther than half a cine slice from every cine slice stay background).
+   placed on every LGE pixel by DICOM geometry (both affines map indices to patient LPS; the nearest cine slice,
+   so pixels farther than half a cine slice from every cine slice stay background; in plane, Gaussian per-label
+   interpolation, so that borders land within a fraction of a pixel on a grid of another pixel size).
 2. **Rigid in-plane registration** (:func:`stack_shift`, :func:`register_slice`): one shift for the whole
    stack (integer pixels, up to ``max_shift_mm``), then per slice a refinement within 2 pixels and a rotation
    about the LV centre (-10..10 degrees), each maximising the contrast between the blood pool and the
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 #: ACDC cine labels carried over: 1 RV cavity (dropped), 2 LV myocardium, 3 LV cavity.
 CINE_MYO, CINE_LV = 2, 3
 MAX_SHIFT_MM = 8.0
+#: in-plane smoothing (source pixels) of each label's indicator when labels move to another grid (ANTs MultiLabel)
+LABEL_SIGMA_PX = 1.0
 ROTATIONS_DEG = (-10.0, -5.0, 0.0, 5.0, 10.0)
 MIN_FIT_CONTRAST = 0.3
 #: a move must raise the contrast by this factor; slices with fewer LV pixels than this borrow the move of the
@@ -114,14 +117,24 @@ def slice_origin_lps(vol: Volume, s: int) -> np.ndarray:
     return vol.index_to_lps(np.array([s, 0.0, 0.0]))
 
 
-def propagate_labels(labels: Volume, target: Volume) -> np.ndarray:
-    """Labels of a 3-D cine mask sampled on every pixel of ``target`` (nearest neighbour through the affines).
+def propagate_labels(labels: Volume, target: Volume, *, sigma_px: float | None = LABEL_SIGMA_PX) -> np.ndarray:
+    """Labels of a 3-D mask on every pixel of ``target`` through the affines of both (in the nearest source slice;
+    pixels farther than half a slice from every source slice stay background).
+
+    In plane, each label's indicator is smoothed by ``sigma_px`` source pixels and sampled bilinearly, and the
+    label with the largest weight wins: the ``MultiLabel`` interpolation of ANTs (ITK's
+    LabelImageGaussianInterpolateImageFunction, default sigma one pixel). ``sigma_px=None`` samples the nearest
+    source pixel, which puts a border up to half a source pixel off on a grid of another pixel size: on generated
+    exams (cine 1.5625 mm -> T1 map 1.875 mm, against the generator's own map labels) 8.3 % of myocardium
+    pixels are wrong with it, 3.8 % with the default. Corners sharper than the smoothing are rounded off (a
+    4-pixel square loses its corners).
 
     Examples
     --------
-    >>> lab = np.zeros((2, 4, 4), np.uint8); lab[1, 1:3, 1:3] = 3
+    >>> r, c = np.mgrid[:16, :16]
+    >>> lab = np.zeros((2, 16, 16), np.uint8); lab[1][np.hypot(r - 7.5, c - 7.5) < 5] = 3
     >>> vol = Volume(lab, np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0))
-    >>> int(propagate_labels(vol, vol).sum()) == int(lab.sum())
+    >>> bool((propagate_labels(vol, vol) == lab).all())
     True
     """
     n, rows, cols = target.spatial_shape
@@ -129,14 +142,24 @@ def propagate_labels(labels: Volume, target: Volume) -> np.ndarray:
     to_index = np.linalg.inv(labels.affine)
     out = np.zeros((n, rows, cols), dtype=np.uint8)
     src = np.asarray(labels.array)
+    values = np.unique(src).astype(np.uint8)
+    weights = [] if sigma_px is None else [
+        ndimage.gaussian_filter((src == v).astype(np.float32), (0.0, sigma_px, sigma_px)) for v in values]
     in_plane = np.stack([r.ravel(), c.ravel()], axis=1) @ target.affine[:3, 1:3].T
     for s in range(n):
         lps = in_plane + slice_origin_lps(target, s)
-        src_idx = np.concatenate([lps, np.ones((lps.shape[0], 1))], axis=1) @ to_index.T
-        k = np.rint(src_idx[:, :3]).astype(np.int64)
-        ok = np.all((k >= 0) & (k < np.asarray(src.shape)[None, :]), axis=1)
-        flat = np.zeros(k.shape[0], dtype=np.uint8)
-        flat[ok] = src[k[ok, 0], k[ok, 1], k[ok, 2]]
+        src_idx = (np.concatenate([lps, np.ones((lps.shape[0], 1))], axis=1) @ to_index.T)[:, :3]
+        flat = np.zeros(src_idx.shape[0], dtype=np.uint8)
+        if sigma_px is None:
+            k = np.rint(src_idx).astype(np.int64)
+            ok = np.all((k >= 0) & (k < np.asarray(src.shape)[None, :]), axis=1)
+            flat[ok] = src[k[ok, 0], k[ok, 1], k[ok, 2]]
+        else:
+            k = np.rint(src_idx[:, 0])
+            coords = np.stack([k, src_idx[:, 1], src_idx[:, 2]])
+            w = np.stack([ndimage.map_coordinates(x, coords, order=1, mode="constant", cval=0.0) for x in weights])
+            flat = values[np.argmax(w, axis=0)]
+            flat[(k < 0) | (k >= src.shape[0]) | (w.max(axis=0) <= 0)] = 0
         out[s] = flat.reshape(rows, cols)
     return out
 
@@ -235,14 +258,19 @@ def stack_shift(placed: np.ndarray, image: np.ndarray, spacing_rc: tuple[float, 
 
 
 def place_cine_labels(cine_labels: Volume, target: Volume, *, register: bool = True) -> Placement:
-    """Propagate 3-D cine labels onto ``target`` and register each slice to its image."""
-    placed = propagate_labels(cine_labels, target)
+    """Propagate 3-D cine labels onto ``target`` and register each slice to its image.
+
+    The registration searches on nearest-neighbour labels (with Gaussian-interpolated ones its median contrast
+    peaked one pixel off a known 4-pixel breath-hold shift on a generated exam); the labels returned are the
+    Gaussian-interpolated ones (:func:`propagate_labels`) moved the same way."""
+    placed = propagate_labels(cine_labels, target, sigma_px=None)
+    smooth = propagate_labels(cine_labels, target)
     image = np.asarray(target.array, dtype=np.float64)
     spacing_rc = (target.spacing_mm[1], target.spacing_mm[2])
     shifts: list[tuple[float, float]] = []
     angles: list[float] = []
     moves: dict[int, tuple[int, int]] = {}
-    out = placed.copy()
+    out = smooth.copy()
     big = [s for s in range(placed.shape[0])
            if min(np.count_nonzero(placed[s] == CINE_LV), np.count_nonzero(placed[s] == CINE_MYO)) >= MIN_REGISTER_PIXELS]
     common = stack_shift(placed, image, spacing_rc, big) if register and big else (0, 0)
@@ -251,11 +279,13 @@ def place_cine_labels(cine_labels: Volume, target: Volume, *, register: bool = T
         if not register or not np.any(placed[s] == CINE_MYO):
             moves[s] = (0, 0)
         elif s in big:  # the whole stack's shift, then a small per-slice refinement (breath-hold differences)
-            out[s], moves[s], angle = register_slice(placed[s], image[s], spacing_rc, start=common,
-                                                     radius_px=REFINE_RADIUS_PX)
+            _, moves[s], angle = register_slice(placed[s], image[s], spacing_rc, start=common,
+                                                radius_px=REFINE_RADIUS_PX)
+            rows, cols = np.nonzero(np.isin(placed[s], (CINE_LV, CINE_MYO)))  # register_slice's rotation centre
+            out[s] = _moved(smooth[s], *moves[s], angle, (float(rows.mean()), float(cols.mean())))
         else:
             moves[s] = common
-            out[s] = _moved(placed[s], *common, 0.0, (0.0, 0.0))
+            out[s] = _moved(smooth[s], *common, 0.0, (0.0, 0.0))
         angles.append(angle)
         dr, dc = moves[s]
         shifts.append((round(dr * spacing_rc[0], 3), round(dc * spacing_rc[1], 3)))

@@ -10,10 +10,10 @@ Inputs are the series ``zeroclick scan`` classifies as ``t1_map`` (scanner maps,
   header names a ContrastBolusAgent; unlabelled maps: those with a median T1 below 60 % of the highest are;
   several series of one state (one series per slice, as scanners often write them) are pooled;
 * the myocardium comes from the cine, as for magnitude LGE (:mod:`zeroclick.pipelines.cardiac.lge_magnitude`): the
-  phase nearest the MOLLI trigger time, placed by DICOM geometry and registered in plane to the map; the labels
-  measured are carried onto the map grid by Gaussian per-label interpolation (:func:`resample_labels`), not
-  nearest neighbour, because the 1-pixel rim below decides which pixels count; infarct and MVO come from the
-  LGE labels placed by geometry;
+  phase nearest the MOLLI trigger time, placed by DICOM geometry and registered in plane to the map; labels move
+  between grids by Gaussian per-label interpolation, not nearest neighbour, because the 1-pixel rim below
+  decides which pixels count (:func:`~zeroclick.pipelines.cardiac.lge_magnitude.propagate_labels`); infarct and
+  MVO come from the LGE labels placed by geometry;
 * AHA segments take the insertion directions of the nearest cine ED slice and the level (basal / mid /
   apical) of the nearest LGE slice (of the nearest cine slice without LGE);
 * a segment's T1 = mean over its **myocardial core** (myocardium minus a 1-pixel rim at the endocardium and
@@ -45,8 +45,6 @@ from zeroclick.pipelines.cardiac.function import order_base_to_apex
 from zeroclick.pipelines.cardiac.lge_magnitude import (
     CINE_LV,
     CINE_MYO,
-    Placement,
-    _moved,
     place_cine_labels,
     propagate_labels,
     slice_origin_lps,
@@ -68,7 +66,6 @@ MIN_MEDIAN_R2 = 0.95
 MIN_REGION_PIXELS = 10
 FIT_MARGIN_MM = 25.0
 TRIM_FRACTION = 0.05
-LABEL_SIGMA_PX = 1.0
 BLOOD_CLIP_SD = 3.0
 _POST_RE = re.compile(r"post|\bgd\b|\+\s*c\b|contrast", re.IGNORECASE)
 SEGMENT_RULE = ("mean T1 over the segment's myocardial core (labels 2-4 minus a 1-pixel rim at the "
@@ -202,62 +199,6 @@ def _level_map(target: Volume, slices: list[int], cine_ed: Volume, lge_mask: Vol
         p = float(slice_origin_lps(target, s) @ normal)
         out[s] = ref_levels[min(pos, key=lambda k: abs(pos[k] - p))]
     return out
-
-
-def resample_labels(labels: Volume, target: Volume, *, sigma_px: float = LABEL_SIGMA_PX) -> np.ndarray:
-    """Labels of a 3-D mask on every pixel of ``target`` by Gaussian per-label interpolation.
-
-    Each label's indicator is smoothed in plane by ``sigma_px`` source pixels, sampled bilinearly in the
-    nearest source slice (pixels farther than half a slice from every source slice stay background) and the
-    label with the largest weight wins: the ``MultiLabel`` interpolation of ANTs (ITK's
-    LabelImageGaussianInterpolateImageFunction, default sigma one pixel). Nearest neighbour puts a border up to
-    half a source pixel off on a grid of another pixel size; on generated exams (cine 1.5625 mm -> T1 map
-    1.875 mm, against the generator's own map labels) 8.3 % of myocardium pixels are wrong with it, 3.8 %
-    with this. Corners sharper than the smoothing are rounded off (a 4-pixel square loses its corners).
-
-    Examples
-    --------
-    >>> r, c = np.mgrid[:16, :16]
-    >>> lab = np.zeros((1, 16, 16), np.uint8); lab[0][np.hypot(r - 7.5, c - 7.5) < 5] = 3
-    >>> vol = Volume(lab, np.eye(4), (1.0, 1.0, 1.0))
-    >>> bool((resample_labels(vol, vol) == lab).all())
-    True
-    """
-    src = np.asarray(labels.array)
-    values = [int(v) for v in np.unique(src)]
-    weights = [ndimage.gaussian_filter((src == v).astype(np.float32), (0.0, sigma_px, sigma_px)) if sigma_px > 0
-               else (src == v).astype(np.float32) for v in values]
-    n, rows, cols = target.spatial_shape
-    r, c = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
-    in_plane = np.stack([r.ravel(), c.ravel()], axis=1) @ target.affine[:3, 1:3].T
-    to_index = np.linalg.inv(labels.affine)
-    out = np.zeros((n, rows, cols), dtype=np.uint8)
-    for s in range(n):
-        lps = in_plane + slice_origin_lps(target, s)
-        idx = (np.concatenate([lps, np.ones((lps.shape[0], 1))], axis=1) @ to_index.T)[:, :3]
-        k = np.rint(idx[:, 0])
-        coords = np.stack([k, idx[:, 1], idx[:, 2]])
-        w = np.stack([ndimage.map_coordinates(x, coords, order=1, mode="constant", cval=0.0) for x in weights])
-        lab = np.asarray(values, dtype=np.uint8)[np.argmax(w, axis=0)]
-        lab[(k < 0) | (k >= src.shape[0]) | (w.max(axis=0) <= 0)] = 0
-        out[s] = lab.reshape(rows, cols)
-    return out
-
-
-def _placed_labels(cine_labels: Volume, target: Volume) -> tuple[np.ndarray, Placement]:
-    """The cine labels on ``target``: placed and registered as for magnitude LGE (nearest neighbour, which
-    the registration searches on), then the same moves applied to the Gaussian-interpolated labels."""
-    placement = place_cine_labels(cine_labels, target)
-    smooth = resample_labels(cine_labels, target)
-    out = smooth.copy()
-    spacing_rc = (target.spacing_mm[1], target.spacing_mm[2])
-    for s, ((dr_mm, dc_mm), angle) in enumerate(zip(placement.shifts_mm, placement.rotations_deg)):
-        dr, dc = int(round(dr_mm / spacing_rc[0])), int(round(dc_mm / spacing_rc[1]))
-        if dr or dc or angle:
-            rows, cols = np.nonzero(np.isin(smooth[s], (CINE_LV, CINE_MYO)))
-            centre = (float(rows.mean()), float(cols.mean())) if rows.size else (0.0, 0.0)
-            out[s] = _moved(smooth[s], dr, dc, angle, centre)
-    return out, placement
 
 
 def _emidec_on(target: Volume, placed: np.ndarray, lge_mask: Volume | None) -> np.ndarray:
@@ -394,8 +335,8 @@ def compute_t1(volumes: tuple[Volume, ...] | list[Volume], *, cine_labels_at: Ci
         for vol in series.get(f"{state}_map") or mollis:
             t1, r2, source, seconds, tt = t1_map_of(vol, cine_labels_at, device, trigger_ms=molli_tt)
             cine_labels, phase = cine_labels_at(tt)
-            placed, placement = _placed_labels(cine_labels, t1)
-            labels = _emidec_on(t1, placed, lge_mask)
+            placement = place_cine_labels(cine_labels, t1)
+            labels = _emidec_on(t1, placement.labels, lge_mask)
             slices = [s for s in range(labels.shape[0]) if np.any(labels[s] >= 2)]
             frames = aha.lge_frames(t1.with_array(labels), cine_ed, own, slices)
             part = _map_regions(t1, labels, frames, _level_map(t1, slices, cine_ed, lge_mask))
