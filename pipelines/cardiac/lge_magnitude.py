@@ -142,9 +142,14 @@ def propagate_labels(labels: Volume, target: Volume, *, sigma_px: float | None =
     to_index = np.linalg.inv(labels.affine)
     out = np.zeros((n, rows, cols), dtype=np.uint8)
     src = np.asarray(labels.array)
-    values = np.unique(src).astype(np.uint8)
+    values = np.asarray([v for v in np.unique(src) if v != 0], dtype=np.uint8)
     weights = [] if sigma_px is None else [
         ndimage.gaussian_filter((src == v).astype(np.float32), (0.0, sigma_px, sigma_px)) for v in values]
+    # only pixels that can reach a label are interpolated (the heart is a small part of the field of view)
+    _, r_any, c_any = np.nonzero(src) if values.size else (None, np.zeros(1), np.zeros(1))
+    reach = 3.0 * (sigma_px or 0.0) + 2.0
+    lo = np.array([r_any.min() - reach, c_any.min() - reach])
+    hi = np.array([r_any.max() + reach, c_any.max() + reach])
     in_plane = np.stack([r.ravel(), c.ravel()], axis=1) @ target.affine[:3, 1:3].T
     for s in range(n):
         lps = in_plane + slice_origin_lps(target, s)
@@ -154,12 +159,14 @@ def propagate_labels(labels: Volume, target: Volume, *, sigma_px: float | None =
             k = np.rint(src_idx).astype(np.int64)
             ok = np.all((k >= 0) & (k < np.asarray(src.shape)[None, :]), axis=1)
             flat[ok] = src[k[ok, 0], k[ok, 1], k[ok, 2]]
-        else:
+        elif values.size:
             k = np.rint(src_idx[:, 0])
-            coords = np.stack([k, src_idx[:, 1], src_idx[:, 2]])
+            near = ((k >= 0) & (k < src.shape[0]) & np.all((src_idx[:, 1:] >= lo) & (src_idx[:, 1:] <= hi), axis=1))
+            coords = np.stack([k[near], src_idx[near, 1], src_idx[near, 2]])
             w = np.stack([ndimage.map_coordinates(x, coords, order=1, mode="constant", cval=0.0) for x in weights])
-            flat = values[np.argmax(w, axis=0)]
-            flat[(k < 0) | (k >= src.shape[0]) | (w.max(axis=0) <= 0)] = 0
+            background = 1.0 - w.sum(axis=0)  # the indicators sum to one, and so do their smoothed samples
+            best = np.argmax(w, axis=0)
+            flat[near] = np.where(w[best, np.arange(best.size)] > background, values[best], 0)
         out[s] = flat.reshape(rows, cols)
     return out
 
