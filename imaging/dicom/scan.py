@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import multiprocessing
 import os
 import sys
@@ -332,9 +333,14 @@ def _parallel(fn: Any, paths: list[str], workers: int | None) -> list[Any]:
         return fn(paths)
     n_chunks = n_workers * 4
     chunks = [paths[i::n_chunks] for i in range(n_chunks)]
+    # The calling process reads its own share instead of waiting for n_workers children: one fork and one
+    # pickled result set fewer. 3,000-file generated exam, quiet 2-core machine, 5 runs: 0.219 s median with two
+    # children, ~0.18 s with the caller + one child (issue 16).
+    own = n_chunks // n_workers
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context(method)) as pool:
-        results = list(pool.map(fn, chunks))
+    with ProcessPoolExecutor(max_workers=n_workers - 1, mp_context=multiprocessing.get_context(method)) as pool:
+        futures = [pool.submit(fn, chunk) for chunk in chunks[own:]]
+        results = [fn(chunk) for chunk in chunks[:own]] + [f.result() for f in futures]
     out: list[Any] = [None] * len(paths)
     for c, res in enumerate(results):
         out[c::n_chunks] = res
@@ -396,16 +402,16 @@ def _geometry_problem(g: Header) -> tuple[str, str] | None:
             return "invalid_geometry", f"{key} holds non-numeric values"
         if len(values) not in n:
             return "invalid_geometry", f"{key} has {len(values)} values, expected {' or '.join(map(str, n))}"
-        if not all(np.isfinite(values)):
+        if not all(math.isfinite(v) for v in values):  # math, not numpy: 3-6 values per file (issue 16)
             return "invalid_geometry", f"{key} is not finite (NaN or infinity)"
     ps = g.get("PixelSpacing")
     if ps is not None and min(ps if isinstance(ps, tuple) else (ps,)) <= 0:
         return "invalid_geometry", f"PixelSpacing {ps} is not positive"
     o = g.get("ImageOrientationPatient")
     if isinstance(o, tuple) and len(o) == 6:
-        row, col = np.asarray(o[:3], dtype=np.float64), np.asarray(o[3:], dtype=np.float64)
-        nr, nc = np.linalg.norm(row), np.linalg.norm(col)
-        if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(float(row @ col)) > 0.1:
+        row, col = [float(v) for v in o[:3]], [float(v) for v in o[3:]]
+        nr, nc = math.sqrt(sum(v * v for v in row)), math.sqrt(sum(v * v for v in col))
+        if not (0.9 < nr < 1.1 and 0.9 < nc < 1.1) or abs(sum(a * b for a, b in zip(row, col))) > 0.1:
             return "invalid_geometry", "ImageOrientationPatient is not two orthogonal unit vectors"
     return None
 
