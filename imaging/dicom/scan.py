@@ -333,10 +333,7 @@ def _parallel(fn: Any, paths: list[str], workers: int | None) -> list[Any]:
         return fn(paths)
     n_chunks = n_workers * 4
     chunks = [paths[i::n_chunks] for i in range(n_chunks)]
-    # The calling process reads its own share instead of waiting for n_workers children: one fork and one
-    # pickled result set fewer. 3,000-file generated exam, quiet 2-core machine, 5 runs: 0.219 s median with two
-    # children, ~0.18 s with the caller + one child (issue 16).
-    own = n_chunks // n_workers
+    own = n_chunks // n_workers  # the caller reads a share too: one fork and one pickled result set fewer
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     with ProcessPoolExecutor(max_workers=n_workers - 1, mp_context=multiprocessing.get_context(method)) as pool:
         futures = [pool.submit(fn, chunk) for chunk in chunks[own:]]
