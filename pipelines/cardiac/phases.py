@@ -55,8 +55,9 @@ def blood_pool_curve(images: np.ndarray, labels0: np.ndarray, *, dilate_px: int 
 
     ``images`` is ``[n_phases, k, rows, cols]``, ``labels0`` the network's ACDC labels of the same ``k``
     slices at phase 0. Per slice the region is the LV cavity + myocardium at phase 0 dilated by ``dilate_px``
-    and the threshold the midpoint of the median cavity and median myocardium intensity at phase 0. Returns
-    ``None`` when no slice shows an LV cavity and myocardium at phase 0 (the caller then uses the network).
+    and the threshold the midpoint of the median cavity and median myocardium intensity at phase 0. A slice
+    counts only where the blood is brighter than the myocardium (median cavity > 1.2 x median myocardium, as on
+    bSSFP and gradient-echo cine). Returns ``None`` when no slice qualifies (the caller then uses the network).
 
     Examples
     --------
@@ -73,7 +74,10 @@ def blood_pool_curve(images: np.ndarray, labels0: np.ndarray, *, dilate_px: int 
             continue
         region = ndimage.binary_dilation(cavity | myo, iterations=dilate_px)
         first = images[0, k]
-        threshold = 0.5 * (float(np.median(first[cavity])) + float(np.median(first[myo])))
+        blood, muscle = float(np.median(first[cavity])), float(np.median(first[myo]))
+        if not blood > 1.2 * muscle:  # not a bright-blood cine (or the labels do not fit it): no image curve
+            continue
+        threshold = 0.5 * (blood + muscle)
         curve += np.count_nonzero((images[:, k] > threshold) & region, axis=(1, 2))
         used = True
     return curve if used else None

@@ -152,3 +152,12 @@ def test_image_curve_without_an_lv_at_phase_0_falls_back_to_the_network():
 
     res = choose_phases(30, 14, _segmenter(blank, []), voxel_volume_ml=0.01, images=lambda sl: img[:, list(sl)])
     assert res.choice.coarse_source == "network" and res.choice.coarse_slice is not None
+
+
+def test_dark_blood_images_give_no_image_curve():
+    """Blood darker than myocardium (not a bright-blood cine): the image curve is refused, the network decides."""
+    lab, img = _cine_with_wall(_shifted_radii(30, 14, ed=0, es=10))
+    dark = np.where(img == 100.0, 5.0, img)  # blood now darker than the myocardium (30)
+    res = choose_phases(30, 14, _segmenter(lab, []), voxel_volume_ml=0.01, images=lambda sl: dark[:, list(sl)])
+    assert res.choice.coarse_source == "network"
+    assert (res.choice.ed_phase, res.choice.es_phase) == (0, 10)
