@@ -164,8 +164,10 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
                 (ph.coarse_curve_ml, ":s", "bright blood in the phase-0 LV region (image)"
                  if ph.coarse_source == "image" else "LV, coarse mid slice")):
             v = np.asarray(values, float)
-            ok = np.isfinite(v)
-            if ok.any():
+            # the search curve breaks where phases were not segmented (a line across a gap would claim values);
+            # the network coarse curve samples every few phases by design and is drawn through its samples
+            ok = np.isfinite(v) if values is ph.coarse_curve_ml else np.ones(len(v), bool)
+            if np.isfinite(v).any():
                 ax.plot(x[: len(v)][ok], v[ok], style, color="#d03030", ms=2.5, lw=1.2, label=label)
         ax.set_ylabel("mL in the slices shown", fontsize=7)
     else:
@@ -178,7 +180,7 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
         for idx, name in ((ph.ed_phase, "ED"), (ph.es_phase, "ES")):
             if 0 <= idx < len(x):
                 ax.axvline(x[idx], color="0.5", lw=0.8, ls="--")
-                ax.text(x[idx], 0.98, f" {name}", fontsize=7, ha="left", va="top",
+                ax.text(x[idx], 0.02, f" {name}", fontsize=7, ha="left", va="bottom",  # clear of the legend
                         transform=ax.get_xaxis_transform())
     ax.set_xlabel("trigger time (ms)" if len(tt) >= n else "phase", fontsize=7)
     ax.tick_params(labelsize=7)
