@@ -161,7 +161,7 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
     elif ph is not None and (ph.search_curve_ml or ph.coarse_curve_ml):
         for values, style, label in (
                 (ph.search_curve_ml, "-o", f"LV, {len(ph.search_slices)} search slices"),
-                (ph.coarse_curve_ml, ":s", "bright blood in the phase-0 LV region (image)"
+                (ph.coarse_curve_ml, ":s", "LV blood pool (image)"
                  if ph.coarse_source == "image" else "LV, coarse mid slice")):
             v = np.asarray(values, float)
             # the search curve breaks where phases were not segmented (a line across a gap would claim values);
@@ -180,8 +180,9 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
         for idx, name in ((ph.ed_phase, "ED"), (ph.es_phase, "ES")):
             if 0 <= idx < len(x):
                 ax.axvline(x[idx], color="0.5", lw=0.8, ls="--")
-                ax.text(x[idx], 0.02, f" {name}", fontsize=7, ha="left", va="bottom",  # clear of the legend
-                        transform=ax.get_xaxis_transform())
+                ax.text(x[idx], 0.98, f" {name}", fontsize=7, ha="left", va="top", zorder=6,  # over the legend
+                        transform=ax.get_xaxis_transform(),
+                        bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
     ax.set_xlabel("trigger time (ms)" if len(tt) >= n else "phase", fontsize=7)
     ax.tick_params(labelsize=7)
     # "best" on a white box: readable in narrow panels too (the report beside a T1 bullseye)
