@@ -153,3 +153,23 @@ def test_geometry_that_cannot_place_an_image_is_a_named_rejection(tmp_path, tag,
     with pytest.warns(ZeroClickWarning):
         exam = scan(tmp_path, workers=1)
     assert _codes(exam) == {code} and not exam.series
+
+
+def test_a_lenient_multi_value_is_noted_on_every_file_and_memoised_values_stay_exact(tmp_path):
+    """The scan's memo of multi-valued conversions (issue 16) must not drop the note of a lenient reading on the
+    second file with the same bytes, nor change a value read from the memo."""
+    from zeroclick.imaging.dicom.headers import forget_conversions
+
+    forget_conversions()
+    first, second = _image(tmp_path, 1), _image(tmp_path, 2)
+    for path in (first, second):
+        path.write_bytes(rawdicom.set_value(path.read_bytes(), IMAGE_POSITION, b"1,5\\-2,25\\3", b"DS"))
+    for path in (first, second, first):
+        h = read_header(str(path))
+        assert h["ImagePositionPatient"] == pytest.approx((1.5, -2.25, 3.0))
+        assert h.get("_notes"), "the decimal-comma reading must be noted on every file"
+    warm = read_header(str(_image(tmp_path / "clean", 3)))  # orientation bytes already converted above
+    forget_conversions()
+    cold = read_header(str(tmp_path / "clean" / "im0003.dcm"))
+    assert warm["ImageOrientationPatient"] == cold["ImageOrientationPatient"] == pytest.approx(sax_orientation(), abs=1e-5)
+    assert not warm.get("_notes") and not cold.get("_notes")
