@@ -154,6 +154,8 @@ class Series:
                     time_axis=g.time_axis, problems=list(self.problems))
         if g.inversion_times_ms is not None:
             meta["inversion_times_ms"] = list(g.inversion_times_ms)
+        # the first image's trigger time as the scan parsed it (non-cine series: LGE, T1 maps, MOLLI sources)
+        meta["first_trigger_time_ms"] = None if images[0].trigger_time_ms is None else float(images[0].trigger_time_ms)
         meta["slice_positions_lps_mm"] = [list(images[i].position or ()) for i in range(n_slices)]
         if any(im.frame >= 0 for im in images):
             meta["frame_numbers"] = [im.frame + 1 for im in images]

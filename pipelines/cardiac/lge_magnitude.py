@@ -75,9 +75,13 @@ class Placement:
 
 
 def trigger_time_ms(volume: Volume) -> float | None:
-    """Trigger time of a non-cine series, read from the header of its first image (``None`` when absent)."""
+    """Trigger time of a non-cine series: of its first image (``None`` when absent). A Volume from
+    ``Series.volume()`` carries it (``meta["first_trigger_time_ms"]``); others are read from the first source file."""
     if volume.trigger_times_ms:
         return float(volume.trigger_times_ms[0])
+    if "first_trigger_time_ms" in volume.meta:
+        value = volume.meta["first_trigger_time_ms"]
+        return None if value is None else float(value)
     paths = list((volume.meta.get("source_paths_by_uid") or {}).values())
     if not paths:
         return None
@@ -137,38 +141,46 @@ def propagate_labels(labels: Volume, target: Volume, *, sigma_px: float | None =
     >>> bool((propagate_labels(vol, vol) == lab).all())
     True
     """
+    return _propagate(labels, target, (sigma_px,))[0]
+
+
+def _propagate(labels: Volume, target: Volume, sigmas: tuple[float | None, ...]) -> list[np.ndarray]:
+    """:func:`propagate_labels` for several ``sigma_px`` at once: the affine mapping of the target pixels (most
+    of a nearest-neighbour call: 71 of 88 ms for a 14-slice LGE stack) is computed once for all of them."""
     n, rows, cols = target.spatial_shape
     r, c = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
     to_index = np.linalg.inv(labels.affine)
-    out = np.zeros((n, rows, cols), dtype=np.uint8)
+    outs = [np.zeros((n, rows, cols), dtype=np.uint8) for _ in sigmas]
     src = np.asarray(labels.array)
     values = np.asarray([v for v in np.unique(src) if v != 0], dtype=np.uint8)
-    weights = [] if sigma_px is None else [
-        ndimage.gaussian_filter((src == v).astype(np.float32), (0.0, sigma_px, sigma_px)) for v in values]
+    weights = {sigma: [ndimage.gaussian_filter((src == v).astype(np.float32), (0.0, sigma, sigma)) for v in values]
+               for sigma in sigmas if sigma is not None}
     # only pixels that can reach a label are interpolated (the heart is a small part of the field of view)
     _, r_any, c_any = np.nonzero(src) if values.size else (None, np.zeros(1), np.zeros(1))
-    reach = 3.0 * (sigma_px or 0.0) + 2.0
-    lo = np.array([r_any.min() - reach, c_any.min() - reach])
-    hi = np.array([r_any.max() + reach, c_any.max() + reach])
     in_plane = np.stack([r.ravel(), c.ravel()], axis=1) @ target.affine[:3, 1:3].T
     for s in range(n):
         lps = in_plane + slice_origin_lps(target, s)
         src_idx = (np.concatenate([lps, np.ones((lps.shape[0], 1))], axis=1) @ to_index.T)[:, :3]
-        flat = np.zeros(src_idx.shape[0], dtype=np.uint8)
-        if sigma_px is None:
-            k = np.rint(src_idx).astype(np.int64)
-            ok = np.all((k >= 0) & (k < np.asarray(src.shape)[None, :]), axis=1)
-            flat[ok] = src[k[ok, 0], k[ok, 1], k[ok, 2]]
-        elif values.size:
-            k = np.rint(src_idx[:, 0])
-            near = ((k >= 0) & (k < src.shape[0]) & np.all((src_idx[:, 1:] >= lo) & (src_idx[:, 1:] <= hi), axis=1))
-            coords = np.stack([k[near], src_idx[near, 1], src_idx[near, 2]])
-            w = np.stack([ndimage.map_coordinates(x, coords, order=1, mode="constant", cval=0.0) for x in weights])
-            background = 1.0 - w.sum(axis=0)  # the indicators sum to one, and so do their smoothed samples
-            best = np.argmax(w, axis=0)
-            flat[near] = np.where(w[best, np.arange(best.size)] > background, values[best], 0)
-        out[s] = flat.reshape(rows, cols)
-    return out
+        for out, sigma in zip(outs, sigmas):
+            flat = np.zeros(src_idx.shape[0], dtype=np.uint8)
+            if sigma is None:
+                k = np.rint(src_idx).astype(np.int64)
+                ok = np.all((k >= 0) & (k < np.asarray(src.shape)[None, :]), axis=1)
+                flat[ok] = src[k[ok, 0], k[ok, 1], k[ok, 2]]
+            elif values.size:
+                reach = 3.0 * sigma + 2.0
+                lo = np.array([r_any.min() - reach, c_any.min() - reach])
+                hi = np.array([r_any.max() + reach, c_any.max() + reach])
+                k = np.rint(src_idx[:, 0])
+                near = (k >= 0) & (k < src.shape[0]) & np.all((src_idx[:, 1:] >= lo) & (src_idx[:, 1:] <= hi), axis=1)
+                coords = np.stack([k[near], src_idx[near, 1], src_idx[near, 2]])
+                w = np.stack([ndimage.map_coordinates(x, coords, order=1, mode="constant", cval=0.0)
+                              for x in weights[sigma]])
+                background = 1.0 - w.sum(axis=0)  # the indicators sum to one, and so do their smoothed samples
+                best = np.argmax(w, axis=0)
+                flat[near] = np.where(w[best, np.arange(best.size)] > background, values[best], 0)
+            out[s] = flat.reshape(rows, cols)
+    return outs
 
 
 def _contrast(image: np.ndarray, lv: np.ndarray, myo: np.ndarray) -> float:
@@ -270,8 +282,7 @@ def place_cine_labels(cine_labels: Volume, target: Volume, *, register: bool = T
     The registration searches on nearest-neighbour labels (with Gaussian-interpolated ones its median contrast
     peaked one pixel off a known 4-pixel breath-hold shift on a generated exam); the labels returned are the
     Gaussian-interpolated ones (:func:`propagate_labels`) moved the same way."""
-    placed = propagate_labels(cine_labels, target, sigma_px=None)
-    smooth = propagate_labels(cine_labels, target)
+    placed, smooth = _propagate(cine_labels, target, (None, LABEL_SIGMA_PX))
     image = np.asarray(target.array, dtype=np.float64)
     spacing_rc = (target.spacing_mm[1], target.spacing_mm[2])
     shifts: list[tuple[float, float]] = []

@@ -9,8 +9,9 @@ costs about a second, so instead of segmenting every phase of every slice (the n
    the midpoint of the phase-0 blood and myocardium medians (:func:`blood_pool_curve`; on balanced-SSFP cine
    the blood pool is the brightest tissue there). Without images (or when phase 0 shows no LV) the middle
    search slice is segmented at every ``phase_step``-th phase instead (10 slices for 30 phases). Then all
-   ``n_search`` slices are segmented at the phases within ``phase_step - 1`` of the coarse maximum and minimum
-   (the LV volume curve is smooth, so the extremes lie there);
+   ``n_search`` slices are segmented at the phases within 1 (image curve, sampled at every phase) or
+   ``phase_step - 1`` (network curve) of the coarse maximum and minimum (the LV volume curve is smooth, so the
+   extremes lie there);
 2. take ED/ES as the maximum/minimum of that few-slice curve in each window; when a phase just outside a
    window is more extreme, follow the curve there (so a window that missed the extreme still finds it);
 3. segment the whole stack at ED and at ES;
@@ -18,11 +19,11 @@ costs about a second, so instead of segmenting every phase of every slice (the n
    choice is uncertain: segment the whole stack at that neighbour too and let the whole-stack LV volume decide
    (a one-phase error in ES moved EF by several points on real data).
 
-For 30 phases and 14 slices: 2 + 2 x 5 = 12 slices for the search with the image curve (windows of +-1 phase) (28 with the network
+For 30 phases and 14 slices: 2 + 2 x 5 = 12 slices for the search with the image curve (28 with the network
 coarse stage, 38 with the earlier two-slice coarse stage at every second phase; 420 for every phase), then 2 x 12
 more for the ED and ES stacks. The image curve picked the truth's ED and ES on 6 of 6 generated exams (seeds
 1-6, three vendors) and the expert's ED on the real Sunnybrook GE exam, whose ES lies on a flat stretch of the
-curve (image minimum at phase 9, network whole-stack minimum at 7, both inside the +-2 window).
+curve: the image minimum is at phase 9, and the climb along the network's curve reaches the expert's phase 7.
 
 ``all_phases=True`` segments everything and picks the extremes of the whole-stack curve (method ``all_phases``).
 """
@@ -153,12 +154,11 @@ def choose_phases(
     margin_fraction: float = 0.01,
     trigger_times_ms: Sequence[float] | None = None,
     images: SearchImages | None = None,
-    pixel_volume_ml: float | None = None,
 ) -> PhaseSearchResult:
     """Find ED and ES; see the module docstring. Phase indices are 0-based.
 
-    ``images`` gives the search slices' pixels at every phase for the image-based coarse curve (its values are
-    reported in mL: bright-blood pixels x ``pixel_volume_ml``, default ``voxel_volume_ml``).
+    ``images`` gives the search slices' pixels at every phase for the image-based coarse curve (reported in mL:
+    bright-blood pixels x ``voxel_volume_ml``).
     """
     cache = _Cache(segment, n_slices)
 
@@ -190,8 +190,7 @@ def choose_phases(
         # stage 1 (image): the network at phase 0 only, the image's blood pool at every phase
         blood = blood_pool_curve(np.asarray(images(sl)), cache.get_many([(0, sl)])[0])
         if blood is not None and blood.max() > blood.min():
-            unit = voxel_volume_ml if pixel_volume_ml is None else pixel_volume_ml
-            coarse = {p: float(v) * unit for p, v in enumerate(blood)}
+            coarse = {p: float(v) * voxel_volume_ml for p, v in enumerate(blood)}
             coarse_source = "image"
     if step > 1 and not coarse:
         # stage 1 (network): one mid-ventricular slice at every step-th phase locates the two extremes roughly
