@@ -29,7 +29,9 @@ def http(path: str, data: bytes | None = None):
 
 def storescu(folder: Path, aet: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TCP_NODELAY="1")
-    return subprocess.run(["storescu", "-aet", aet, "-aec", "ORTHANC", "+sd", "+r", "-xs",
+    from zc_listener_helpers import dcmtk
+
+    return subprocess.run([dcmtk("storescu") or "storescu", "-aet", aet, "-aec", "ORTHANC", "+sd", "+r", "-xs",
                            "127.0.0.1", str(DICOM_PORT), str(folder)], capture_output=True, text=True,
                           env=env, timeout=60)
 

@@ -19,8 +19,10 @@ pytestmark = [pytest.mark.pacs, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def orthanc_run(pacs_exam, netns, tmp_path_factory):
-    for exe in ("Orthanc", "storescu"):
-        if shutil.which(exe) is None:
+    from zc_listener_helpers import dcmtk
+
+    for exe, found in (("Orthanc", shutil.which("Orthanc")), ("storescu", dcmtk("storescu"))):
+        if found is None:
             pytest.skip(f"{exe} is not installed (Debian packages orthanc, orthanc-python, dcmtk)")
     if not Path("/usr/share/orthanc/plugins/libOrthancPython.so").exists():
         pytest.skip("orthanc-python is not installed (no libOrthancPython.so)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from zc_listener_helpers import PYTHONPATH, RecordingScp, free_port, wait_for  # noqa: I001
+from zc_listener_helpers import PYTHONPATH, RecordingScp, dcmtk, free_port, wait_for  # noqa: I001
 
 pytestmark = pytest.mark.pacs
 
@@ -40,7 +40,7 @@ def _metric(text: str, name: str) -> float:
 
 
 def _storescu(files: list[Path], port: int, *, called: str = "ZEROCLICK") -> subprocess.CompletedProcess:
-    return subprocess.run(["storescu", "-aet", "MODALITY", "-aec", called, "127.0.0.1", str(port),
+    return subprocess.run([dcmtk("storescu") or "storescu", "-aet", "MODALITY", "-aec", called, "127.0.0.1", str(port),
                            *map(str, files)], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, TCP_NODELAY="1"))
 
@@ -52,7 +52,7 @@ def screenshot(url: str, png: Path) -> None:
                    check=True)
 
 
-@pytest.mark.skipif(shutil.which("storescu") is None, reason="dcmtk storescu is not installed (apt-get install dcmtk)")
+@pytest.mark.skipif(dcmtk("storescu") is None, reason="dcmtk storescu is not installed (apt-get install dcmtk)")
 def test_issue_14_listener_from_config_file_storescu_metrics_and_status_page(tmp_path, pacs_exam):
     dest = RecordingScp()
     port, http_port = free_port(), free_port()

@@ -19,6 +19,18 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from zeroclick.pipelines.pacs.send import set_tcp_nodelay
 
+
+def dcmtk(name: str) -> str | None:
+    """Path of dcmtk's ``name`` (storescu, echoscu, ...) on PATH, skipping same-named scripts: pynetdicom 3 installs
+    its own storescu/echoscu/findscu, with other options, into the bin folder of an activated venv."""
+    for folder in os.get_exec_path():
+        exe = os.path.join(folder, name)
+        if os.path.isfile(exe) and os.access(exe, os.X_OK):
+            with open(exe, "rb") as fh:
+                if fh.read(2) != b"#!":
+                    return exe
+    return None
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHONPATH = os.pathsep.join([str(REPO), str(REPO / "tests" / "pacs"), str(REPO / "tests" / "dicom_write")])
 
