@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 
@@ -16,6 +17,7 @@ PATHS = [f"file{i:05d}" for i in range(2000)]
 
 
 def _tagged(chunk):
+    time.sleep(0.02)  # real chunks take ~10 ms: without it the caller may claim every chunk before a fork starts
     return [(p, os.getpid()) for p in chunk]
 
 
@@ -39,14 +41,28 @@ def test_a_reader_that_dies_costs_time_not_files():
     assert {pid for _, pid in out} == {caller}
 
 
-def test_an_error_in_the_callers_share_is_raised_and_no_reader_is_left():
+def test_an_error_in_the_callers_share_is_raised_and_no_reader_is_left(monkeypatch):
+    forked = []
+    real_fork = os.fork
+
+    def fork():
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+
     def fails(chunk):
+        time.sleep(0.02)
         raise ValueError("boom")
 
     with pytest.raises(ValueError, match="boom"):
-        _parallel(fails, PATHS, 2)
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)  # every forked reader was reaped
+        _parallel(fails, PATHS, 3)
+    assert len(forked) == 2
+    for pid in forked:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # every forked reader was reaped
 
 
 def test_small_inputs_stay_in_one_process():
