@@ -306,7 +306,11 @@ class PropagationInfo:
 
 @dataclass(frozen=True)
 class T1Segment:
-    """Native / post-contrast T1 (ms) and ECV (fraction) of one AHA segment (``None`` where not measured)."""
+    """Native / post-contrast T1 (ms) and ECV (fraction) of one AHA segment (``None`` where not measured).
+
+    ``*_sd_ms`` is the standard deviation of the segment's core pixels (before the trim of the mean), as a
+    reader's ROI gives mean +- SD; with ``*_pixels`` it tells how far noise alone can move the mean
+    (SD / sqrt(pixels))."""
 
     segment: int
     name: str
@@ -315,6 +319,8 @@ class T1Segment:
     ecv_fraction: float | None = None
     native_pixels: int = 0
     post_pixels: int = 0
+    native_sd_ms: float | None = None
+    post_sd_ms: float | None = None
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,22 @@ def test_scanner_maps_give_segmental_t1_and_ecv_of_the_truth(exam, tmp_path):
     t1 = result.t1
     assert (t1.native_source, t1.post_source) == ("scanner_map", "scanner_map")
     _check_segments(result, gt)
+    # mean +- SD per segment: the generator writes white noise of SD 25 ms on both maps; a segment of remote
+    # myocardium only shows that noise and some rim partial volume (5 exams: 22-38 ms native, 18-39 post), one
+    # with infarct the two tissues' T1 difference on top
+    truth_segments = gt["t1"]["segments"]
+    pure = {int(k) for k, v in truth_segments.items() if v["ecv"] == gt["t1"]["ecv"]["myocardium"]}
+    mixed = {s.segment for s in t1.segments} - pure
+    assert pure and mixed
+    # (seed 1, segment 7: the placed myocardium reaches one pixel into the blood pool at the infarct border, so
+    # its core takes in ~4 pixels of the truth's infarct rim, +2.7% native: its SD shows the mixture)
+    sd = {s.segment: (s.native_sd_ms, s.post_sd_ms) for s in t1.segments if s.segment in pure}
+    noise_only = [k for k, (n, p) in sd.items() if 15.0 <= n <= 45.0 and 15.0 <= p <= 45.0]
+    assert len(noise_only) >= len(sd) - 1, sd
+    error = {s.segment: abs(s.native_t1_ms / truth_segments[str(s.segment)]["native_t1_ms"] - 1.0)
+             for s in t1.segments if s.segment in pure}
+    assert max(sd, key=lambda k: sd[k][0]) == max(error, key=error.get)
+    assert max(s.native_sd_ms for s in t1.segments if s.segment in mixed) > 40.0
     want = gt["t1"]
     assert t1.native_t1_remote_ms == pytest.approx(want["native_t1_ms"]["myocardium"], rel=0.02)
     assert t1.native_t1_blood_ms == pytest.approx(want["native_t1_ms"]["blood"], rel=0.02)
@@ -211,6 +227,7 @@ def test_scanner_maps_give_segmental_t1_and_ecv_of_the_truth(exam, tmp_path):
     report = json.loads(result.to_json())
     assert report["measurements"]["ecv_remote_fraction"] == pytest.approx(t1.ecv_remote_fraction)
     assert report["t1"]["segments"][0]["segment"] == 1
+    assert report["t1"]["segments"][0]["native_sd_ms"] == pytest.approx(t1.segments[0].native_sd_ms)
 
 
 @pytest.mark.slow
