@@ -107,7 +107,8 @@ FIELDS: tuple[tuple[int, str, str], ...] = (
 )
 _WANT: dict[int, tuple[str, str]] = {tag: (kw, vr) for tag, kw, vr in FIELDS}
 _WANT_VR_BYTES: dict[int, bytes] = {tag: vr.encode("ascii") for tag, _, vr in FIELDS}
-_SINGLE_VALUE_FAST = frozenset({"UI", "CS", "SH", "LO", "TM", "DS", "IS"})
+# single-valued text converted inline (numbers and code strings go through the per-scan memo instead)
+_SINGLE_VALUE_FAST = frozenset({"UI", "SH", "LO", "TM"})
 # Fields that describe the series, not the image: converted once per series in a scan (lazy reads).
 SERIES_LEVEL_KEYWORDS = frozenset({
     "Modality", "Manufacturer", "SeriesDescription", "ManufacturerModelName", "PatientSize", "PatientWeight",

@@ -554,6 +554,7 @@ def _series_meta(h: Header, images: list[Image]) -> dict[str, Any]:
         "samples_per_pixel": h.get("SamplesPerPixel", 1),
         "sequence_name": h.get("SequenceName") or h.get("PulseSequenceName"),
         "image_type": list(_as_tuple(h.get("ImageType"))),
+        "contrast_bolus_agent": str(h.get("ContrastBolusAgent") or "").strip(),
     }
     hr = _scalar(h.get("HeartRate"))
     rr = _scalar(h.get("NominalInterval"))

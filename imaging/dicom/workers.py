@@ -81,7 +81,12 @@ def _forked(fn: Any, chunks: list[list[str]], n_children: int) -> dict[int, Any]
     try:
         for _ in range(n_children):
             r, w = os.pipe()
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # no process left (ulimit, memory): the caller and the readers started read it all
+                os.close(r)
+                os.close(w)
+                break
             if pid == 0:  # pragma: no cover - runs in the child (coverage does not follow os._exit)
                 code = 1
                 try:

@@ -159,14 +159,14 @@ def volume_curve(result: Any, *, ax: Any = None) -> Any:
                     label="RV (whole stack)")
         ax.set_ylabel("mL", fontsize=7)
     elif ph is not None and (ph.search_curve_ml or ph.coarse_curve_ml):
-        for values, style, label in (
-                (ph.search_curve_ml, "-o", f"LV, {len(ph.search_slices)} search slices"),
+        # the search curve breaks where phases were not segmented (a line across a gap would claim values);
+        # the network coarse curve samples every few phases by design and is drawn through its samples
+        for values, style, label, through_gaps in (
+                (ph.search_curve_ml, "-o", f"LV, {len(ph.search_slices)} search slices", False),
                 (ph.coarse_curve_ml, ":s", "LV blood pool (image)"
-                 if ph.coarse_source == "image" else "LV, coarse mid slice")):
+                 if ph.coarse_source == "image" else "LV, coarse mid slice", True)):
             v = np.asarray(values, float)
-            # the search curve breaks where phases were not segmented (a line across a gap would claim values);
-            # the network coarse curve samples every few phases by design and is drawn through its samples
-            ok = np.isfinite(v) if values is ph.coarse_curve_ml else np.ones(len(v), bool)
+            ok = np.isfinite(v) if through_gaps else np.ones(len(v), bool)
             if np.isfinite(v).any():
                 ax.plot(x[: len(v)][ok], v[ok], style, color="#d03030", ms=2.5, lw=1.2, label=label)
         ax.set_ylabel("mL in the slices shown", fontsize=7)

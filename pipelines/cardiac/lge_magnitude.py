@@ -29,7 +29,6 @@ inversion-recovery images, which many centres acquire without PSIR. This module 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,8 +38,6 @@ from scipy import ndimage
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.lge import CAVITY, HEALTHY, INFARCT, MVO, remote_statistics
 from zeroclick.pipelines.cardiac.result import LgeResult, PropagationInfo, QcFlag
-
-logger = logging.getLogger(__name__)
 
 #: ACDC cine labels carried over: 1 RV cavity (dropped), 2 LV myocardium, 3 LV cavity.
 CINE_MYO, CINE_LV = 2, 3
@@ -75,32 +72,13 @@ class Placement:
 
 
 def trigger_time_ms(volume: Volume) -> float | None:
-    """Trigger time of a non-cine series: of its first image (``None`` when absent). A Volume from
-    ``Series.volume()`` carries it (``meta["first_trigger_time_ms"]``); others are read from the first source file."""
+    """Trigger time of a series' first image (``None`` when absent): the cine's first phase, else what the scan
+    parsed (``meta["first_trigger_time_ms"]`` of a ``Series.volume()``, per-frame for enhanced objects); a Volume
+    not made from DICOM has none."""
     if volume.trigger_times_ms:
         return float(volume.trigger_times_ms[0])
-    if "first_trigger_time_ms" in volume.meta:
-        value = volume.meta["first_trigger_time_ms"]
-        return None if value is None else float(value)
-    paths = list((volume.meta.get("source_paths_by_uid") or {}).values())
-    if not paths:
-        return None
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(paths[0], stop_before_pixels=True)
-    except (OSError, ValueError) as exc:  # unreadable now: the phase falls back to ED
-        logger.warning("trigger time not read from the first image: %s", exc)
-        return None
-    value = ds.get("TriggerTime")
-    if value in (None, "") and "PerFrameFunctionalGroupsSequence" in ds:
-        group = ds.PerFrameFunctionalGroupsSequence[0]
-        sync = group.get("CardiacSynchronizationSequence")
-        value = sync[0].get("NominalCardiacTriggerDelayTime") if sync else None
-    try:
-        return None if value in (None, "") else float(value)
-    except (TypeError, ValueError):
-        return None
+    value = volume.meta.get("first_trigger_time_ms")
+    return None if value is None else float(value)
 
 
 def nearest_phase(cine: Volume, trigger_time_ms: float | None, fallback: int) -> int:

@@ -102,22 +102,10 @@ def read_hematocrit(value: float | None, source: str | Path | None) -> tuple[flo
     return hct, origin
 
 
-def _contrast_agent(vol: Volume) -> str:
-    paths = list((vol.meta.get("source_paths_by_uid") or {}).values())
-    if not paths:
-        return ""
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(paths[0], stop_before_pixels=True, specific_tags=["ContrastBolusAgent"])
-    except (OSError, ValueError):
-        return ""
-    return str(ds.get("ContrastBolusAgent") or "").strip()
-
-
 def is_post_contrast(vol: Volume) -> bool:
-    """Post-contrast by series description or the ContrastBolusAgent of its first image."""
-    return bool(_POST_RE.search(str(vol.meta.get("series_description") or ""))) or bool(_contrast_agent(vol))
+    """Post-contrast by series description or the ContrastBolusAgent the scan read from its header."""
+    return bool(_POST_RE.search(str(vol.meta.get("series_description") or ""))) or \
+        bool(str(vol.meta.get("contrast_bolus_agent") or "").strip())
 
 
 def _median_t1(vol: Volume) -> float:

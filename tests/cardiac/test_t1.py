@@ -275,6 +275,21 @@ def test_series_selection_native_post_and_one_series_per_slice():
     assert [v.meta["series_number"] for v in sel["post_map"]] == [11]
 
 
+def test_post_contrast_by_the_contrast_agent_the_scan_read(exam):
+    """Without "post" in the description, the ContrastBolusAgent of the header (read once by the scan, kept in
+    the Volume's meta: no second read of the file) marks a map as post-contrast."""
+    from zeroclick.imaging.dicom import scan
+    from zeroclick.pipelines.cardiac.t1 import is_post_contrast
+
+    out, _, _ = exam
+    maps = {s.description: s.volume() for s in scan(out / "dicom").find("t1_map")}
+    post = next(v for d, v in maps.items() if "POST" in d.upper())
+    native = next(v for d, v in maps.items() if "POST" not in d.upper())
+    assert post.meta["contrast_bolus_agent"] == "Gadobutrol" and native.meta["contrast_bolus_agent"] == ""
+    renamed = post.with_array(post.array, meta={**post.meta, "series_description": "T1 map"})
+    assert is_post_contrast(renamed) and not is_post_contrast(native)
+
+
 @pytest.mark.slow
 def test_maps_written_one_series_per_slice_are_pooled(exam):
     """The same maps split into one series per slice (as scanners often write them) give the same segments."""

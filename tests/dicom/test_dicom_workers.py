@@ -68,3 +68,13 @@ def test_an_error_in_the_callers_share_is_raised_and_no_reader_is_left(monkeypat
 def test_small_inputs_stay_in_one_process():
     out = _parallel(_tagged, PATHS[:300], 4)
     assert {pid for _, pid in out} == {os.getpid()}
+
+
+def test_a_fork_that_fails_leaves_the_reading_to_the_caller(monkeypatch):
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    out = _parallel(_tagged, PATHS, 2)
+    assert [p for p, _ in out] == PATHS
+    assert {pid for _, pid in out} == {os.getpid()}
