@@ -28,6 +28,10 @@ from zeroclick.pipelines.cardiac.function import order_base_to_apex
 from zeroclick.pipelines.cardiac.result import AHA_SEGMENT_NAMES, AhaResult, SegmentValues
 
 THIN_WALL_MM = 5.5
+#: RV-myocardium contact arcs shorter than this, or than this fraction of the stack's median arc, do not locate
+#: the insertion points (see :func:`cine_frames`)
+MIN_INSERTION_SPAN_DEG = 60.0
+RELATIVE_INSERTION_SPAN = 0.75
 BASAL_ORDER = (2, 3, 4, 5, 6, 1)
 APICAL_ORDER = (14, 15, 16, 13)
 _RAY_STEP_MM = 0.2
@@ -199,13 +203,28 @@ def segment_thickness_mm(
 
 
 def cine_frames(ed: Volume, slices: tuple[int, ...]) -> dict[int, SliceFrame]:
-    """Frames of the cine slices that have RV-myocardium contact."""
-    out = {}
+    """Frames of the cine slices whose RV-myocardium contact locates the insertion points.
+
+    A contact shorter than :data:`MIN_INSERTION_SPAN_DEG` or :data:`RELATIVE_INSERTION_SPAN` of the stack's
+    median (a sliver of RV drawn against the apex) does not: such slices get no frame of their own and borrow
+    the nearest slice's (:func:`fill_missing_frames`, :func:`lge_frames`), unless no slice has a longer one.
+    At the apex the RV contact narrows, and the AHA apical sectors hang on its bisector: a reference carried from
+    the nearest slice with a full contact is the safer estimate there than the bisector of a sliver.
+
+    Measured: the real ACDC network on generated exams (phantom contact ~150 deg everywhere) drew 25 deg and
+    100 deg apical contacts whose bisectors were 23 and 20 deg off (seeds 1 and 8): apical T1 segments off by
+    up to 10 % native, 13 % post-contrast. On the ACDC manual labels (50 frames) the rule leaves out 5/154
+    basal, 9/156 mid and 38/106 apical slices (apical contacts: median 93 deg, 5th percentile 41 deg).
+    """
+    found = {}
     for s in slices:
         f = cine_slice_frame(ed.array[s], ed.spacing_mm[1:], ed.affine, s)
         if f is not None:
-            out[s] = f
-    return out
+            found[s] = f
+    if not found:
+        return {}
+    limit = max(MIN_INSERTION_SPAN_DEG, RELATIVE_INSERTION_SPAN * float(np.median([f.span_deg for f in found.values()])))
+    return {s: f for s, f in found.items() if f.span_deg >= limit} or found
 
 
 def fill_missing_frames(frames: dict[int, SliceFrame], slices: tuple[int, ...], labels: Volume, lv_values):
@@ -265,6 +284,17 @@ def segment_transmurality(lge: Volume, frames: dict[int, SliceFrame], slice_leve
     }
 
 
+def _insertion_source(own: dict[int, SliceFrame], frames: dict[int, SliceFrame]) -> str:
+    if not own:
+        return "none (no RV contact found)"
+    borrowed = sorted(set(frames) - set(own))
+    if not borrowed:
+        return "cine RV-myocardium interface"
+    return (f"cine RV-myocardium interface; slice(s) {', '.join(map(str, borrowed))} take the nearest slice's "
+            f"(no RV contact, or one shorter than {MIN_INSERTION_SPAN_DEG:g} deg or "
+            f"{RELATIVE_INSERTION_SPAN:.0%} of the stack's median)")
+
+
 def compute_aha(
     ed: Volume, es: Volume | None = None, lge: Volume | None = None, *, thin_wall_mm: float = THIN_WALL_MM
 ) -> AhaResult:
@@ -298,6 +328,6 @@ def compute_aha(
     return AhaResult(
         segments=tuple(segments), thin_wall_threshold_mm=thin_wall_mm,
         basal_slices=parts[0], mid_slices=parts[1], apical_slices=parts[2],
-        insertion_source="cine RV-myocardium interface" if own else "none (no RV contact found)",
+        insertion_source=_insertion_source(own, frames),
     )
 

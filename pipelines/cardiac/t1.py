@@ -69,6 +69,8 @@ MIN_MEDIAN_R2 = 0.95
 MIN_REGION_PIXELS = 10
 FIT_MARGIN_MM = 25.0
 TRIM_FRACTION = 0.05
+#: the rim (pixels) left out of each segment at the endocardium and epicardium (partial volume)
+CORE_RIM_PX = 1
 BLOOD_CLIP_SD = 3.0
 _POST_RE = re.compile(r"post|\bgd\b|\+\s*c\b|contrast", re.IGNORECASE)
 SEGMENT_RULE = ("mean T1 over the segment's myocardial core (labels 2-4 minus a 1-pixel rim at the "
@@ -218,7 +220,7 @@ def _map_regions(t1: Volume, labels: np.ndarray, frames: dict[int, aha.SliceFram
             continue
         lab = labels[s]
         myo = lab >= 2
-        core = ndimage.binary_erosion(myo, structure=cross) & (img[s] > 0)
+        core = ndimage.binary_erosion(myo, structure=cross, iterations=CORE_RIM_PX) & (img[s] > 0)
         cav = ndimage.binary_erosion(lab == 1, structure=cross, iterations=2) & (img[s] > 0)
         blood.append(img[s][cav])
         rows, cols = np.nonzero(core)
@@ -333,7 +335,7 @@ def compute_t1(volumes: tuple[Volume, ...] | list[Volume], *, cine_labels_at: Ci
         for vol in series.get(f"{state}_map") or mollis:
             t1, r2, source, seconds, tt = t1_map_of(vol, cine_labels_at, device, trigger_ms=molli_tt)
             cine_labels, phase = cine_labels_at(tt)
-            placement = place_cine_labels(cine_labels, t1)
+            placement = place_cine_labels(cine_labels, t1, core_px=CORE_RIM_PX)
             labels = _emidec_on(t1, placement.labels, lge_mask)
             slices = [s for s in range(labels.shape[0]) if np.any(labels[s] >= 2)]
             frames = aha.lge_frames(t1.with_array(labels), cine_ed, own, slices)

@@ -81,3 +81,42 @@ def test_transmurality_lands_in_the_right_segment(flip):
     assert a.segment(2).transmurality_percent == 0.0
     # apical: lateral sector 16 spans phi 150-240 -> contains the infarct's 180-240 part
     assert 40.0 < a.segment(16).transmurality_percent < 90.0
+
+
+def test_a_sliver_of_rv_contact_borrows_the_neighbours_insertion_points():
+    """At the apex a network may draw only a sliver of RV against the LV (generated exam, seed 1: a 25 deg
+    contact 84 deg off the true anterior insertion; the apical T1 segments read -7 % / +10 %). A contact much
+    shorter than the stack's does not locate the insertion points: the slice takes its neighbour's frame."""
+    from zeroclick.pipelines.cardiac.aha import cine_frames, fill_missing_frames
+
+    stack = _stack(8)
+    rad, theta = polar()
+    apex = stack[5]
+    apex[apex == 1] = 0
+    apex[(rad >= 18) & (rad < 24) & (theta > 150) & (theta < 175)] = 1  # 25 deg of RV, outside the true 180-300
+    ed = volume(stack)
+    order = (0, 1, 2, 3, 4, 5)
+    own = cine_frames(ed, order)
+    assert sorted(own) == [0, 1, 2, 3, 4]
+    frames = fill_missing_frames(own, order, ed, (2, 3))
+    assert frames[5].theta0_deg == pytest.approx(own[4].theta0_deg)
+    assert frames[5].span_deg == pytest.approx(120, abs=5)
+    # infarct in the septal 90 deg of the apex (theta 195-285 about the bisector 240): septal segment 14 only
+    lge = _lge_from(stack, (195, 285))
+    lge[:4][lge[:4] == 3] = 2  # apical slices 4 and 5 only
+    a = compute_aha(ed, None, volume(lge))
+    assert a.segment(14).transmurality_percent == pytest.approx(100.0, abs=6)
+    assert a.segment(13).transmurality_percent < 10 and a.segment(15).transmurality_percent < 10
+
+
+def test_short_contact_everywhere_is_kept():
+    """When every slice has only a short contact there is nothing better to borrow: the frames stay."""
+    from zeroclick.pipelines.cardiac.aha import cine_frames
+
+    rad, theta = polar()
+    stack = _stack(8)
+    for sl in stack:
+        sl[sl == 1] = 0
+        sl[(rad >= 18) & (rad < 30) & (theta > 225) & (theta < 255)] = 1
+    frames = cine_frames(volume(stack), tuple(range(6)))
+    assert len(frames) == 6 and all(f.span_deg < 60 for f in frames.values())

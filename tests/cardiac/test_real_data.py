@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from tests.cardiac.real_weights import weights_or_skip
 from zeroclick.pipelines.cardiac import run
 
 # 20 + 6 slices through the network: ~30 s on a quiet 2-core machine, minutes when it is shared
@@ -15,19 +16,8 @@ def _reference(shared_data):
     return json.loads((shared_data / "cmr" / "reference.json").read_text())
 
 
-def _weights_or_skip():
-    from zeroclick.imaging.errors import WeightsError
-    from zeroclick.weights.store import load_model
-
-    try:
-        load_model("acdc")
-        load_model("emidec")
-    except WeightsError as exc:
-        pytest.skip(f"weights not fetched: {exc}")
-
-
 def test_acdc_patient101_within_2_percent_of_reference(shared_data, tmp_path):
-    _weights_or_skip()
+    weights_or_skip()
     src = shared_data / "cmr" / "acdc"
     case = tmp_path / "patient101"
     case.mkdir()
@@ -46,7 +36,7 @@ def test_acdc_patient101_within_2_percent_of_reference(shared_data, tmp_path):
 
 
 def test_emidec_p087_myocardium_and_infarct(shared_data):
-    _weights_or_skip()
+    weights_or_skip()
     ref = _reference(shared_data)["emidec_P087"]["model_reference"]
     result = run(shared_data / "cmr" / "emidec" / "Case_P087.nii.gz", device="cpu")
     m = result.measurements

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.cardiac.real_weights import weights_or_skip
 from zeroclick.imaging.errors import InvalidInputError
 from zeroclick.pipelines.cardiac import validate
 from zeroclick.pipelines.cardiac.inputs import nifti_to_volume
@@ -146,22 +147,12 @@ def test_sunnybrook_contours_land_on_the_expert_phases_and_slices(shared_data):
     assert min(abs(a - shoelace) / shoelace for a in areas) < 0.03
 
 
-def _weights_or_skip():
-    from zeroclick.imaging.errors import WeightsError
-    from zeroclick.weights.store import load_model
-
-    try:
-        load_model("acdc")
-    except WeightsError as exc:
-        pytest.skip(f"weights not fetched: {exc}")
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_issue_11_acdc_basal_es_slices_follow_the_experts(shared_data, tmp_path):
     """Patients 101, 107 and 108: the network labels LV on basal ES slices that the experts left empty (EF off by
     4-24 points when every labelled voxel counts); with the SCMR rule EF is within 3 points of the manual labels'."""
-    _weights_or_skip()
+    weights_or_skip("acdc")
     data = shared_data / "cmr" / "acdc_test"
     if not (data / "patient107").is_dir():
         pytest.skip("ACDC test patients not in the shared data")
@@ -181,7 +172,7 @@ def test_issue_11_acdc_basal_es_slices_follow_the_experts(shared_data, tmp_path)
 def test_issue_11_sunnybrook_end_to_end_against_the_expert(shared_data):
     """Real GE cine DICOM: automatic ED/ES within one phase of the expert's, EF within 2 points of the manual
     contours' EF at the expert's phases."""
-    _weights_or_skip()
+    weights_or_skip("acdc")
     refs = [r for r in find_cases(shared_data / "cmr" / "sunnybrook") if r.case_id == "SCD0000101"]
     if not refs:
         pytest.skip("Sunnybrook SCD0000101 with contours not in the shared data")
