@@ -214,7 +214,9 @@ def cine_frames(ed: Volume, slices: tuple[int, ...]) -> dict[int, SliceFrame]:
     Measured: the real ACDC network on generated exams (phantom contact ~150 deg everywhere) drew 25 deg and
     100 deg apical contacts whose bisectors were 23 and 20 deg off (seeds 1 and 8): apical T1 segments off by
     up to 10 % native, 13 % post-contrast. On the ACDC manual labels (50 frames) the rule leaves out 5/154
-    basal, 9/156 mid and 38/106 apical slices (apical contacts: median 93 deg, 5th percentile 41 deg).
+    basal, 9/156 mid and 38/106 apical slices (apical contacts: median 93 deg, 5th percentile 41 deg); the
+    bisectors of the slices it leaves out lie a median 27.9 deg (90th percentile 40.9) from the mean of the
+    kept ones, those of the kept ones 7.2 deg (17.4).
     """
     found = {}
     for s in slices:
