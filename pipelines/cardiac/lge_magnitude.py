@@ -276,7 +276,9 @@ def place_cine_labels(cine_labels: Volume, target: Volume, *, register: bool = T
     mislead it there: moving the myocardium one pixel into epicardial fat (native T1 260 ms) lowers its median
     and so raises the contrast. On generated exams with the real cine network, a fitted native map's apical
     slice moved one pixel that way (+12 % contrast, no true shift) and its septal and lateral segments read
-    -7.7 % / +5.7 %; with the 1-pixel core the contrast has its maximum at no shift."""
+    -7.7 % / +5.7 %; with the 1-pixel core the contrast has its maximum at no shift. Known shifts of the maps
+    (3 shifts x native/post maps of seeds 1, 3, 7, truth cine labels) are found exactly in 16 of 18 cases with
+    the cores, in 9 of 18 with the whole masks (every native map one column off); all within one pixel."""
     placed, smooth = _propagate(cine_labels, target, (None, LABEL_SIGMA_PX))
     image = np.asarray(target.array, dtype=np.float64)
     spacing_rc = (target.spacing_mm[1], target.spacing_mm[2])
