@@ -10,7 +10,8 @@ Inputs are the series ``zeroclick scan`` classifies as ``t1_map`` (scanner maps,
   header names a ContrastBolusAgent; unlabelled maps: those with a median T1 below 60 % of the highest are;
   several series of one state (one series per slice, as scanners often write them) are pooled;
 * the myocardium comes from the cine, as for magnitude LGE (:mod:`zeroclick.pipelines.cardiac.lge_magnitude`): the
-  phase nearest the MOLLI trigger time, placed by DICOM geometry and registered in plane to the map; labels move
+  phase nearest the MOLLI trigger time, placed by DICOM geometry and registered in plane to the map (the contrast
+  taken on the 1-pixel cores the segments measure: ``place_cine_labels(core_px=CORE_RIM_PX)``); labels move
   between grids by Gaussian per-label interpolation, not nearest neighbour, because the 1-pixel rim below
   decides which pixels count (:func:`~zeroclick.pipelines.cardiac.lge_magnitude.propagate_labels`); infarct and
   MVO come from the LGE labels placed by geometry;

@@ -3,7 +3,14 @@ import pytest
 
 from tests.cardiac.phantom import polar, sax_slice, volume
 from zeroclick.imaging.volume import Volume
-from zeroclick.pipelines.cardiac.aha import cine_slice_frame, compute_aha, levels, segment_of
+from zeroclick.pipelines.cardiac.aha import (
+    cine_frames,
+    cine_slice_frame,
+    compute_aha,
+    fill_missing_frames,
+    levels,
+    segment_of,
+)
 
 
 def test_insertion_frame_follows_the_rv_interface():
@@ -87,8 +94,6 @@ def test_a_sliver_of_rv_contact_borrows_the_neighbours_insertion_points():
     """At the apex a network may draw only a sliver of RV against the LV (generated exam, seed 1: a 25 deg
     contact 84 deg off the true anterior insertion; the apical T1 segments read -7 % / +10 %). A contact much
     shorter than the stack's does not locate the insertion points: the slice takes its neighbour's frame."""
-    from zeroclick.pipelines.cardiac.aha import cine_frames, fill_missing_frames
-
     stack = _stack(8)
     rad, theta = polar()
     apex = stack[5]
@@ -111,8 +116,6 @@ def test_a_sliver_of_rv_contact_borrows_the_neighbours_insertion_points():
 
 def test_short_contact_everywhere_is_kept():
     """When every slice has only a short contact there is nothing better to borrow: the frames stay."""
-    from zeroclick.pipelines.cardiac.aha import cine_frames
-
     rad, theta = polar()
     stack = _stack(8)
     for sl in stack:

@@ -247,19 +247,19 @@ def test_t1_registration_undoes_known_breath_hold_shifts(exam3):
     seeds 1, 3 and 7 (3 shifts x native/post maps, truth cine labels): with the contrast of the 1-pixel cores 16 of
     18 exact (seed 1's native map one column off twice); with the whole masks 9 of 18 (every native map one column
     off), on seed 3 3 of 6."""
-    from zeroclick.imaging.dicom import scan
     from zeroclick.pipelines.cardiac.inputs import load_case
     from zeroclick.pipelines.cardiac.lge_magnitude import nearest_phase, place_cine_labels, trigger_time_ms
     from zeroclick.pipelines.cardiac.t1 import CORE_RIM_PX
 
     out, truth, _ = exam3
-    case = load_case(out / "dicom")
-    molli = next(iter(scan(out / "dicom").find("t1_molli_source"))).volume()
+    case = load_case(out / "dicom")  # one scan: the MOLLI sources and the maps are in case.t1
+    molli = next(v for v in case.t1 if v.meta["label"] == "t1_molli_source")
     phase = nearest_phase(case.cine, trigger_time_ms(molli), 0)
     cine = case.cine.phase(phase).with_array(truth["cine_sax"].array[phase].astype(np.uint8))
     exact = 0
-    for series in scan(out / "dicom").find("t1_map"):
-        vol = series.volume()
+    maps = [v for v in case.t1 if v.meta["label"] == "t1_map"]
+    assert len(maps) == 2
+    for vol in maps:
         row_mm, col_mm = vol.spacing_mm[1:]
         for shift in ((2, -3), (4, 1), (-3, -3)):
             moved = vol.with_array(np.roll(np.asarray(vol.array, dtype=np.float64), shift, axis=(1, 2)))
