@@ -38,6 +38,7 @@ from scipy import ndimage
 from zeroclick.imaging.volume import Volume
 from zeroclick.pipelines.cardiac.lge import CAVITY, HEALTHY, INFARCT, MVO, remote_statistics
 from zeroclick.pipelines.cardiac.result import LgeResult, PropagationInfo, QcFlag
+from zeroclick.pipelines.cardiac.volume_rule import without_off_axis_apex
 
 #: ACDC cine labels carried over: 1 RV cavity (dropped), 2 LV myocardium, 3 LV cavity.
 CINE_MYO, CINE_LV = 2, 3
@@ -479,9 +480,11 @@ def cine_labels_provider(cine: Volume, full_stacks: dict[int, np.ndarray], fallb
     Phases already segmented as whole stacks (ED, ES, all phases) are reused; another phase costs one
     whole-stack segmentation through ``segment([(phase, slices)]) -> [labels]`` and is kept for later calls.
     When the nearest phase is not segmented but a segmented one lies as near the trigger time as a cine's
-    temporal resolution allows, that one is used (see :func:`segmented_within_a_frame`).
+    temporal resolution allows, that one is used (see :func:`segmented_within_a_frame`). An apical end slice
+    that lies off the LV axis is cleared (:func:`~zeroclick.pipelines.cardiac.volume_rule.off_axis_apex`).
     """
     cache = dict(full_stacks)
+    cleaned: dict[int, np.ndarray] = {}
 
     def labels_at(trigger_ms: float | None) -> tuple[Volume, int]:
         p = nearest_phase(cine, trigger_ms, fallback_phase)
@@ -492,7 +495,9 @@ def cine_labels_provider(cine: Volume, full_stacks: dict[int, np.ndarray], fallb
             n = cine.spatial_shape[0]
             cache[p] = np.asarray(segment([(p, tuple(range(n)))])[0])
             labels_at.slices_inferred += n  # type: ignore[attr-defined]
-        return cine.phase(p).with_array(np.asarray(cache[p], dtype=np.uint8)), p
+        if p not in cleaned:  # the volume rule's apical check (rule 4), for a phase it may not have seen
+            cleaned[p] = without_off_axis_apex(np.asarray(cache[p], dtype=np.uint8))[0]
+        return cine.phase(p).with_array(cleaned[p]), p
 
     labels_at.slices_inferred = 0  # type: ignore[attr-defined]  # slices sent to the network for extra phases
     return labels_at

@@ -222,3 +222,22 @@ def test_cine_labels_provider_reuses_stacks_and_counts_new_ones():
     assert labels_at(610.0)[1] == 3 and labels_at(20.0)[1] == 0 and len(asked) == 1  # cached / given stacks
     assert labels_at.slices_inferred == 3
     assert labels_at(None)[1] == 0  # no trigger time: the fallback (ED) phase
+
+
+def test_cine_labels_provider_clears_an_off_axis_apex():
+    """The cine labels placed on LGE and T1 maps get the volume rule's apical check (rule 4) too: a blob the
+    network labels beyond the apex, off the LV axis, would otherwise become a ring of 'myocardium' on the LGE
+    slice there and shift the AHA levels by a slice."""
+    from zeroclick.pipelines.cardiac.lge_magnitude import cine_labels_provider
+
+    lab = np.zeros((5, 24, 24), np.uint8)
+    yy, xx = np.mgrid[:24, :24]
+    for s, r in enumerate((8, 8, 7, 5)):
+        lab[s][np.hypot(yy - 10, xx - 10) < r] = 2
+        lab[s][np.hypot(yy - 10, xx - 10) < r - 3] = 3
+    lab[4][np.hypot(yy - 20, xx - 20) < 3] = 2  # beyond the apex, 14 px off the axis
+    cine = Volume(np.zeros((1, 5, 24, 24), np.float32), np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0),
+                  trigger_times_ms=(0.0,))
+    vol, _ = cine_labels_provider(cine, {0: lab}, 0, None)(0.0)
+    assert not vol.array[4].any() and np.array_equal(vol.array[:4], lab[:4])
+    assert lab[4].any()  # the segmented stack itself is left as the network gave it

@@ -183,6 +183,31 @@ def test_issue_11_sunnybrook_end_to_end_against_the_expert(shared_data):
     assert abs(case.pipeline["lv_ef_percent"] - case.manual["lv_ef_percent"]) <= 2.0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_acdc_patient119_blob_beyond_the_apex_does_not_count(shared_data):
+    """Rule 4 on real data: at ED the network labels LV on a slice beyond the apex, off the LV axis, where the
+    expert drew nothing; it no longer counts, and every slice the expert labelled still does."""
+    weights_or_skip("acdc")
+    refs = [r for r in find_cases(shared_data / "cmr") if r.case_id == "patient119"]
+    if not refs:
+        pytest.skip("ACDC test patient 119 not in the shared data")
+    from zeroclick.pipelines.cardiac import run
+
+    case = refs[0].load()
+    result = run(case.inputs, device="cpu")
+    ed = case.inputs.phase_numbers.index(result.phases.ed_phase) if case.inputs.phase_numbers else result.phases.ed_phase
+    assert ed == case.ed_index  # the expert's ED: the manual labels below are those of the same phase
+    counted = result.function.counted_slices
+    apical = [e for e in counted.excluded if e.phase == "ED" and "apical end slice" in e.reason]
+    assert apical, counted.excluded
+    manual = np.asarray(case.manual_ed.array)
+    for e in apical:
+        assert not np.isin(manual[e.slice], (2, 3)).any()
+    expert_lv = {int(s) for s in np.flatnonzero(np.isin(manual, (2, 3)).reshape(manual.shape[0], -1).any(1))}
+    assert expert_lv <= set(counted.lv_ed) | {e.slice for e in counted.excluded if e.phase == "ED" and "annulus" in e.reason}
+
+
 def test_report_json_records_the_counted_slices(tmp_path):
     from zeroclick.pipelines.cardiac import run
 

@@ -116,3 +116,26 @@ def test_coverage_warns_only_when_geometry_shows_it():
 def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="scmr"):
         apply_volume_rule(_stack(), _stack(), rule="mine")
+
+
+def test_apical_end_slice_off_the_lv_axis_is_not_ventricle():
+    """Rule 4: the LV tapers to the apex. A blob the network labels beyond the apex, lying outside the LV of
+    the slices basal of it, does not count; an apical cap on the axis (however small) does."""
+    ed = _stack(n=7, radii=(7, 8, 8, 7, 5, 3, 0))
+    _ring(ed, 6, centre=(20, 33), r_cav=2, wall=3, rv=False)  # beyond the apex, off the axis (cf. ACDC patient 119)
+    inside = np.count_nonzero(np.isin(ed[6], (LV, MYO)) & np.isin(ed[4] | ed[5], (LV, MYO)))
+    assert 0 < inside < 0.5 * np.count_nonzero(np.isin(ed[6], (LV, MYO)))
+    out, es_out, rec = apply_volume_rule(ed, ed.copy())
+    assert not np.isin(out[6], (LV, MYO)).any() and not np.isin(es_out[6], (LV, MYO)).any()
+    assert np.array_equal(out[:6], ed[:6])
+    assert {(e.phase, e.slice) for e in rec.excluded if "apical end slice" in e.reason} == {("ED", 6), ("ES", 6)}
+    assert rec.lv_ed == (0, 1, 2, 3, 4, 5)
+    # a small cap on the axis, and a last slice under-segmented by the network (the union of two slices counts)
+    cap = _stack(n=7, radii=(7, 8, 8, 7, 5, 0, 0))
+    cap[5] = 0
+    cap[5][19:21, 19:21] = MYO  # the network kept 4 pixels of the slice before the end
+    _ring(cap, 6, r_cav=2, wall=2, rv=False)
+    out, _, rec = apply_volume_rule(cap, cap.copy())
+    assert np.array_equal(out, cap) and not [e for e in rec.excluded if "apical" in e.reason]
+    # the reference rule counts everything
+    assert np.array_equal(apply_volume_rule(ed, ed.copy(), rule="reference")[0], ed)
