@@ -3,8 +3,10 @@
 Convention (shared with the synthetic generator, docs/conventions.md):
 
 * LV slices = slices containing LV myocardium, ordered base -> apex
-  (:func:`zeroclick.pipelines.cardiac.function.order_base_to_apex`), split with ``numpy.array_split(..., 3)`` into
-  basal (segments 1-6), mid (7-12) and apical (13-16) thirds. Segment 17 is not reported.
+  (:func:`zeroclick.pipelines.cardiac.function.order_base_to_apex`). The apical end slices without LV cavity are
+  the apical cap, segment 17 ("the area of myocardium beyond the end of the LV cavity", Cerqueira et al.,
+  Circulation 2002;105:539), which is not reported; the others (:func:`aha_slices`) are split with
+  ``numpy.array_split(..., 3)`` into basal (segments 1-6), mid (7-12) and apical (13-16) thirds.
 * In each slice the centre is the centroid of LV cavity + myocardium. The RV insertion points are the two
   ends of the interface between RV cavity and LV myocardium; the anterior one is the one with the smaller
   patient y (LPS: +y is posterior). Angles are measured about the centre from the anterior insertion
@@ -170,6 +172,26 @@ def levels(base_to_apex: tuple[int, ...]) -> dict[int, str]:
     return out
 
 
+def aha_slices(labels: np.ndarray, *, lv_values=(2,), cavity_values=(3,)) -> tuple[int, ...]:
+    """LV slices base -> apex that take segments 1-16: :func:`order_base_to_apex` less the apical end slices
+    without cavity (the apical cap, segment 17). At least three slices remain.
+
+    Counting a cap slice in the thirds moves the level boundaries by a slice: on generated exams whose stack
+    cuts the apex tip (12-80 px of myocardium, no cavity) a network that sees no tip there, or draws one, moved
+    a heavily infarcted apical slice into the mid third (segments 7/8 off by up to 52 transmurality points).
+
+    Examples
+    --------
+    >>> lab = np.zeros((5, 6, 6), np.uint8); lab[:, 1:5, 1:5] = 2; lab[:3, 2:4, 2:4] = 3
+    >>> aha_slices(lab)                    # slices 3 and 4: myocardium without cavity at the apex
+    (0, 1, 2)
+    """
+    order = list(order_base_to_apex(labels, lv_values=lv_values, cavity_values=cavity_values))
+    while len(order) > 3 and not np.isin(labels[order[-1]], list(cavity_values)).any():
+        order.pop()
+    return tuple(order)
+
+
 def ray_thickness_mm(myo_mask: np.ndarray, frame: SliceFrame, spacing_rc) -> np.ndarray:
     """Myocardium chord length (mm) along 360 radial rays at relative angles 0.5, 1.5, ... 359.5 deg."""
     rows, cols = myo_mask.shape
@@ -302,7 +324,7 @@ def compute_aha(
 ) -> AhaResult:
     """AHA 16-segment values from the cine ED (and ES) masks and, when given, the LGE mask."""
     order = order_base_to_apex(ed.array)
-    slice_levels = levels(order)
+    slice_levels = levels(aha_slices(ed.array))
     own = cine_frames(ed, order)
     frames = fill_missing_frames(own, order, ed, (2, 3))
     ed_thick = segment_thickness_mm(ed, frames, slice_levels)
@@ -314,7 +336,8 @@ def compute_aha(
     trans: dict[int, tuple[float | None, float]] = {}
     if lge is not None and own:
         lge_order = order_base_to_apex(lge.array, lv_values=(2, 3, 4), cavity_values=(1,))
-        trans = segment_transmurality(lge, lge_frames(lge, ed, own, lge_order), levels(lge_order))
+        trans = segment_transmurality(lge, lge_frames(lge, ed, own, lge_order),
+                                      levels(aha_slices(lge.array, lv_values=(2, 3, 4), cavity_values=(1,))))
     segments = []
     for k, name in AHA_SEGMENT_NAMES.items():
         t_ed = ed_thick.get(k)
@@ -326,7 +349,7 @@ def compute_aha(
             thin_at_ed=None if t_ed is None else bool(t_ed < thin_wall_mm),
             transmurality_percent=tr, infarct_ml=inf_ml,
         ))
-    parts = [tuple(int(s) for s in p) for p in np.array_split(np.asarray(order, dtype=int), 3)]
+    parts = [tuple(int(s) for s in p) for p in np.array_split(np.asarray(aha_slices(ed.array), dtype=int), 3)]
     return AhaResult(
         segments=tuple(segments), thin_wall_threshold_mm=thin_wall_mm,
         basal_slices=parts[0], mid_slices=parts[1], apical_slices=parts[2],

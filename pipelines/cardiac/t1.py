@@ -180,18 +180,21 @@ def t1_map_of(source: Volume, cine_labels_at: CineLabelsAt, device: Any, *, trig
 
 
 def _level_map(target: Volume, slices: list[int], cine_ed: Volume, lge_mask: Volume | None) -> dict[int, str]:
-    """AHA level of each target slice: that of the nearest LGE slice (nearest cine ED slice without LGE)."""
+    """AHA level of each target slice: that of the nearest LGE slice (nearest cine ED slice without LGE); none
+    where the nearest is the apical cap (segment 17, :func:`~zeroclick.pipelines.cardiac.aha.aha_slices`)."""
     ref, lv_values, cav = (lge_mask, (2, 3, 4), (1,)) if lge_mask is not None else (cine_ed, (2,), (3,))
     order = order_base_to_apex(np.asarray(ref.array), lv_values=lv_values, cavity_values=cav)
     if not order:
         return {}
-    ref_levels = aha.levels(order)
+    ref_levels = aha.levels(aha.aha_slices(np.asarray(ref.array), lv_values=lv_values, cavity_values=cav))
     normal = cine_ed.slice_normal
-    pos = {k: float(ref.index_to_lps(np.array([k, 0.0, 0.0])) @ normal) for k in ref_levels}
+    pos = {k: float(ref.index_to_lps(np.array([k, 0.0, 0.0])) @ normal) for k in order}
     out = {}
     for s in slices:
         p = float(slice_origin_lps(target, s) @ normal)
-        out[s] = ref_levels[min(pos, key=lambda k: abs(pos[k] - p))]
+        level = ref_levels.get(min(pos, key=lambda k: abs(pos[k] - p)))
+        if level is not None:
+            out[s] = level
     return out
 
 

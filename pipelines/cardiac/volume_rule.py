@@ -73,7 +73,7 @@ from zeroclick.pipelines.cardiac.function import LV, MYO, RV, order_base_to_apex
 from zeroclick.pipelines.cardiac.result import CountedSlices, ExcludedSlice
 
 __all__ = ["MIN_LV_SURROUND", "VOLUME_RULES", "apply_volume_rule", "lv_surround_fraction", "off_axis_apex",
-           "without_off_axis_apex"]
+           "one_phase_rules"]
 
 VOLUME_RULES = ("scmr", "reference")
 
@@ -162,17 +162,7 @@ def apply_volume_rule(ed: np.ndarray, es: np.ndarray, *, rule: str = "scmr", min
                     f"keeps {100 * kept:.0f}% of its ED myocardial area (< {100 * min_es_myocardium:.0f}%) and no RV cavity"
                 excluded.append(ExcludedSlice("ES", s, "lv", f"{why}: the base has descended below it in systole "
                                               "(atria)"))
-        for s in _basal_walk(lab, step):  # rule 1
-            frac = lv_surround_fraction(lab[s])
-            cavity, below = (int(np.count_nonzero(lab[i] == LV)) for i in (s, s + step))
-            if frac is not None and frac >= min_surround and cavity >= MIN_BASAL_CAVITY_FRACTION * below:
-                break
-            _drop_lv(lab, s)
-            if frac is None or frac < min_surround:
-                why = "no LV cavity" if frac is None else f"cavity {100 * frac:.0f}% surrounded by myocardium " \
-                    f"(< {100 * min_surround:.0f}%)"
-            else:
-                why = f"cavity {cavity} px is under {100 * MIN_BASAL_CAVITY_FRACTION:.0f}% of the next slice's {below} px"
+        for s, why in _basal_rule(lab, step, min_surround):  # rule 1
             excluded.append(ExcludedSlice(phase, s, "lv", f"{why}: above the mitral annulus"))
         for s, inside in off_axis_apex(lab, step):  # rule 4
             _drop_lv(lab, s)
@@ -187,6 +177,24 @@ def apply_volume_rule(ed: np.ndarray, es: np.ndarray, *, rule: str = "scmr", min
                     excluded.append(ExcludedSlice(phase, s, "rv", "basal of the LV base at ED: right atrium "
                                                   "below the tricuspid valve"))
     return out["ED"], out["ES"], _record(rule, out["ED"], out["ES"], tuple(excluded))
+
+
+def _basal_rule(lab: np.ndarray, step: int, min_surround: float = MIN_LV_SURROUND) -> list[tuple[int, str]]:
+    """Rule 1 on one phase, in place: the basal slices dropped and why."""
+    out: list[tuple[int, str]] = []
+    for s in _basal_walk(lab, step):
+        frac = lv_surround_fraction(lab[s])
+        cavity, below = (int(np.count_nonzero(lab[i] == LV)) for i in (s, s + step))
+        if frac is not None and frac >= min_surround and cavity >= MIN_BASAL_CAVITY_FRACTION * below:
+            break
+        _drop_lv(lab, s)
+        if frac is None or frac < min_surround:
+            why = "no LV cavity" if frac is None else f"cavity {100 * frac:.0f}% surrounded by myocardium " \
+                f"(< {100 * min_surround:.0f}%)"
+        else:
+            why = f"cavity {cavity} px is under {100 * MIN_BASAL_CAVITY_FRACTION:.0f}% of the next slice's {below} px"
+        out.append((s, why))
+    return out
 
 
 def off_axis_apex(labels: np.ndarray, step: int, *, lv_values: Sequence[int] = (MYO, LV),
@@ -220,20 +228,21 @@ def off_axis_apex(labels: np.ndarray, step: int, *, lv_values: Sequence[int] = (
     return out
 
 
-def without_off_axis_apex(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[int, float]]]:
-    """``labels`` (one phase, ``[slice, row, col]``) with the LV of :func:`off_axis_apex`'s slices cleared (a copy
-    when any is), and those slices. For the cine labels placed on LGE and T1 maps, whose phase the volume rule
-    does not see."""
+def one_phase_rules(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The rules that need one phase only (1: the LV base; 4: an off-axis apex) applied to ``labels`` (one phase,
+    ``[slice, row, col]``): the labels with the dropped slices' LV cleared (a copy when any is), and those slices
+    with the reasons. For the cine labels placed on LGE and T1 maps, whose phase the ED/ES rule does not see (a
+    ring above the mitral annulus placed on an LGE slice is counted as myocardium and moves the AHA levels)."""
     order = order_base_to_apex(labels, lv_values=(MYO, LV))
     if len(order) < 2:
         return labels, []
-    dropped = off_axis_apex(labels, 1 if order[-1] > order[0] else -1)
-    if not dropped:
-        return labels, []
+    step = 1 if order[-1] > order[0] else -1
     out = np.array(labels, copy=True)
-    for s, _ in dropped:
+    dropped = [(s, f"{why}: above the mitral annulus") for s, why in _basal_rule(out, step)]
+    for s, inside in off_axis_apex(out, step):
         _drop_lv(out, s)
-    return out, dropped
+        dropped.append((s, f"apical end slice only {100 * inside:.0f}% within the LV of the two slices basal of it"))
+    return (out, dropped) if dropped else (labels, [])
 
 
 def _basal_walk(labels: np.ndarray, step: int) -> list[int]:

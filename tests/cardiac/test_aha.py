@@ -123,3 +123,23 @@ def test_short_contact_everywhere_is_kept():
         sl[(rad >= 18) & (rad < 30) & (theta > 225) & (theta < 255)] = 1
     frames = cine_frames(volume(stack), tuple(range(6)))
     assert len(frames) == 6 and all(f.span_deg < 60 for f in frames.values())
+
+
+def test_the_apical_cap_beyond_the_cavity_is_segment_17_not_an_apical_third():
+    """AHA 2002: myocardium beyond the end of the LV cavity is the apical cap (segment 17, not reported); it is
+    not one of the slices split into thirds. Counted as a slice, a cap cut by the stack moves a heavily infarcted
+    apical slice into the mid third (generated exams: segments 7/8 off by up to 32 points)."""
+    stack = _stack(8, n=7)
+    cap = sax_slice(0.0, 6.0, rv=False)  # myocardium disc, no cavity
+    stack[6] = cap
+    ed = volume(stack)
+    a = compute_aha(ed)
+    assert (a.basal_slices, a.mid_slices, a.apical_slices) == ((0, 1), (2, 3), (4, 5))
+    lge = _lge_from(stack, (0, 0))
+    lge[:4][lge[:4] == 2] = 3  # basal and mid thirds infarcted, the apical third not
+    lge[6][stack[6] == 2] = 3  # an infarcted cap: not in segments 13-16
+    a = compute_aha(ed, None, volume(lge))
+    assert all(a.segment(k).transmurality_percent == 0.0 for k in (13, 14, 15, 16))
+    assert a.segment(7).transmurality_percent == pytest.approx(100.0)
+    # without a cavity on every slice nothing is taken away from the three slices a stack needs
+    assert compute_aha(volume(np.stack([cap] * 3))).apical_slices == (2,)

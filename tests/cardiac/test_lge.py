@@ -241,3 +241,77 @@ def test_cine_labels_provider_clears_an_off_axis_apex():
     vol, _ = cine_labels_provider(cine, {0: lab}, 0, None)(0.0)
     assert not vol.array[4].any() and np.array_equal(vol.array[:4], lab[:4])
     assert lab[4].any()  # the segmented stack itself is left as the network gave it
+    # and volume rule 1: a basal ring open over more than half its cavity border is above the mitral annulus
+    lab[0][(lab[0] == 2) & (xx > 6)] = 0
+    vol, _ = cine_labels_provider(cine, {0: lab}, 0, None)(0.0)
+    assert not np.isin(vol.array[0], (2, 3)).any() and np.array_equal(vol.array[1:4], lab[1:4])
+
+
+def _apex_stack(apex_signal):
+    """Five slices base (0) -> apex (4): cine labels and a magnitude LGE at the myocardial null (myocardium ~100,
+    blood 300, an anterior infarct at 400 on slices 1-3); the apical end slice's myocardium at ``apex_signal``."""
+    yy, xx = np.mgrid[:48, :48]
+    r = np.hypot(yy - 24, xx - 24)
+    theta = np.degrees(np.arctan2(yy - 24, xx - 24)) % 360
+    lab = np.zeros((5, 48, 48), np.uint8)
+    img = np.random.default_rng(0).normal(100.0, 8.0, (5, 48, 48))
+    for s, cav in enumerate((12, 11, 10, 8, 4)):
+        lab[s][r < cav + 6] = 2
+        lab[s][r < cav] = 3
+        img[s][r < cav] = 300.0
+    scar = (lab == 2) & ((theta < 90) | (theta > 330))[None]
+    scar[0] = scar[4] = False
+    img[scar] = 400.0
+    img[4][lab[4] == 2] = apex_signal + np.random.default_rng(1).normal(0, 8.0, int((lab[4] == 2).sum()))
+    vol = lambda a: Volume(a, np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0), meta={"label": "lge_mag"})  # noqa: E731
+    return vol(lab), vol(img)
+
+
+def test_apical_end_slice_neither_nulled_nor_enhanced_is_left_out():
+    """Inversion recovery at the myocardial null: myocardium is dark, or bright where infarcted. An apical end slice
+    whose 'myocardium' is uniformly in between (tissue beyond the apex taken for ventricle by the cine network:
+    96-100 % of its pixels on generated exams) is left out of the LGE mask, with a warning; an apical slice that
+    is nulled, or infarcted, stays."""
+    from zeroclick.pipelines.cardiac.lge_magnitude import magnitude_lge_mask
+
+    cine, image = _apex_stack(200.0)  # between remote + 3 SD (~124) and the half-maximum (~250)
+    mask, info, flags = magnitude_lge_mask(cine, image, cine_phase=0)
+    assert info.left_out_slices == (4,) and not mask.array[4].any()
+    assert [f.severity for f in flags if f.code == "lge_apical_slice_not_myocardium"] == ["warning"]
+    assert np.isin(mask.array[:4], (2, 3, 4)).any(axis=(1, 2)).all()
+    for apex_signal in (100.0, 400.0):  # nulled, or a transmural apical infarct
+        cine, image = _apex_stack(apex_signal)
+        mask, info, flags = magnitude_lge_mask(cine, image, cine_phase=0)
+        assert info.left_out_slices == () and np.isin(mask.array[4], (2, 3, 4)).any(), apex_signal
+        assert not [f for f in flags if f.code == "lge_apical_slice_not_myocardium"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_issue_17_real_networks_magnitude_only_transmurality(tmp_path_factory, tmp_path):
+    """Generated exam seed 10 without PSIR, real cine network. The network labels 762-811 px of LV on the cine
+    slice just beyond the apex (truth: none); placed on the LGE it was counted as a slice of myocardium, the
+    thirds moved by one slice and segment 7 read 73 % (truth 38 %), segment 13 38 % (truth 90 %). That slice's
+    placed myocardium is neither nulled nor enhanced, so it is left out: every segment within 10 points."""
+    import json
+
+    from tests.cardiac.real_weights import weights_or_skip
+    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.inputs import load_case
+
+    weights_or_skip("acdc")
+    out = tmp_path_factory.mktemp("lge-mag-real") / "exam"
+    generate_exam(out, n_images=minimum_images(post_contrast_t1=True), seed=10, post_contrast_t1=True)
+    gt = json.loads((out / "ground_truth.json").read_text())
+    truth_lge = load_truth(out)["lge"].array
+    result = run(load_case(_dicom_without(out, tmp_path, "lge_psir")))
+    assert result.status == "ok", [q.message for q in result.qc]
+    lge = result.lge
+    beyond = [s for s in lge.propagation.left_out_slices if not np.isin(truth_lge[s], (2, 3, 4)).any()]
+    assert beyond and beyond == list(lge.propagation.left_out_slices)
+    assert not set(beyond) & set(lge.lv_slices)
+    assert lge.infarct_percent_of_myocardium == pytest.approx(gt["infarct_percent_of_myocardium"], abs=3.0)
+    for s in range(1, 17):
+        assert lge.segment_transmurality_percent[s] == pytest.approx(gt["segment_transmurality_percent"][str(s)],
+                                                                     abs=10.0), s

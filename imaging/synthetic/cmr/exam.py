@@ -433,9 +433,11 @@ def _t1_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any], resu
         "segment_rule": truth.T1_SEGMENT_RULE,
     }
     lge_z = extras["lge_z"]
-    levels_lge = truth.lv_levels(lge_base_to_apex)
-    levels = {s: levels_lge.get(min(range(len(lge_z)), key=lambda k: abs(lge_z[k] - z)), 1)
-              for s, z in enumerate(extras["map_z"])}
+    lge_f = float(ph.contraction(design.heart, LGE_CYCLE_FRACTION))
+    levels_lge = truth.lv_levels(truth.without_apical_cap(
+        lge_base_to_apex, lambda k: heart.section_areas(lge_z[k], lge_f, n_theta=8).r_endo_mm > 0))
+    nearest = {s: min(lge_base_to_apex, key=lambda k: abs(lge_z[k] - z)) for s, z in enumerate(extras["map_z"])}
+    levels = {s: levels_lge[k] for s, k in nearest.items() if k in levels_lge}  # none at the apical cap
     out_t1["segments"] = truth.t1_segment_truth(labels, spec.planes, heart, levels, native, post_t1 if post else None,
                                                 sq.HEMATOCRIT)
     out_t1["truth_grids"] = {"t1": {

@@ -52,6 +52,15 @@ def lv_levels(slices_base_to_apex: list[int]) -> dict[int, int]:
     return out
 
 
+def without_apical_cap(base_to_apex: list[int], has_cavity) -> list[int]:
+    """The slices that take segments 1-16: the apical end slices without LV cavity are the apical cap (segment
+    17, "myocardium beyond the end of the LV cavity", Cerqueira et al. 2002). At least three remain."""
+    out = list(base_to_apex)
+    while len(out) > 3 and not has_cavity(out[-1]):
+        out.pop()
+    return out
+
+
 def volume_affine(planes: tuple[Plane, ...]) -> np.ndarray:
     """4x4 (slice, row, col, 1) -> LPS affine of a stack of parallel planes (zeroclick.imaging.volume contract)."""
     p0 = planes[0]
@@ -155,7 +164,7 @@ def analytic_figures(heart: ph.HeartModel, sax_z: list[float], n_phases: int, sp
     lge = [heart.section_areas(z, lge_f) for z in lge_z]
     lge_lv = [k for k, a in enumerate(lge) if a.r_epi_mm > 0]
     base_to_apex = sorted(lge_lv, key=lambda k: lge_z[k])
-    levels = lv_levels(base_to_apex)
+    levels = lv_levels(without_apical_cap(base_to_apex, lambda k: lge[k].r_endo_mm > 0))
     seg_inf = dict.fromkeys(range(1, 17), 0.0)
     seg_myo = dict.fromkeys(range(1, 17), 0.0)
     for k, level in levels.items():
@@ -194,7 +203,7 @@ def label_figures(cine: np.ndarray, lge: np.ndarray, cine_voxel_ml: float, lge_v
     myo = lge >= 2
     inf = lge >= 3
     lv_slices = [k for k in range(lge.shape[0]) if myo[k].any()]
-    levels = lv_levels(sorted(lv_slices, key=lambda k: lge_z[k]))
+    levels = lv_levels(without_apical_cap(sorted(lv_slices, key=lambda k: lge_z[k]), lambda k: bool((lge[k] == 1).any())))
     seg_inf = dict.fromkeys(range(1, 17), 0)
     seg_myo = dict.fromkeys(range(1, 17), 0)
     for k, level in levels.items():
