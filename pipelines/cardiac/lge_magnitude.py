@@ -439,7 +439,7 @@ def unfit_apical_slices(labels: np.ndarray, image: np.ndarray, *, max_fraction: 
     took for ventricle (liver, diaphragm: intermediate signal) is neither over most of its area. Measured with
     NULLED_SD = 3: on nine generated exams (seeds 1, 3-10, real cine network) the placed apical end slices that
     lie beyond the apex or on its tip (truth 0-80 px of myocardium, the network's 55-813 px) are 96-100 %
-    intermediate, the 81 LV slices 4-26 %; on the real EMIDEC case P087 the LGE network's myocardium is 2-40 %
+    intermediate, the 80 LV slices 4-26 %; on the real EMIDEC case P087 the LGE network's myocardium is 2-40 %
     per slice (40 % on its apical slice, partial volume with blood). A basal slice above the annulus on one
     exam (72 %) is not looked at: only the apical end is walked.
     """
