@@ -178,7 +178,7 @@ def aha_slices(labels: np.ndarray, *, lv_values=(2,), cavity_values=(3,)) -> tup
 
     Counting a cap slice in the thirds moves the level boundaries by a slice: on generated exams whose stack
     cuts the apex tip (12-80 px of myocardium, no cavity) a network that sees no tip there, or draws one, moved
-    a heavily infarcted apical slice into the mid third (segments 7/8 off by up to 52 transmurality points).
+    an infarcted slice between the mid and apical thirds: segments 7/8 up to 32 transmurality points off.
 
     Examples
     --------

@@ -302,8 +302,8 @@ class PropagationInfo:
     band_changed_pixels: int = 0
     threshold_signal: float | None = None
     method: str = ""
-    #: target slices where the placed myocardium did not fit and was left out (magnitude LGE: apical end slices
-    #: neither nulled nor enhanced, :func:`~zeroclick.pipelines.cardiac.lge_magnitude.unfit_apical_slices`)
+    #: target slices where the placed myocardium did not fit and was left out (magnitude LGE: end slices
+    #: neither nulled nor enhanced, :func:`~zeroclick.pipelines.cardiac.lge_magnitude.unfit_end_slices`)
     left_out_slices: tuple[int, ...] = ()
 
 

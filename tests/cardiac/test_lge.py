@@ -247,43 +247,50 @@ def test_cine_labels_provider_clears_an_off_axis_apex():
     assert not np.isin(vol.array[0], (2, 3)).any() and np.array_equal(vol.array[1:4], lab[1:4])
 
 
-def _apex_stack(apex_signal):
-    """Five slices base (0) -> apex (4): cine labels and a magnitude LGE at the myocardial null (myocardium ~100,
-    blood 300, an anterior infarct at 400 on slices 1-3); the apical end slice's myocardium at ``apex_signal``."""
+def _end_stack(apex_signal, base_signal=100.0):
+    """Six slices base (0) -> apex (5): cine labels and a magnitude LGE at the myocardial null (myocardium ~100,
+    blood 300, an anterior infarct at 400 on slices 2-4); the myocardium of the apical end slice at
+    ``apex_signal``, of the basal end slice at ``base_signal``."""
     yy, xx = np.mgrid[:48, :48]
     r = np.hypot(yy - 24, xx - 24)
     theta = np.degrees(np.arctan2(yy - 24, xx - 24)) % 360
-    lab = np.zeros((5, 48, 48), np.uint8)
-    img = np.random.default_rng(0).normal(100.0, 8.0, (5, 48, 48))
-    for s, cav in enumerate((12, 11, 10, 8, 4)):
+    lab = np.zeros((6, 48, 48), np.uint8)
+    img = np.random.default_rng(0).normal(100.0, 8.0, (6, 48, 48))
+    for s, cav in enumerate((12, 12, 11, 10, 8, 4)):
         lab[s][r < cav + 6] = 2
         lab[s][r < cav] = 3
         img[s][r < cav] = 300.0
     scar = (lab == 2) & ((theta < 90) | (theta > 330))[None]
-    scar[0] = scar[4] = False
+    scar[:2] = scar[5] = False
     img[scar] = 400.0
-    img[4][lab[4] == 2] = apex_signal + np.random.default_rng(1).normal(0, 8.0, int((lab[4] == 2).sum()))
+    noise = np.random.default_rng(1)
+    for s, signal in ((5, apex_signal), (0, base_signal)):
+        img[s][lab[s] == 2] = signal + noise.normal(0, 8.0, int((lab[s] == 2).sum()))
     vol = lambda a: Volume(a, np.diag([8.0, 1.0, 1.0, 1.0]), (8.0, 1.0, 1.0), meta={"label": "lge_mag"})  # noqa: E731
     return vol(lab), vol(img)
 
 
-def test_apical_end_slice_neither_nulled_nor_enhanced_is_left_out():
-    """Inversion recovery at the myocardial null: myocardium is dark, or bright where infarcted. An apical end slice
-    whose 'myocardium' is uniformly in between (tissue beyond the apex taken for ventricle by the cine network:
-    96-100 % of its pixels on generated exams) is left out of the LGE mask, with a warning; an apical slice that
-    is nulled, or infarcted, stays."""
+def test_end_slice_neither_nulled_nor_enhanced_is_left_out():
+    """Inversion recovery at the myocardial null: myocardium is dark, or bright where infarcted. An end slice whose
+    'myocardium' is mostly in between (tissue beyond the apex taken for ventricle by the cine network: 96-100 %
+    of its pixels on generated exams; a basal ring sharing the slab with atrial blood: 72 %) is left out of the
+    LGE mask, with a warning; an end slice that is nulled, or infarcted, stays."""
     from zeroclick.pipelines.cardiac.lge_magnitude import magnitude_lge_mask
 
-    cine, image = _apex_stack(200.0)  # between remote + 3 SD (~124) and the half-maximum (~250)
-    mask, info, flags = magnitude_lge_mask(cine, image, cine_phase=0)
-    assert info.left_out_slices == (4,) and not mask.array[4].any()
-    assert [f.severity for f in flags if f.code == "lge_apical_slice_not_myocardium"] == ["warning"]
-    assert np.isin(mask.array[:4], (2, 3, 4)).any(axis=(1, 2)).all()
-    for apex_signal in (100.0, 400.0):  # nulled, or a transmural apical infarct
-        cine, image = _apex_stack(apex_signal)
+    code = "lge_end_slice_not_myocardium"
+    for apex, base, out in ((200.0, 100.0, (5,)), (100.0, 200.0, (0,)), (200.0, 200.0, (5, 0))):
+        # 200: between remote + 3 SD (~124) and the half-maximum of the enhancement (~250)
+        cine, image = _end_stack(apex, base)
         mask, info, flags = magnitude_lge_mask(cine, image, cine_phase=0)
-        assert info.left_out_slices == () and np.isin(mask.array[4], (2, 3, 4)).any(), apex_signal
-        assert not [f for f in flags if f.code == "lge_apical_slice_not_myocardium"]
+        assert info.left_out_slices == out and not mask.array[list(out)].any(), (apex, base)
+        assert [f.severity for f in flags if f.code == code] == ["warning"]
+        kept = [s for s in range(6) if s not in out]
+        assert np.isin(mask.array[kept], (2, 3, 4)).any(axis=(1, 2)).all()
+    for apex_signal in (100.0, 400.0):  # nulled, or a transmural apical infarct
+        cine, image = _end_stack(apex_signal)
+        mask, info, flags = magnitude_lge_mask(cine, image, cine_phase=0)
+        assert info.left_out_slices == () and np.isin(mask.array[5], (2, 3, 4)).any(), apex_signal
+        assert not [f for f in flags if f.code == code]
 
 
 @pytest.mark.slow
@@ -292,7 +299,7 @@ def test_issue_17_real_networks_magnitude_only_transmurality(tmp_path_factory, t
     """Generated exam seed 10 without PSIR, real cine network. The network labels 762-811 px of LV on the cine
     slice just beyond the apex (truth: none); placed on the LGE it was counted as a slice of myocardium, the
     thirds moved by one slice and segment 7 read 73 % (truth 38 %), segment 13 38 % (truth 90 %). That slice's
-    placed myocardium is neither nulled nor enhanced, so it is left out: every segment within 10 points."""
+    placed myocardium is neither nulled nor enhanced, so it is left out: every segment within 10 points (6.2)."""
     import json
 
     from tests.cardiac.real_weights import weights_or_skip
