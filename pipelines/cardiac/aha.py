@@ -308,6 +308,20 @@ def segment_transmurality(lge: Volume, frames: dict[int, SliceFrame], slice_leve
     }
 
 
+def lge_transmurality(lge: Volume, ed: Volume, own: dict[int, SliceFrame] | None = None
+                      ) -> dict[int, tuple[float | None, float]]:
+    """Per segment (transmurality percent, infarct mL) of EMIDEC labels ``lge``, each LGE slice taking the
+    insertion directions of the nearest cine ED slice (``own``: the ED frames, computed when not given) and the
+    levels of the LGE stack's own :func:`aha_slices`."""
+    if own is None:
+        own = cine_frames(ed, order_base_to_apex(ed.array))
+    if not own:
+        return {}
+    lge_order = order_base_to_apex(lge.array, lv_values=(2, 3, 4), cavity_values=(1,))
+    return segment_transmurality(lge, lge_frames(lge, ed, own, lge_order),
+                                 levels(aha_slices(lge.array, lv_values=(2, 3, 4), cavity_values=(1,))))
+
+
 def _insertion_source(own: dict[int, SliceFrame], frames: dict[int, SliceFrame]) -> str:
     if not own:
         return "none (no RV contact found)"
@@ -324,7 +338,8 @@ def compute_aha(
 ) -> AhaResult:
     """AHA 16-segment values from the cine ED (and ES) masks and, when given, the LGE mask."""
     order = order_base_to_apex(ed.array)
-    slice_levels = levels(aha_slices(ed.array))
+    thirds = aha_slices(ed.array)
+    slice_levels = levels(thirds)
     own = cine_frames(ed, order)
     frames = fill_missing_frames(own, order, ed, (2, 3))
     ed_thick = segment_thickness_mm(ed, frames, slice_levels)
@@ -333,11 +348,7 @@ def compute_aha(
         es_slices = tuple(s for s in order if np.any(es.array[s] == 2))
         es_frames = fill_missing_frames(cine_frames(es, es_slices), es_slices, es, (2, 3))
         es_thick = segment_thickness_mm(es, es_frames, slice_levels)
-    trans: dict[int, tuple[float | None, float]] = {}
-    if lge is not None and own:
-        lge_order = order_base_to_apex(lge.array, lv_values=(2, 3, 4), cavity_values=(1,))
-        trans = segment_transmurality(lge, lge_frames(lge, ed, own, lge_order),
-                                      levels(aha_slices(lge.array, lv_values=(2, 3, 4), cavity_values=(1,))))
+    trans = lge_transmurality(lge, ed, own) if lge is not None else {}
     segments = []
     for k, name in AHA_SEGMENT_NAMES.items():
         t_ed = ed_thick.get(k)
@@ -349,7 +360,7 @@ def compute_aha(
             thin_at_ed=None if t_ed is None else bool(t_ed < thin_wall_mm),
             transmurality_percent=tr, infarct_ml=inf_ml,
         ))
-    parts = [tuple(int(s) for s in p) for p in np.array_split(np.asarray(aha_slices(ed.array), dtype=int), 3)]
+    parts = [tuple(int(s) for s in p) for p in np.array_split(np.asarray(thirds, dtype=int), 3)]
     return AhaResult(
         segments=tuple(segments), thin_wall_threshold_mm=thin_wall_mm,
         basal_slices=parts[0], mid_slices=parts[1], apical_slices=parts[2],

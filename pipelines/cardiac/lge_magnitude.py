@@ -412,21 +412,20 @@ def magnitude_labels(placed: np.ndarray, image: np.ndarray, *, method: str = "fw
     return lab, changed, thr
 
 
-def _intermediate_fraction(labels: np.ndarray, image: np.ndarray, s: int) -> float | None:
+def _intermediate_fraction(labels: np.ndarray, image: np.ndarray, s: int, peaks: dict[int, float]) -> float | None:
     """Fraction of slice ``s``'s myocardium (EMIDEC 2/3/4) that is neither nulled nor enhanced, judged against
-    the other slices: remote mean + :data:`NULLED_SD` SD and their half-maximum of the enhancement."""
+    the other slices: remote mean + :data:`NULLED_SD` SD and their half-maximum of the enhancement (``peaks``:
+    each slice's largest median-filtered myocardium signal, as the FWHM rule takes it)."""
     others = labels.copy()
     others[s] = 0
     remote = remote_statistics(others, image)
-    myo_others = np.isin(others, (HEALTHY, INFARCT, MVO))
     myo = np.isin(labels[s], (HEALTHY, INFARCT, MVO))
-    if remote is None or not myo_others.any() or not myo.any():
+    other_peaks = [v for k, v in peaks.items() if k != s and np.isin(others[k], (HEALTHY, INFARCT, MVO)).any()]
+    if remote is None or not other_peaks or not myo.any():
         return None
     mean, sd = remote
-    peak = max(float(ndimage.median_filter(image[k], size=3)[myo_others[k]].max())
-               for k in range(labels.shape[0]) if myo_others[k].any())
     values = image[s][myo]
-    return float(np.mean((values > mean + NULLED_SD * sd) & (values < mean + 0.5 * (peak - mean))))
+    return float(np.mean((values > mean + NULLED_SD * sd) & (values < mean + 0.5 * (max(other_peaks) - mean))))
 
 
 def unfit_end_slices(labels: np.ndarray, image: np.ndarray, *, max_fraction: float = MAX_INTERMEDIATE_FRACTION
@@ -445,11 +444,13 @@ def unfit_end_slices(labels: np.ndarray, image: np.ndarray, *, max_fraction: flo
     (0.6) more than half the ring is not myocardium (the SCMR 50 % partial-volume convention, with a margin).
     """
     order = list(order_base_to_apex(labels, lv_values=(HEALTHY, INFARCT, MVO), cavity_values=(CAVITY,)))
+    myo = np.isin(labels, (HEALTHY, INFARCT, MVO))
+    peaks = {k: float(ndimage.median_filter(image[k], size=3)[myo[k]].max()) for k in order}
     out: list[tuple[int, float]] = []
     work = labels
     for end in (-1, 0):
         while len(order) > 3:
-            frac = _intermediate_fraction(work, image, order[end])
+            frac = _intermediate_fraction(work, image, order[end], peaks)
             if frac is None or frac <= max_fraction:
                 break
             out.append((order[end], frac))
@@ -570,15 +571,9 @@ def cine_labels_provider(cine: Volume, full_stacks: dict[int, np.ndarray], fallb
 
 def segment_transmurality(mask: Volume, cine_ed: Volume) -> dict[int, float | None]:
     """Per-segment transmurality (%) of EMIDEC labels, with the insertion points of the cine ED mask."""
-    from zeroclick.pipelines.cardiac import aha
-    from zeroclick.pipelines.cardiac.function import order_base_to_apex
+    from zeroclick.pipelines.cardiac.aha import lge_transmurality
 
-    own = aha.cine_frames(cine_ed, order_base_to_apex(cine_ed.array))
-    order = order_base_to_apex(np.asarray(mask.array), lv_values=(2, 3, 4), cavity_values=(1,))
-    trans = aha.segment_transmurality(mask, aha.lge_frames(mask, cine_ed, own, order),
-                                      aha.levels(aha.aha_slices(np.asarray(mask.array), lv_values=(2, 3, 4),
-                                                                cavity_values=(1,))))
-    return {k: v[0] for k, v in trans.items()}
+    return {k: v[0] for k, v in lge_transmurality(mask, cine_ed).items()}
 
 
 def magnitude_lge(lge: Volume, labels_at: Any, *, method: str = "fwhm") -> tuple[Volume, LgeResult, list[QcFlag]]:

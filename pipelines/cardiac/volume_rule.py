@@ -165,10 +165,8 @@ def apply_volume_rule(ed: np.ndarray, es: np.ndarray, *, rule: str = "scmr", min
                                               "(atria)"))
         for s, why in _basal_rule(lab, step, min_surround):  # rule 1
             excluded.append(ExcludedSlice(phase, s, "lv", f"{why}: above the mitral annulus"))
-        for s, inside in off_axis_apex(lab, step):  # rule 4
-            _drop_lv(lab, s)
-            excluded.append(ExcludedSlice(phase, s, "lv", f"apical end slice only {100 * inside:.0f}% within the LV of "
-                                          f"the two slices basal of it (< {100 * MIN_APEX_INSIDE:.0f}%): not ventricle"))
+        for s, why in _apex_rule(lab, step):  # rule 4
+            excluded.append(ExcludedSlice(phase, s, "lv", why))
         lv = _lv_slices(lab)
         if lv and phase == "ED":  # rule 3: RV blood basal of the LV counted at ED is right atrium
             base = lv[0] if step > 0 else lv[-1]
@@ -195,6 +193,16 @@ def _basal_rule(lab: np.ndarray, step: int, min_surround: float = MIN_LV_SURROUN
         else:
             why = f"cavity {cavity} px is under {100 * MIN_BASAL_CAVITY_FRACTION:.0f}% of the next slice's {below} px"
         out.append((s, why))
+    return out
+
+
+def _apex_rule(lab: np.ndarray, step: int) -> list[tuple[int, str]]:
+    """Rule 4 on one phase, in place: the apical end slices dropped and why."""
+    out = []
+    for s, inside in off_axis_apex(lab, step):
+        _drop_lv(lab, s)
+        out.append((s, f"apical end slice only {100 * inside:.0f}% within the LV of the two slices basal of it "
+                       f"(< {100 * MIN_APEX_INSIDE:.0f}%): not ventricle"))
     return out
 
 
@@ -239,10 +247,7 @@ def one_phase_rules(labels: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str
         return labels, []
     step = 1 if order[-1] > order[0] else -1
     out = np.array(labels, copy=True)
-    dropped = [(s, f"{why}: above the mitral annulus") for s, why in _basal_rule(out, step)]
-    for s, inside in off_axis_apex(out, step):
-        _drop_lv(out, s)
-        dropped.append((s, f"apical end slice only {100 * inside:.0f}% within the LV of the two slices basal of it"))
+    dropped = [(s, f"{why}: above the mitral annulus") for s, why in _basal_rule(out, step)] + _apex_rule(out, step)
     return (out, dropped) if dropped else (labels, [])
 
 

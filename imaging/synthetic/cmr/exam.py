@@ -345,7 +345,8 @@ def _ground_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any],
     rv_edv, rv_esv = rv[0], rv[es]
     lge_myo, infarct, mvo = a.lge_myocardium_ml, a.infarct_ml, a.mvo_ml
     base_index = min(range(n_sax), key=lambda k: extras["sax_z"][k])
-    t1_truth = _t1_truth(out, design, extras, results, idx, heart, a.lge_lv_slices_base_to_apex)
+    t1_truth = _t1_truth(out, design, extras, results, idx, heart, a.lge_lv_slices_base_to_apex,
+                         a.lge_aha_slices_base_to_apex)
     gt: dict[str, Any] = {
         "lv_edv_ml": round(edv, 3), "lv_esv_ml": round(esv, 3), "lv_sv_ml": round(edv - esv, 3),
         "lv_ef_percent": round(100.0 * (edv - esv) / edv, 3),
@@ -409,7 +410,8 @@ def _insertion_directions(heart: ph.HeartModel) -> dict[str, list[float]]:
 
 
 def _t1_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any], results: list[render.TaskResult],
-              idx: dict[str, int], heart: ph.HeartModel, lge_base_to_apex: list[int]) -> dict[str, Any]:
+              idx: dict[str, int], heart: ph.HeartModel, lge_base_to_apex: list[int],
+              lge_aha_slices: list[int]) -> dict[str, Any]:
     """Exact T1 / ECV truth: per region (the tissue tables) and per AHA segment on the map slices."""
     spec = design.series[idx["t1_map"]]
     regions: dict[int, np.ndarray] = {}
@@ -433,9 +435,7 @@ def _t1_truth(out: Path, design: render.ExamDesign, extras: dict[str, Any], resu
         "segment_rule": truth.T1_SEGMENT_RULE,
     }
     lge_z = extras["lge_z"]
-    lge_f = float(ph.contraction(design.heart, LGE_CYCLE_FRACTION))
-    levels_lge = truth.lv_levels(truth.without_apical_cap(
-        lge_base_to_apex, lambda k: heart.section_areas(lge_z[k], lge_f, n_theta=8).r_endo_mm > 0))
+    levels_lge = truth.lv_levels(lge_aha_slices)
     nearest = {s: min(lge_base_to_apex, key=lambda k: abs(lge_z[k] - z)) for s, z in enumerate(extras["map_z"])}
     levels = {s: levels_lge[k] for s, k in nearest.items() if k in levels_lge}  # none at the apical cap
     out_t1["segments"] = truth.t1_segment_truth(labels, spec.planes, heart, levels, native, post_t1 if post else None,

@@ -139,6 +139,7 @@ class AnalyticFigures:
     es_phase: int
     sax_lv_slices_ed: list[int]
     lge_lv_slices_base_to_apex: list[int]
+    lge_aha_slices_base_to_apex: list[int]  # less the apical cap (segment 17): the slices split into thirds
     lge_myocardium_ml: float
     infarct_ml: float
     mvo_ml: float
@@ -164,7 +165,8 @@ def analytic_figures(heart: ph.HeartModel, sax_z: list[float], n_phases: int, sp
     lge = [heart.section_areas(z, lge_f) for z in lge_z]
     lge_lv = [k for k, a in enumerate(lge) if a.r_epi_mm > 0]
     base_to_apex = sorted(lge_lv, key=lambda k: lge_z[k])
-    levels = lv_levels(without_apical_cap(base_to_apex, lambda k: lge[k].r_endo_mm > 0))
+    thirds = without_apical_cap(base_to_apex, lambda k: lge[k].r_endo_mm > 0)
+    levels = lv_levels(thirds)
     seg_inf = dict.fromkeys(range(1, 17), 0.0)
     seg_myo = dict.fromkeys(range(1, 17), 0.0)
     for k, level in levels.items():
@@ -176,7 +178,7 @@ def analytic_figures(heart: ph.HeartModel, sax_z: list[float], n_phases: int, sp
             seg_myo[int(s)] += float(np.sum(a.myo_density[m]))
     return AnalyticFigures(
         lv_volume_curve_ml=lv, rv_volume_curve_ml=rv, myo_volume_curve_ml=myo, es_phase=es,
-        sax_lv_slices_ed=ed_slices, lge_lv_slices_base_to_apex=base_to_apex,
+        sax_lv_slices_ed=ed_slices, lge_lv_slices_base_to_apex=base_to_apex, lge_aha_slices_base_to_apex=thirds,
         lge_myocardium_ml=sum(a.lv_myo_mm2 for a in lge) * lge_spacing_mm / 1000.0,
         infarct_ml=sum(a.infarct_mm2 for a in lge) * lge_spacing_mm / 1000.0,
         mvo_ml=sum(a.mvo_mm2 for a in lge) * lge_spacing_mm / 1000.0,
