@@ -35,6 +35,7 @@ from zeroclick.pipelines.cardiac.inputs import CaseInputs, load_case
 from zeroclick.pipelines.cardiac.lge import compute_lge
 from zeroclick.pipelines.cardiac.lge_magnitude import (
     cine_labels_provider,
+    compare_paths,
     is_magnitude,
     magnitude_lge,
     segment_transmurality,
@@ -208,7 +209,8 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
 
     # --- cine: ED/ES search, then function -------------------------------------------------------
     slices_inferred = 0
-    masks: dict[str, Volume | None] = {"cine_ed": None, "cine_es": None, "cine_all": None, "lge": None}
+    masks: dict[str, Volume | None] = {"cine_ed": None, "cine_es": None, "cine_all": None, "lge": None,
+                                       "lge_magnitude": None}
     function: FunctionResult | None = None
     phases: PhaseChoice | None = None
     t_inf = 0.0
@@ -260,6 +262,7 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
     # --- LGE -----------------------------------------------------------------------------------
     lge: LgeResult | None = None
     lge_mag: LgeResult | None = None
+    mag_mask: Volume | None = None
     mag_volume = case.lge if magnitude_only else case.lge_magnitude
     if mag_volume is not None and labels_at is not None:
         t0 = time.perf_counter()
@@ -307,10 +310,10 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         qc += check_geometry(case.cine, case.lge, cine_labels=masks["cine_ed"], lge_labels=masks["lge"])
     if function is not None and lge is not None:
         qc += check_lge_against_cine(lge, function)
-    if lge_mag is not None and lge is not None and lge.infarct_percent_of_myocardium is not None and \
-            lge_mag.infarct_percent_of_myocardium is not None:
-        lge_mag = dataclasses.replace(lge_mag, infarct_percent_difference_points=round(
-            lge_mag.infarct_percent_of_myocardium - lge.infarct_percent_of_myocardium, 3))
+    if lge_mag is not None and lge is not None and masks["lge"] is not None and mag_mask is not None:
+        lge, lge_mag, paths_qc = compare_paths(masks["lge"], mag_mask, lge, lge_mag)
+        masks["lge_magnitude"] = mag_mask
+        qc += paths_qc
     t1_result = None
     if case.t1 and labels_at is not None and masks["cine_ed"] is not None:
         t1_result, t1_qc = compute_t1(case.t1, cine_labels_at=labels_at, cine_ed=masks["cine_ed"],

@@ -103,7 +103,7 @@ def write_outputs(result: CardiacResult, out_dir: str | os.PathLike[str]) -> lis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name in ("cine_ed", "cine_es", "cine_all", "lge"):
+    for name in ("cine_ed", "cine_es", "cine_all", "lge", "lge_magnitude"):
         vol = getattr(result.masks, name)
         if vol is not None:
             p = out / "masks" / f"{name}_labels.nii.gz"

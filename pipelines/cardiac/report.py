@@ -239,7 +239,7 @@ def render_report(result: CardiacResult, *, study_date: str | None = None,
         fig.text(x, 0.905, label, fontsize=8.5, color="0.35", va="top")
         fig.text(x, 0.889, value, fontsize=16, color=color, fontweight="bold", va="top")
     # what the exam shows, in words (no indication assumed)
-    fig.text(0.04, 0.857, "\n".join(_wrap(line, 150) for line in text.findings(result)), fontsize=7.5, va="top")
+    fig.text(0.04, 0.857, "\n".join(_wrap(line, 135) for line in text.findings(result)), fontsize=7.5, va="top")
 
     # images: ED and ES on the same mid-ventricular slice and crop, LGE on its own mid slice
     axes = [fig.add_axes((0.04 + i * 0.32, 0.585, 0.28, 0.22)) for i in range(3)]
@@ -382,7 +382,8 @@ def _draw_risk_and_qc(fig, result: CardiacResult, *, qc_top: float) -> None:
     # QC in plain words
     y_qc = qc_top
     fig.text(0.04, y_qc, "Quality control", fontsize=9, fontweight="bold", va="top")
-    issues = [q for q in result.qc if q.severity in ("warning", "error")]
+    # errors first: what makes a value invalid is what the page must show when space runs out
+    issues = sorted((q for q in result.qc if q.severity in ("warning", "error")), key=lambda q: q.severity != "error")
     qc_lines = [(("✖ " if q.severity == "error" else "! ") + q.message,
               "#b00000" if q.severity == "error" else "#a06000") for q in issues]
     qc_lines += [("! " + w, "#a06000") for w in result.warnings if w not in {q.message for q in issues}]

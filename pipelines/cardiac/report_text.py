@@ -118,8 +118,18 @@ def findings(result: Any) -> list[str]:
             out.append("LGE: no infarct-type enhancement detected by the model.")
         else:
             extra = f", microvascular obstruction {mvo:.1f} % of LV" if mvo else ""
-            out.append(f"LGE: infarct-type enhancement in {infarct:.1f} % of LV myocardium{extra}.")
+            out.append(f"LGE: infarct-type enhancement in {infarct:.1f} % of LV myocardium{extra}{_magnitude(result)}.")
     return out
+
+
+def _magnitude(result: Any) -> str:
+    """With both LGE reconstructions: the magnitude path's infarct and the slices the LGE network missed."""
+    mag = result.lge_magnitude
+    if mag is None or mag.infarct_percent_of_myocardium is None or result.lge is None:
+        return ""
+    missed = result.lge.network_missed_slices
+    note = f"; the LGE network missed slice{'s' if len(missed) > 1 else ''} {', '.join(map(str, missed))}" if missed else ""
+    return f" (magnitude path: {mag.infarct_percent_of_myocardium:.1f} %{note})"
 
 
 @dataclass(frozen=True)

@@ -286,6 +286,9 @@ class LgeResult(_PlainNumbers):
     propagation: PropagationInfo | None = None
     #: on an exam with both reconstructions: this result's infarct % minus the other one's (points)
     infarct_percent_difference_points: float | None = None
+    #: on an exam with both reconstructions, for the PSIR (network) result: LGE slices where the network labels
+    #: less than half of the myocardium that the magnitude path (the cine myocardium) finds there
+    network_missed_slices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -428,6 +431,9 @@ class CardiacMasks:
     cine_es: Volume | None = None
     cine_all: Volume | None = None
     lge: Volume | None = None
+    #: the magnitude path's labels (EMIDEC values) when the exam also has a PSIR reconstruction (``lge`` is then
+    #: the network's); on a magnitude-only exam they are ``lge`` itself
+    lge_magnitude: Volume | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -536,7 +542,8 @@ class CardiacResult:
             "qc": _plain(self.qc),
             "warnings": list(self.warnings),
             "provenance": _plain(self.provenance),
-            "masks": {k: _volume_summary(getattr(self.masks, k)) for k in ("cine_ed", "cine_es", "cine_all", "lge")
+            "masks": {k: _volume_summary(getattr(self.masks, k)) for k in ("cine_ed", "cine_es", "cine_all", "lge",
+                                                                         "lge_magnitude")
                       if getattr(self.masks, k) is not None},
         }
 

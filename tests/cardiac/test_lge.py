@@ -136,6 +136,10 @@ def test_issue_17_both_reconstructions_agree(generated):
     assert result.lge.infarct_percent_of_myocardium == pytest.approx(gt["label_figures"]["infarct_ml"]
                                                                      / gt["label_figures"]["lge_myocardium_ml"] * 100)
     assert result.to_dict()["lge_magnitude"]["infarct_percent_difference_points"] == pytest.approx(diff)
+    # the network (here the truth) covers every slice the magnitude path finds: no false alarm
+    assert result.lge.network_missed_slices == ()
+    assert not {"lge_network_missed_slices", "lge_paths_disagree"} & {q.code for q in result.qc}
+    assert result.masks.lge_magnitude is not None and result.masks.lge_magnitude.array.shape == result.masks.lge.array.shape
 
 
 @pytest.mark.slow
@@ -293,25 +297,124 @@ def test_end_slice_neither_nulled_nor_enhanced_is_left_out():
         assert not [f for f in flags if f.code == code]
 
 
+def _rings(n_slices, with_infarct=True):
+    """EMIDEC rings (cavity 1, myocardium 2, an infarct block 3) on ``n_slices`` 1-mm slices of 48x48."""
+    yy, xx = np.mgrid[:48, :48]
+    r = np.hypot(yy - 24, xx - 24)
+    lab = np.zeros((n_slices, 48, 48), np.uint8)
+    lab[:, r < 9] = 1
+    lab[:, (r >= 9) & (r < 14)] = 2
+    if with_infarct:
+        lab[:, (r >= 9) & (r < 14) & (yy < 20)] = 3
+    return lab
+
+
+def test_network_missed_slices_names_the_slice_the_network_left_out():
+    """Both reconstructions: the magnitude path has myocardium on four slices, the network on three."""
+    from zeroclick.pipelines.cardiac.lge_magnitude import network_missed_slices
+
+    aff = np.diag([8.0, 1.0, 1.0, 1.0])
+    mag = Volume(_rings(4), aff, (8.0, 1.0, 1.0))
+    net_lab = _rings(4, with_infarct=False)
+    net_lab[0] = 0  # apical slice missed
+    net_lab[1][:, :26] = 0  # more than half the ring of the next one lost: missed too
+    net_lab[2][:, :20] = 0  # about 40% lost: covered, not reported
+    missed = network_missed_slices(Volume(net_lab, aff, (8.0, 1.0, 1.0)), mag)
+    assert [s for s, _, _ in missed] == [0, 1]
+    ring = np.isin(mag.array[0], (2, 3))
+    assert missed[0][1] == 0.0 and missed[1][1] < 0.5
+    assert missed[0][2] == pytest.approx(np.count_nonzero(mag.array[0] == 3) * 8.0 / 1000.0)  # infarct mL there
+    assert ring.sum() > 100  # above the 100 mm^2 floor
+    # a network that covers everything: nothing; and a magnitude mask on another grid is carried over first
+    assert network_missed_slices(Volume(_rings(4, False), aff, (8.0, 1.0, 1.0)), mag) == []
+    fine = Volume(np.repeat(np.repeat(_rings(4), 2, axis=1), 2, axis=2), np.diag([8.0, 0.5, 0.5, 1.0]),
+                  (8.0, 0.5, 0.5))
+    assert [s for s, _, _ in network_missed_slices(Volume(net_lab, aff, (8.0, 1.0, 1.0)), fine)] == [0, 1]
+
+
+def test_paths_that_disagree_by_more_than_3_points_are_flagged():
+    from zeroclick.pipelines.cardiac.lge_magnitude import compare_paths
+
+    aff = np.diag([8.0, 1.0, 1.0, 1.0])
+    mag_vol = Volume(_rings(4), aff, (8.0, 1.0, 1.0))
+    net_lab = _rings(4)
+    net_lab[0] = 0
+    net_vol = Volume(net_lab, aff, (8.0, 1.0, 1.0))
+    psir, mag = compute_lge(net_vol, None), compute_lge(mag_vol, None)
+    psir2, mag2, flags = compare_paths(net_vol, mag_vol, psir, mag)
+    assert psir2.network_missed_slices == (0,)
+    assert mag2.infarct_percent_difference_points == pytest.approx(
+        mag.infarct_percent_of_myocardium - psir.infarct_percent_of_myocardium)
+    assert {f.code for f in flags} == {"lge_network_missed_slices"}  # same infarct share on every slice: agree
+    assert all(f.severity == "warning" for f in flags)
+    thin = net_lab.copy()
+    thin[thin == 3] = 2  # the network sees no infarct
+    _, mag3, flags3 = compare_paths(Volume(thin, aff, (8.0, 1.0, 1.0)), mag_vol, compute_lge(
+        Volume(thin, aff, (8.0, 1.0, 1.0)), None), mag)
+    assert mag3.infarct_percent_difference_points > 3.0
+    assert "lge_paths_disagree" in {f.code for f in flags3}
+
+
+@pytest.fixture(scope="module")
+def seed10(tmp_path_factory):
+    """Generated exam seed 10 with both LGE reconstructions and post-contrast T1 (real-network tests)."""
+    import json
+
+    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
+
+    out = tmp_path_factory.mktemp("lge-mag-real") / "exam"
+    generate_exam(out, n_images=minimum_images(post_contrast_t1=True), seed=10, post_contrast_t1=True)
+    return out, load_truth(out), json.loads((out / "ground_truth.json").read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_issue_17_real_networks_magnitude_only_transmurality(tmp_path_factory, tmp_path):
+def test_real_psir_network_missing_the_apex_is_flagged(seed10, tmp_path):
+    """Real networks, both reconstructions. The EMIDEC network labels none of the apical LGE slice's myocardium
+    on the generated PSIR (it did so on all twelve generated exams tried, seeds 1, 3-13), where the truth holds
+    myocardium and infarct; the magnitude path keeps it. The PSIR result names the slice and warns."""
+    from tests.cardiac.real_weights import weights_or_skip
+    from zeroclick.pipelines.cardiac import run
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.outputs import write_outputs
+    from zeroclick.pipelines.cardiac.report_text import findings
+
+    weights_or_skip()
+    out, truth, gt = seed10
+    result = run(load_case(out / "dicom"))
+    missed = result.lge.network_missed_slices
+    assert missed, [q.message for q in result.qc]
+    truth_lge = truth["lge"].array
+    px_mm2 = truth["lge"].spacing_mm[1] * truth["lge"].spacing_mm[2]
+    for s in missed:  # a real slice of myocardium, and the network has less than half of it
+        myo = np.isin(truth_lge[s], (2, 3, 4))
+        assert myo.sum() * px_mm2 >= 100.0
+        assert np.count_nonzero(myo & np.isin(result.masks.lge.array[s], (2, 3, 4))) < 0.5 * myo.sum()
+    assert "lge_network_missed_slices" in {q.code for q in result.qc}
+    assert result.status == "ok"  # a warning: both figures are reported, the magnitude one covers the slice
+    assert result.lge_magnitude.infarct_percent_of_myocardium == pytest.approx(gt["infarct_percent_of_myocardium"],
+                                                                               abs=3.0)
+    lge_line = next(x for x in findings(result) if x.startswith("LGE:"))
+    assert f"magnitude path: {result.lge_magnitude.infarct_percent_of_myocardium:.1f} %" in lge_line
+    assert "the LGE network missed slice" in lge_line and str(missed[0]) in lge_line
+    written = write_outputs(result, tmp_path / "out")
+    assert tmp_path / "out" / "masks" / "lge_magnitude_labels.nii.gz" in written
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_issue_17_real_networks_magnitude_only_transmurality(seed10, tmp_path):
     """Generated exam seed 10 without PSIR, real cine network. The network labels 762-811 px of LV on the cine
     slice just beyond the apex (truth: none); placed on the LGE it was counted as a slice of myocardium, the
     thirds moved by one slice and segment 7 read 73 % (truth 38 %), segment 13 38 % (truth 90 %). That slice's
     placed myocardium is neither nulled nor enhanced, so it is left out: every segment within 10 points (6.2)."""
-    import json
-
     from tests.cardiac.real_weights import weights_or_skip
-    from zeroclick.imaging.synthetic.cmr import generate_exam, load_truth, minimum_images
     from zeroclick.pipelines.cardiac import run
     from zeroclick.pipelines.cardiac.inputs import load_case
 
     weights_or_skip("acdc")
-    out = tmp_path_factory.mktemp("lge-mag-real") / "exam"
-    generate_exam(out, n_images=minimum_images(post_contrast_t1=True), seed=10, post_contrast_t1=True)
-    gt = json.loads((out / "ground_truth.json").read_text())
-    truth_lge = load_truth(out)["lge"].array
+    out, truth, gt = seed10
+    truth_lge = truth["lge"].array
     result = run(load_case(_dicom_without(out, tmp_path, "lge_psir")))
     assert result.status == "ok", [q.message for q in result.qc]
     lge = result.lge
