@@ -263,18 +263,28 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
     lge: LgeResult | None = None
     lge_mag: LgeResult | None = None
     mag_mask: Volume | None = None
+    mag_valid = True
     mag_volume = case.lge if magnitude_only else case.lge_magnitude
     if mag_volume is not None and labels_at is not None:
         t0 = time.perf_counter()
         _progress.stage("magnitude LGE on the cine myocardium")
         mag_mask, lge_mag, mag_qc = magnitude_lge(mag_volume, labels_at)
+        if not magnitude_only:  # beside PSIR the magnitude path is a second opinion: its findings are warnings
+            mag_valid = not any(q.severity == "error" for q in mag_qc)
+            mag_qc = [dataclasses.replace(q, severity="warning" if q.severity == "error" else q.severity,
+                                          stage="lge_magnitude", affects=(),
+                                          message=f"magnitude LGE (second reconstruction): {q.message}"
+                                          + ("" if q.severity != "error" else "; its figures are not valid and the "
+                                             "two reconstructions are not compared")) for q in mag_qc]
         qc += mag_qc
         if magnitude_only:
             lge, lge_mag, masks["lge"] = lge_mag, None, mag_mask
             qc += check_masks(mag_mask, phase="LGE", myo=(2, 3, 4), stage="lge") + check_lge(lge)
-        elif masks["cine_ed"] is not None:
-            lge_mag = dataclasses.replace(lge_mag, segment_transmurality_percent=segment_transmurality(
-                mag_mask, masks["cine_ed"]))
+        else:
+            masks["lge_magnitude"] = mag_mask
+            if masks["cine_ed"] is not None:
+                lge_mag = dataclasses.replace(lge_mag, segment_transmurality_percent=segment_transmurality(
+                    mag_mask, masks["cine_ed"]))
         seconds["lge_magnitude"] = time.perf_counter() - t0
     if case.lge is not None and lge_segmenter is not None:
         t0 = time.perf_counter()
@@ -310,9 +320,8 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         qc += check_geometry(case.cine, case.lge, cine_labels=masks["cine_ed"], lge_labels=masks["lge"])
     if function is not None and lge is not None:
         qc += check_lge_against_cine(lge, function)
-    if lge_mag is not None and lge is not None and masks["lge"] is not None and mag_mask is not None:
+    if lge_mag is not None and lge is not None and masks["lge"] is not None and mag_mask is not None and mag_valid:
         lge, lge_mag, paths_qc = compare_paths(masks["lge"], mag_mask, lge, lge_mag)
-        masks["lge_magnitude"] = mag_mask
         qc += paths_qc
     t1_result = None
     if case.t1 and labels_at is not None and masks["cine_ed"] is not None:

@@ -123,9 +123,10 @@ def findings(result: Any) -> list[str]:
 
 
 def _magnitude(result: Any) -> str:
-    """With both LGE reconstructions: the magnitude path's infarct and the slices the LGE network missed."""
+    """With both LGE reconstructions: the magnitude path's infarct and the slices the LGE network missed (only when
+    the two were compared, i.e. the magnitude path passed its QC)."""
     mag = result.lge_magnitude
-    if mag is None or mag.infarct_percent_of_myocardium is None or result.lge is None:
+    if mag is None or mag.infarct_percent_difference_points is None or result.lge is None:
         return ""
     missed = result.lge.network_missed_slices
     note = f"; the LGE network missed slice{'s' if len(missed) > 1 else ''} {', '.join(map(str, missed))}" if missed else ""

@@ -140,6 +140,35 @@ def test_issue_17_both_reconstructions_agree(generated):
     assert result.lge.network_missed_slices == ()
     assert not {"lge_network_missed_slices", "lge_paths_disagree"} & {q.code for q in result.qc}
     assert result.masks.lge_magnitude is not None and result.masks.lge_magnitude.array.shape == result.masks.lge.array.shape
+    from zeroclick.pipelines.cardiac.report_text import findings
+
+    lge_line = next(x for x in findings(result) if x.startswith("LGE:"))
+    assert "magnitude path:" in lge_line and "missed" not in lge_line
+
+
+@pytest.mark.slow
+def test_a_magnitude_misfit_beside_psir_does_not_invalidate_the_psir_figures(generated):
+    """Both reconstructions, the magnitude series unusable (noise): the PSIR figures stay valid and the run ``ok``;
+    the magnitude path's misfit is a warning about the second reconstruction, and the paths are not compared."""
+    import dataclasses
+
+    from zeroclick.pipelines.cardiac.inputs import load_case
+    from zeroclick.pipelines.cardiac.report_text import findings
+
+    out, truth, gt = generated
+    case = load_case(out / "dicom")
+    noise = np.random.default_rng(0).normal(500.0, 5.0, case.lge_magnitude.array.shape)
+    case = dataclasses.replace(case, lge_magnitude=case.lge_magnitude.with_array(noise))
+    result = _truth_run(case, truth)
+    assert result.status == "ok", [(q.code, q.severity) for q in result.qc]
+    misfit = [q for q in result.qc if q.code == "lge_propagated_myocardium_misfit"]
+    assert misfit and misfit[0].severity == "warning" and misfit[0].affects == ()
+    assert "magnitude" in misfit[0].message
+    assert "infarct_percent_of_myocardium" not in result.to_dict()["measurements_not_valid"]
+    assert result.lge_magnitude.infarct_percent_difference_points is None
+    assert not {"lge_network_missed_slices", "lge_paths_disagree"} & {q.code for q in result.qc}
+    assert result.masks.lge_magnitude is not None  # written for review all the same
+    assert "magnitude path" not in next(x for x in findings(result) if x.startswith("LGE:"))
 
 
 @pytest.mark.slow
