@@ -34,6 +34,7 @@ from zeroclick.pipelines.cardiac.function import compute_function
 from zeroclick.pipelines.cardiac.inputs import CaseInputs, load_case
 from zeroclick.pipelines.cardiac.lge import compute_lge
 from zeroclick.pipelines.cardiac.lge_magnitude import (
+    as_second_opinion,
     cine_labels_provider,
     compare_paths,
     is_magnitude,
@@ -269,13 +270,8 @@ def _run(source: str | Path | CaseInputs, *, device: str, all_phases: bool, prio
         t0 = time.perf_counter()
         _progress.stage("magnitude LGE on the cine myocardium")
         mag_mask, lge_mag, mag_qc = magnitude_lge(mag_volume, labels_at)
-        if not magnitude_only:  # beside PSIR the magnitude path is a second opinion: its findings are warnings
-            mag_valid = not any(q.severity == "error" for q in mag_qc)
-            mag_qc = [dataclasses.replace(q, severity="warning" if q.severity == "error" else q.severity,
-                                          stage="lge_magnitude", affects=(),
-                                          message=f"magnitude LGE (second reconstruction): {q.message}"
-                                          + ("" if q.severity != "error" else "; its figures are not valid and the "
-                                             "two reconstructions are not compared")) for q in mag_qc]
+        if not magnitude_only:  # beside PSIR the magnitude path is a second opinion
+            mag_qc, mag_valid = as_second_opinion(mag_qc)
         qc += mag_qc
         if magnitude_only:
             lge, lge_mag, masks["lge"] = lge_mag, None, mag_mask

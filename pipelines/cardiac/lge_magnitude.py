@@ -551,6 +551,17 @@ def compare_paths(network: Volume, magnitude: Volume, psir: LgeResult, mag: LgeR
     return psir, mag, flags
 
 
+def as_second_opinion(flags: list[QcFlag]) -> tuple[list[QcFlag], bool]:
+    """The magnitude path's QC findings when a PSIR reconstruction is the primary LGE: warnings of stage
+    ``lge_magnitude`` that invalidate none of the PSIR result's fields (their ``affects`` name fields of the
+    primary result). Returns them and whether the magnitude path passed (no error), i.e. may be compared."""
+    valid = not any(q.severity == "error" for q in flags)
+    tail = "; its figures are not valid and the two reconstructions are not compared"
+    return [replace(q, severity="warning" if q.severity == "error" else q.severity, stage="lge_magnitude", affects=(),
+                    message=f"magnitude LGE (second reconstruction): {q.message}{tail if q.severity == 'error' else ''}")
+            for q in flags], valid
+
+
 def check_fit(info: PropagationInfo, *, stage: str) -> list[QcFlag]:
     """QC of a propagated myocardium: image contrast and registration moves."""
     flags: list[QcFlag] = []

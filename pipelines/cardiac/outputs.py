@@ -13,6 +13,7 @@ half-written report that looks complete.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -103,7 +104,7 @@ def write_outputs(result: CardiacResult, out_dir: str | os.PathLike[str]) -> lis
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name in ("cine_ed", "cine_es", "cine_all", "lge", "lge_magnitude"):
+    for name in (f.name for f in dataclasses.fields(result.masks)):
         vol = getattr(result.masks, name)
         if vol is not None:
             p = out / "masks" / f"{name}_labels.nii.gz"

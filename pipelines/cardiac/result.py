@@ -542,9 +542,8 @@ class CardiacResult:
             "qc": _plain(self.qc),
             "warnings": list(self.warnings),
             "provenance": _plain(self.provenance),
-            "masks": {k: _volume_summary(getattr(self.masks, k)) for k in ("cine_ed", "cine_es", "cine_all", "lge",
-                                                                         "lge_magnitude")
-                      if getattr(self.masks, k) is not None},
+            "masks": {f.name: _volume_summary(getattr(self.masks, f.name)) for f in dataclasses.fields(self.masks)
+                      if getattr(self.masks, f.name) is not None},
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
